@@ -1,0 +1,45 @@
+"""Turning uint8 image batches into model inputs on the training device: random affine
+augmentation of the whole batch at once, then normalization. No per-sample Python."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig
+
+
+class BatchPrep:
+    def __init__(self, dataset_cfg: DictConfig, channels_last: bool = True):
+        self.mean = float(dataset_cfg.mean)
+        self.std = float(dataset_cfg.std)
+        aug = dataset_cfg.augment
+        self.augment = bool(aug.enabled) and (aug.max_shift > 0 or aug.max_rotate > 0 or aug.max_scale > 0)
+        self.max_shift = float(aug.max_shift)
+        self.max_rotate = math.radians(float(aug.max_rotate))
+        self.max_scale = float(aug.max_scale)
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+
+    def __call__(self, images: torch.Tensor, train: bool, generator: torch.Generator | None = None) -> torch.Tensor:
+        x = images.float().div_(255)
+        if train and self.augment:
+            x = self.random_affine(x, generator)
+        x = x.sub_(self.mean).div_(self.std)
+        return x.contiguous(memory_format=self.memory_format)
+
+    def random_affine(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """Rotate, scale and shift each image by its own random amount (one grid_sample call)."""
+        n, _, h, w = x.shape
+
+        def uniform(*shape: int) -> torch.Tensor:  # in [-1, 1)
+            return torch.rand(*shape, device=x.device, generator=generator) * 2 - 1
+
+        angle = uniform(n) * self.max_rotate
+        scale = 1 + uniform(n) * self.max_scale
+        # affine_grid works in [-1, 1] coordinates: one pixel is 2 / size
+        shift = uniform(n, 2) * self.max_shift * torch.tensor([2 / w, 2 / h], device=x.device)
+        cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+        theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        return F.grid_sample(x, grid, align_corners=False, padding_mode="zeros")

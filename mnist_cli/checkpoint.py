@@ -1,0 +1,90 @@
+"""Checkpoints: plain data only (tensors, numbers, strings, lists, dicts), written atomically and
+read with torch.load(weights_only=True), so a checkpoint can never run code.
+
+A checkpoint holds: format, version, the run's resolved config, the model's name, class count and
+weights, the objective, the epoch, the metrics history and the best epoch; last.ckpt also holds the
+optimizer, scheduler, grad-scaler and RNG states needed to resume.
+"""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from mnist_cli.errors import UserError
+from mnist_cli.models import build_model
+from mnist_cli.models.classifier import Classifier
+from mnist_cli.run_dir import atomic_path
+
+FORMAT = "mnist-cli-checkpoint"
+VERSION = 1
+
+
+def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
+    with atomic_path(path) as tmp:
+        torch.save({"format": FORMAT, "version": VERSION, **payload}, tmp)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Load and check a checkpoint; every way it can be wrong ends in a UserError."""
+    if not path.is_file():
+        raise UserError(f"checkpoint {path} does not exist; pass a run directory or a .ckpt file")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise UserError(
+            f"{path}: refused: it holds Python objects beyond plain data, and loading it could run code; "
+            "use a checkpoint written by mnist"
+        ) from None
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as e:
+        first = (str(e).splitlines() or [type(e).__name__])[0]
+        raise UserError(f"{path}: not a readable checkpoint, truncated or corrupt ({first}); use another checkpoint") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise UserError(f"{path}: not an mnist checkpoint; pass a checkpoint written by `mnist pretrain` or `mnist finetune`")
+    if ckpt.get("version") != VERSION:
+        raise UserError(f"{path}: checkpoint version {ckpt.get('version')} is not supported (this mnist reads {VERSION})")
+    return ckpt
+
+
+def resolve_checkpoint(arg: str, outputs_root: str) -> Path:
+    """`ckpt=` may be a .ckpt file, a run directory (its best.ckpt), or `latest`."""
+    if arg == "latest":
+        found = sorted(Path(outputs_root).glob("**/checkpoints/best.ckpt"), key=lambda p: p.stat().st_mtime)
+        if not found:
+            raise UserError(f"ckpt=latest: no checkpoints under {outputs_root}/; run `mnist pretrain` first")
+        return found[-1]
+    path = Path(arg).expanduser()
+    if path.is_dir():
+        best = path / "checkpoints" / "best.ckpt"
+        if not best.is_file():
+            raise UserError(f"ckpt={arg}: no checkpoints/best.ckpt in that directory; is it a finished training run?")
+        return best
+    return path
+
+
+def model_from_checkpoint(ckpt: dict[str, Any]) -> Classifier:
+    """Rebuild the model from the config saved in the checkpoint and load its weights."""
+    model = build_model(OmegaConf.create(ckpt["config"]["model"]), ckpt["num_classes"])
+    model.load_state_dict(ckpt["model"])
+    return model
+
+
+def inherit_config(cfg: DictConfig, ckpt: dict[str, Any], overrides: list[str]) -> None:
+    """Make a finetune/eval config describe the checkpoint's model, and its data set unless the
+    command line chose one: `dataset=...` picks another, `dataset.key=...` adjusts the saved one."""
+    saved = ckpt["config"]
+    chosen_model = [o.split("=", 1)[1] for o in overrides if o.startswith("model=")]
+    if chosen_model and chosen_model[0] != saved["model"]["name"]:
+        raise UserError(
+            f"model={chosen_model[0]} does not match the checkpoint, which holds a {saved['model']['name']}; "
+            "drop model= (the model comes from the checkpoint)"
+        )
+    cfg.model = saved["model"]
+    if not any(o.startswith("dataset=") for o in overrides):
+        dotted = [o.removeprefix("dataset.") for o in overrides if o.startswith("dataset.")]
+        cfg.dataset = OmegaConf.merge(saved["dataset"], OmegaConf.from_dotlist(dotted))

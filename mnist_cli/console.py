@@ -1,0 +1,55 @@
+"""What the terminal shows: a live progress bar while training, and rich tables of results."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+console = Console()
+
+
+def training_progress() -> Progress:
+    """One bar per epoch with the running loss and accuracy; silent when not on a terminal
+    (the per-epoch log lines say the same)."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.4f}  acc {task.fields[acc]:.4f}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    )
+
+
+def print_key_values(title: str, values: dict[str, Any]) -> None:
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    for key, value in values.items():
+        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    console.print(table)
+
+
+def print_per_class(title: str, classes: Sequence[str], per_class: list[dict[str, float]]) -> None:
+    table = Table(title=title, title_justify="left")
+    for name in ("class", "precision", "recall", "f1", "support"):
+        table.add_column(name, justify="left" if name == "class" else "right")
+    for name, row in zip(classes, per_class):
+        table.add_row(name, f"{row['precision']:.4f}", f"{row['recall']:.4f}", f"{row['f1']:.4f}", str(row["support"]))
+    console.print(table)
+
+
+def print_confusion(classes: Sequence[str], matrix: list[list[int]]) -> None:
+    table = Table(title="Confusion matrix (rows: true, columns: predicted)", title_justify="left")
+    table.add_column("")
+    for name in classes:
+        table.add_column(name[:8], justify="right")
+    for i, (name, row) in enumerate(zip(classes, matrix)):
+        cells = [f"[bold]{v}[/]" if i == j else (str(v) if v else "[dim]0[/]") for j, v in enumerate(row)]
+        table.add_row(name[:12], *cells)
+    console.print(table)

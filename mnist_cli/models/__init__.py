@@ -1,0 +1,28 @@
+"""The model registry: a model name in conf/model/<name>.yaml maps to the module that builds it.
+
+Each model module defines `build_backbone(cfg) -> (backbone, feature_dim)`; every model is then a
+Classifier: that backbone followed by a linear head. Adding a model is one file plus one line here.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
+    from mnist_cli.models.classifier import Classifier
+
+MODELS = {
+    "cnn": "mnist_cli.models.cnn",
+}
+
+
+def build_model(cfg: DictConfig, num_classes: int) -> Classifier:
+    from mnist_cli.models.classifier import Classifier
+
+    if cfg.name not in MODELS:
+        raise KeyError(f"unknown model '{cfg.name}'")
+    backbone, feature_dim = importlib.import_module(MODELS[cfg.name]).build_backbone(cfg)
+    return Classifier(backbone, feature_dim, num_classes, dropout=cfg.dropout)

@@ -1,0 +1,124 @@
+"""Run directories: naming them, and writing a run's files there without ever half-writing one.
+
+Layout of a run directory (outputs/<stage>/<date>_<time>[_<n>]/):
+    config.yaml            the composed, resolved config of the run
+    metrics.jsonl          one line per epoch
+    summary.json           status, final metrics, paths, wall time, device, versions
+    checkpoints/best.ckpt  weights with the best validation accuracy
+    checkpoints/last.ckpt  everything needed to resume
+    run.log                the log, appended to by resumed runs
+    .hydra/                Hydra's record of the composition and overrides
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
+_reserved: dict[str, str] = {}
+
+
+def unique_dir(base: str) -> str:
+    """Create `base` (or `base_1`, `base_2`, ... when taken) and return its path.
+
+    The directory is made with an atomic mkdir, so two runs started in the same second never
+    share one. Repeated calls in a process return the same directory.
+    """
+    if base not in _reserved:
+        Path(base).parent.mkdir(parents=True, exist_ok=True)
+        n = 0
+        while True:
+            path = base if n == 0 else f"{base}_{n}"
+            try:
+                os.mkdir(path)
+                break
+            except FileExistsError:
+                n += 1
+        _reserved[base] = path
+    return _reserved[base]
+
+
+def run_dir_for(resume: str | None, fresh_base: str) -> str:
+    """The run directory: the one being resumed, or a new unique one."""
+    return str(resume) if resume is not None else unique_dir(fresh_base)
+
+
+def hydra_subdir_for(resume: str | None) -> str:
+    """Where Hydra records the composition; a resumed run must not overwrite the original's."""
+    if resume is None:
+        return ".hydra"
+    return f".hydra/resumed_{datetime.now():%Y-%m-%d_%H-%M-%S}"
+
+
+def register_resolvers() -> None:
+    from omegaconf import OmegaConf
+
+    OmegaConf.register_new_resolver("mnist_run_dir", run_dir_for, replace=True)
+    OmegaConf.register_new_resolver("mnist_unique_dir", unique_dir, replace=True)
+    OmegaConf.register_new_resolver("mnist_hydra_subdir", hydra_subdir_for, replace=True)
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; on success, move it over `path` in one step.
+
+    A crash or a full disk leaves the previous file untouched and no partial file behind.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        yield tmp
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text(path: Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+class RunDir:
+    """One run's output directory."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    @property
+    def best_ckpt(self) -> Path:
+        return self.checkpoints / "best.ckpt"
+
+    @property
+    def last_ckpt(self) -> Path:
+        return self.checkpoints / "last.ckpt"
+
+    def write_config(self, cfg: DictConfig) -> None:
+        from omegaconf import OmegaConf
+
+        write_text(self.path / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+
+    def write_metrics(self, history: list[dict[str, Any]]) -> None:
+        write_text(self.path / "metrics.jsonl", "".join(json.dumps(row) + "\n" for row in history))
+
+    def read_summary(self) -> dict[str, Any] | None:
+        path = self.path / "summary.json"
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        write_text(self.path / "summary.json", json.dumps(summary, indent=2) + "\n")
+
+    def write_json(self, name: str, data: dict[str, Any]) -> None:
+        write_text(self.path / name, json.dumps(data, indent=2) + "\n")

@@ -1,0 +1,97 @@
+"""The Hydra task: validate the config, hand it to the stage's runner, and record the outcome in
+the run directory's summary.json. Each runner lives in its own module:
+
+    pretrain -> stages/pretrain.py    finetune -> stages/finetune.py    eval -> stages/evaluate.py
+"""
+
+from __future__ import annotations
+
+import importlib
+from importlib import metadata
+import logging
+import platform
+import sys
+import time
+from datetime import datetime
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from mnist_cli import __version__
+from mnist_cli.errors import EXIT_USAGE, UserError
+from mnist_cli.run_dir import RunDir
+from mnist_cli.validate import validate
+
+log = logging.getLogger(__name__)
+
+RUNNERS = {"pretrain": "pretrain", "finetune": "finetune", "eval": "evaluate"}
+
+# Jobs of this process's sweep that failed, for the command's exit status.
+failed_jobs: list[str] = []
+
+
+def task_overrides() -> list[str]:
+    """The key=value overrides given on the command line for this job."""
+    return list(HydraConfig.get().overrides.task)
+
+
+def versions() -> dict[str, str]:
+    found = {"python": platform.python_version(), "mnist_cli": __version__}
+    for name in ("torch", "torchvision", "hydra-core"):
+        found[name] = metadata.version(name)
+    return found
+
+
+def resumed_config(cfg: DictConfig, run: RunDir) -> tuple[DictConfig, dict[str, Any]]:
+    """The config and last checkpoint of the run being resumed."""
+    from mnist_cli.checkpoint import load_checkpoint
+
+    summary = run.read_summary() or {}
+    if summary.get("status") == "completed":
+        raise UserError(f"resume={run.path}: that run already finished; start a new one or finetune it with ckpt={run.path}")
+    ckpt = load_checkpoint(run.last_ckpt)
+    saved = OmegaConf.create(ckpt["config"])
+    if saved.stage.name != cfg.stage.name:
+        raise UserError(f"resume={run.path} is a {saved.stage.name} run; resume it with `mnist {saved.stage.name} resume=...`")
+    extra = [o for o in task_overrides() if not o.startswith(("resume=", "stage="))]
+    if extra:
+        raise UserError(f"resume continues a run with its saved config; drop the other overrides ({' '.join(extra)})")
+    saved.resume = cfg.resume
+    return saved, ckpt
+
+
+def run_job(cfg: DictConfig) -> float | None:
+    """Run one job; return the metric a sweeper optimizes (best validation accuracy; for eval,
+    test accuracy), or None when the job failed."""
+    hydra_cfg = HydraConfig.get()
+    run = RunDir(hydra_cfg.runtime.output_dir)
+    started = time.time()
+    now = datetime.now().isoformat(timespec="seconds")
+    summary: dict[str, Any] = {"status": "running", "stage": cfg.stage.name, "run_dir": str(run.path),
+                               "overrides": task_overrides(), "started_at": now}
+    resuming = cfg.resume is not None
+    try:
+        validate(cfg)
+        resume = None
+        if resuming:
+            cfg, resume = resumed_config(cfg, run)
+            summary = {**(run.read_summary() or summary), "status": "running", "resumed_at": now}
+        run.write_summary(summary)
+        runner = importlib.import_module(f"mnist_cli.stages.{RUNNERS[cfg.stage.name]}")
+        results = runner.run(cfg, run, resume)
+        summary.update(status="completed", **results)
+        return results["metric"]
+    except UserError as e:
+        summary.update(status="failed", error=str(e))
+        print(f"mnist: error: {e}", file=sys.stderr)
+        if hydra_cfg.mode == RunMode.MULTIRUN:
+            failed_jobs.append(f"job {hydra_cfg.job.num} ({' '.join(summary['overrides'])}): {e}")
+            return None
+        sys.exit(EXIT_USAGE)
+    finally:
+        summary.update(finished_at=datetime.now().isoformat(timespec="seconds"),
+                       wall_time_s=round(time.time() - started, 3), versions=versions())
+        if not (resuming and summary["status"] == "failed"):  # a refused resume leaves the run's record alone
+            run.write_summary(summary)

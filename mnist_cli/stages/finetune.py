@@ -1,0 +1,42 @@
+"""`mnist finetune ckpt=...`: train a checkpoint further, on its data set or another one.
+
+The model is rebuilt from the checkpoint's saved config; a head for another class count replaces
+the saved one; `finetune.freeze=backbone` trains the head only.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from omegaconf import DictConfig
+
+from mnist_cli.checkpoint import inherit_config, load_checkpoint, model_from_checkpoint, resolve_checkpoint
+from mnist_cli.models import build_model
+from mnist_cli.run_dir import RunDir
+from mnist_cli.stages import task_overrides
+from mnist_cli.stages.training import setup, train_and_test
+
+log = logging.getLogger(__name__)
+
+
+def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str, Any]:
+    device = setup(cfg)
+    num_classes = len(cfg.dataset.classes)
+    if resume is not None:  # the weights come from the run's last checkpoint
+        model = build_model(cfg.model, num_classes)
+    else:
+        source = resolve_checkpoint(cfg.ckpt, cfg.outputs_root)
+        ckpt = load_checkpoint(source)
+        inherit_config(cfg, ckpt, task_overrides())
+        num_classes = len(cfg.dataset.classes)
+        model = model_from_checkpoint(ckpt)
+        if model.num_classes != num_classes:
+            log.info(f"new {num_classes}-class head (the checkpoint's has {model.num_classes} classes)")
+            model.reset_head(num_classes)
+        cfg.ckpt = str(source)
+        log.info(f"finetuning {source} ({ckpt['model_name']}, {ckpt['objective']}, epoch {ckpt['epoch']})")
+    if cfg.finetune.freeze == "backbone":
+        model.freeze_backbone()
+    results = train_and_test(cfg, run, model, device, resume)
+    return {**results, "source_checkpoint": cfg.ckpt}

@@ -1,0 +1,17 @@
+"""`mnist pretrain`: train a fresh model (objective: supervised classification)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from omegaconf import DictConfig
+
+from mnist_cli.models import build_model
+from mnist_cli.run_dir import RunDir
+from mnist_cli.stages.training import setup, train_and_test
+
+
+def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str, Any]:
+    device = setup(cfg)
+    model = build_model(cfg.model, len(cfg.dataset.classes))
+    return train_and_test(cfg, run, model, device, resume)

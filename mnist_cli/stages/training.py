@@ -1,0 +1,86 @@
+"""The flow shared by the training stages (pretrain, finetune): set up, train with the trainer,
+test the best checkpoint once, and report."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from mnist_cli.batches import BatchPrep
+from mnist_cli.checkpoint import load_checkpoint
+from mnist_cli.console import print_key_values
+from mnist_cli.data import load_split, train_val_split
+from mnist_cli.models.classifier import Classifier
+from mnist_cli.optim import build_optimizer, build_scheduler
+from mnist_cli.run_dir import RunDir
+from mnist_cli.trainer import Trainer, pick_device
+
+log = logging.getLogger(__name__)
+
+
+def setup(cfg: DictConfig) -> torch.device:
+    """Seed every random number generator and pick the device; call before building a model."""
+    if cfg.trainer.num_threads:
+        torch.set_num_threads(cfg.trainer.num_threads)
+    torch.manual_seed(cfg.trainer.seed)
+    return pick_device(cfg.trainer.device)
+
+
+def train_and_test(
+    cfg: DictConfig, run: RunDir, model: Classifier, device: torch.device, resume: dict[str, Any] | None
+) -> dict[str, Any]:
+    train, val = train_val_split(load_split(cfg.dataset, "train"), cfg.dataset.val_size, cfg.dataset.split_seed)
+    test = load_split(cfg.dataset, "test")  # read now so a missing file fails before training
+    model.to(device, memory_format=torch.channels_last)
+    optimizer = build_optimizer(cfg.optimizer, model)
+    steps_per_epoch = max(1, len(train) // cfg.trainer.batch_size)
+    scheduler = build_scheduler(cfg.scheduler, optimizer, steps_per_epoch, cfg.trainer.epochs)
+    trainer = Trainer(cfg.trainer, device, BatchPrep(cfg.dataset))
+    run.write_config(cfg)
+    n_params = sum(p.numel() for p in model.parameters())
+    n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    log.info(
+        f"{cfg.stage.name} {cfg.model.name} ({n_params:,} parameters, {n_trainable:,} trainable) on {device}: "
+        f"{len(train)} train / {len(val)} val images from {cfg.dataset.name}, {cfg.trainer.epochs} epochs"
+    )
+    info = {
+        "config": OmegaConf.to_container(cfg, resolve=True),
+        "model_name": cfg.model.name,
+        "num_classes": model.num_classes,
+        "objective": OmegaConf.select(cfg, "stage.objective", default="supervised"),
+    }
+    fit = trainer.fit(model, train.to(device), val.to(device), optimizer, scheduler, run, info, resume)
+
+    model.load_state_dict(load_checkpoint(run.best_ckpt)["model"])
+    tested = trainer.evaluate(model, test.to(device))
+    train_time = sum(row["epoch_time_s"] for row in fit.history)
+    results = {
+        "metric": fit.best_val_acc,
+        "device": str(device),
+        "epochs_run": len(fit.history),
+        "stopped_early": fit.stopped_early,
+        "best_epoch": fit.best_epoch,
+        "best_val_acc": fit.best_val_acc,
+        "test_loss": tested.loss,
+        "test_acc": tested.acc,
+        "train_time_s": round(train_time, 3),
+        "images_per_s": round(sum(r["images_per_s"] * r["epoch_time_s"] for r in fit.history) / train_time, 1),
+        "parameters": n_params,
+        "checkpoints": {"best": str(run.best_ckpt), "last": str(run.last_ckpt)},
+    }
+    print_key_values(
+        f"{cfg.stage.name} finished: {run.path}",
+        {
+            "best epoch": f"{fit.best_epoch} of {len(fit.history)}",
+            "val accuracy": fit.best_val_acc,
+            "test accuracy": tested.acc,
+            "test loss": tested.loss,
+            "train time": f"{train_time:.1f} s",
+            "images/s": f"{results['images_per_s']:.0f}",
+            "device": str(device),
+        },
+    )
+    return results

@@ -1,0 +1,240 @@
+"""The one trainer every stage uses: the training loop with validation each epoch, mixed
+precision, gradient clipping, early stopping, best/last checkpoints and resuming; and evaluation.
+
+The data lives on the training device as uint8 tensors; each step indexes a batch out of a
+device-side permutation and prepares it there (batches.py). Running loss and accuracy are summed
+on the device and read back every `log_every_steps` steps, not every step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig
+from torch import nn
+
+from mnist_cli.batches import BatchPrep
+from mnist_cli.checkpoint import save_checkpoint
+from mnist_cli.console import training_progress
+from mnist_cli.data import Split
+from mnist_cli.errors import UserError
+from mnist_cli.run_dir import RunDir
+
+log = logging.getLogger(__name__)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"trainer.device={name}: CUDA is not available here; use trainer.device=auto or cpu")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise UserError(f"trainer.device={name}: MPS is not available here; use trainer.device=auto or cpu")
+    return device
+
+
+@dataclass
+class EvalResult:
+    loss: float
+    acc: float
+    predictions: torch.Tensor  # (N,) predicted class per image, on the CPU
+
+
+@dataclass
+class FitResult:
+    history: list[dict[str, Any]]
+    best_epoch: int
+    best_val_acc: float
+    stopped_early: bool = False
+
+
+@dataclass
+class TrainState:
+    """What a checkpoint remembers of training so far."""
+
+    epoch: int = 0  # epochs completed
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_epoch: int = 0
+    best_val_acc: float = -1.0
+
+
+class Trainer:
+    def __init__(self, cfg: DictConfig, device: torch.device, prep: BatchPrep):
+        self.cfg = cfg
+        self.device = device
+        self.prep = prep
+        self.generator = torch.Generator(device=device).manual_seed(cfg.seed)
+        self.dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.precision]
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    def fit(
+        self,
+        model: nn.Module,
+        train: Split,
+        val: Split,
+        optimizer: torch.optim.Optimizer,
+        scheduler: torch.optim.lr_scheduler.LRScheduler,
+        run: RunDir,
+        checkpoint_info: dict[str, Any],
+        resume: dict[str, Any] | None = None,
+    ) -> FitResult:
+        """Train for cfg.epochs epochs (or until early stopping), checkpointing after each one.
+
+        `checkpoint_info` (config, model name, class count, objective) goes into every checkpoint;
+        `resume` is a last.ckpt to continue from.
+        """
+        cfg = self.cfg
+        scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.precision == "fp16")
+        state = TrainState()
+        if resume is not None:
+            state = self.restore(resume, model, optimizer, scheduler, scaler)
+            run.write_metrics(state.history)
+            log.info(f"resuming after epoch {state.epoch} of {cfg.epochs}")
+        steps = max(1, len(train) // cfg.batch_size)  # full batches only (BatchNorm needs > 1 image)
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        started = time.perf_counter() - sum(row["epoch_time_s"] + row["val_time_s"] for row in state.history)
+        stopped_early = False
+
+        with training_progress() as progress:
+            for epoch in range(state.epoch + 1, cfg.epochs + 1):
+                task = progress.add_task(f"epoch {epoch}/{cfg.epochs}", total=steps, loss=float("nan"), acc=float("nan"))
+                model.train()
+                tic = time.perf_counter()
+                order = torch.randperm(len(train), device=self.device, generator=self.generator)
+                loss_sum = torch.zeros((), device=self.device)
+                correct = torch.zeros((), device=self.device, dtype=torch.long)
+                seen = 0
+                for step in range(steps):
+                    idx = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
+                    x = self.prep(train.images[idx], train=True, generator=self.generator)
+                    y = train.labels[idx]
+                    with self.autocast():
+                        logits = model(x)
+                    loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+                    optimizer.zero_grad(set_to_none=True)
+                    scaler.scale(loss).backward()
+                    if cfg.grad_clip is not None:
+                        scaler.unscale_(optimizer)
+                        nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
+                    scaler.step(optimizer)
+                    scaler.update()
+                    scheduler.step()
+                    loss_sum += loss.detach() * len(y)
+                    correct += (logits.detach().argmax(1) == y).sum()
+                    seen += len(y)
+                    if (step + 1) % cfg.log_every_steps == 0 or step + 1 == steps:
+                        train_loss = loss_sum.item() / seen  # the only host sync in the loop
+                        self.check_finite(train_loss, epoch, step + 1)
+                        progress.update(task, completed=step + 1, loss=train_loss, acc=correct.item() / seen)
+                if self.device.type == "cuda":
+                    torch.cuda.synchronize()
+                epoch_time = time.perf_counter() - tic
+
+                tic = time.perf_counter()
+                result = self.evaluate(model, val)
+                row = {
+                    "epoch": epoch,
+                    "train_loss": loss_sum.item() / seen,
+                    "train_acc": correct.item() / seen,
+                    "val_loss": result.loss,
+                    "val_acc": result.acc,
+                    "lr": optimizer.param_groups[0]["lr"],
+                    "epoch_time_s": epoch_time,
+                    "val_time_s": time.perf_counter() - tic,
+                    "images_per_s": seen / epoch_time,
+                }
+                row["elapsed_s"] = time.perf_counter() - started
+                state.history.append(row)
+                state.epoch = epoch
+                improved = result.acc > state.best_val_acc
+                if improved:
+                    state.best_epoch, state.best_val_acc = epoch, result.acc
+                self.save(run, model, optimizer, scheduler, scaler, state, checkpoint_info, improved)
+                run.write_metrics(state.history)
+                log.info(
+                    f"epoch {epoch}/{cfg.epochs}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}  "
+                    f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f}  "
+                    f"{row['images_per_s']:.0f} img/s  {epoch_time:.1f}s" + ("  *best*" if improved else "")
+                )
+                patience = cfg.early_stopping_patience
+                if patience and epoch - state.best_epoch >= patience and epoch < cfg.epochs:
+                    log.info(f"early stop: no better val accuracy for {patience} epochs")
+                    stopped_early = True
+                    break
+        return FitResult(state.history, state.best_epoch, state.best_val_acc, stopped_early)
+
+    @staticmethod
+    def check_finite(loss: float, epoch: int, step: int) -> None:
+        if loss != loss or loss in (float("inf"), float("-inf")):
+            raise UserError(
+                f"the training loss became {loss} in epoch {epoch} by step {step}; lower optimizer.lr, "
+                "set trainer.grad_clip=1.0, or use trainer.precision=fp32 (the last good checkpoint is kept)"
+            )
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, split: Split) -> EvalResult:
+        """Mean cross-entropy (without label smoothing), accuracy and predictions, in large batches."""
+        model.eval()
+        loss_sum = torch.zeros((), device=self.device)
+        predictions = []
+        for start in range(0, len(split), self.cfg.eval_batch_size):
+            x = self.prep(split.images[start : start + self.cfg.eval_batch_size], train=False)
+            y = split.labels[start : start + self.cfg.eval_batch_size]
+            with self.autocast():
+                logits = model(x).float()
+            loss_sum += F.cross_entropy(logits, y, reduction="sum")
+            predictions.append(logits.argmax(1))
+        predictions_cpu = torch.cat(predictions).cpu()
+        correct = int((predictions_cpu == split.labels.cpu()).sum())
+        return EvalResult(loss_sum.item() / len(split), correct / len(split), predictions_cpu)
+
+    def save(self, run, model, optimizer, scheduler, scaler, state: TrainState, info: dict, improved: bool) -> None:
+        common = {
+            **info,
+            "model": model.state_dict(),
+            "epoch": state.epoch,
+            "history": state.history,
+            "best_epoch": state.best_epoch,
+            "best_val_acc": state.best_val_acc,
+        }
+        if improved:
+            save_checkpoint(run.best_ckpt, common)
+        rng = {"torch": torch.get_rng_state(), "generator": self.generator.get_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        save_checkpoint(
+            run.last_ckpt,
+            {
+                **common,
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict(),
+                "rng": rng,
+            },
+        )
+
+    def restore(self, ckpt: dict, model, optimizer, scheduler, scaler) -> TrainState:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        scaler.load_state_dict(ckpt["scaler"])
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        self.generator.set_state(ckpt["rng"]["generator"])
+        if "cuda" in ckpt["rng"] and self.device.type == "cuda":
+            torch.cuda.set_rng_state(ckpt["rng"]["cuda"], self.device)
+        return TrainState(ckpt["epoch"], list(ckpt["history"]), ckpt["best_epoch"], ckpt["best_val_acc"])

@@ -1,0 +1,110 @@
+"""Check a composed config before any heavy import; each problem is one line saying how to fix it."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Callable
+
+from omegaconf import DictConfig, OmegaConf
+
+from mnist_cli.errors import UserError
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def positive_int(v: Any) -> bool:
+    return _is_int(v) and v >= 1
+
+
+def non_negative_int(v: Any) -> bool:
+    return _is_int(v) and v >= 0
+
+
+def positive(v: Any) -> bool:
+    return _is_num(v) and v > 0
+
+
+def non_negative(v: Any) -> bool:
+    return _is_num(v) and v >= 0
+
+
+def fraction(v: Any) -> bool:
+    return _is_num(v) and 0 <= v < 1
+
+
+def one_of(*choices: str) -> Callable[[Any], bool]:
+    return lambda v: v in choices
+
+
+def optional(rule: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda v: v is None or rule(v)
+
+
+def val_size(v: Any) -> bool:
+    return positive_int(v) or (_is_num(v) and 0 < v < 1)
+
+
+def device(v: Any) -> bool:
+    return isinstance(v, str) and re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", v) is not None
+
+
+# key -> (rule, what a good value looks like)
+RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "dataset.val_size": (val_size, "a fraction between 0 and 1 (e.g. 0.05) or a count >= 1"),
+    "dataset.split_seed": (_is_int, "an integer"),
+    "dataset.std": (positive, "a number > 0"),
+    "dataset.augment.max_shift": (non_negative, "a number of pixels >= 0"),
+    "dataset.augment.max_rotate": (non_negative, "a number of degrees >= 0"),
+    "dataset.augment.max_scale": (fraction, "a fraction in [0, 1)"),
+    "optimizer.name": (one_of("adamw", "adam", "sgd"), "adamw, adam or sgd"),
+    "optimizer.lr": (positive, "a number > 0 (e.g. 1e-3)"),
+    "optimizer.weight_decay": (non_negative, "a number >= 0"),
+    "optimizer.momentum": (fraction, "a number in [0, 1)"),
+    "scheduler.name": (one_of("none", "step", "cosine", "onecycle"), "none, step, cosine or onecycle"),
+    "scheduler.warmup_epochs": (non_negative, "a number of epochs >= 0"),
+    "scheduler.step_epochs": (positive, "a number of epochs > 0"),
+    "scheduler.gamma": (positive, "a factor > 0 (e.g. 0.7)"),
+    "scheduler.min_lr_ratio": (lambda v: _is_num(v) and 0 <= v <= 1, "a number in [0, 1]"),
+    "scheduler.pct_start": (lambda v: _is_num(v) and 0 < v < 1, "a fraction in (0, 1)"),
+    "scheduler.div_factor": (positive, "a number > 0"),
+    "scheduler.final_div_factor": (positive, "a number > 0"),
+    "trainer.epochs": (positive_int, "a whole number >= 1"),
+    "trainer.batch_size": (positive_int, "a whole number >= 1"),
+    "trainer.eval_batch_size": (positive_int, "a whole number >= 1"),
+    "trainer.device": (device, "auto, cpu, cuda, cuda:<n> or mps"),
+    "trainer.precision": (one_of("fp32", "bf16", "fp16"), "fp32, bf16 or fp16"),
+    "trainer.label_smoothing": (fraction, "a number in [0, 1)"),
+    "trainer.grad_clip": (optional(positive), "null or a max gradient norm > 0"),
+    "trainer.seed": (_is_int, "an integer"),
+    "trainer.early_stopping_patience": (non_negative_int, "a whole number >= 0 (0: off)"),
+    "trainer.log_every_steps": (positive_int, "a whole number >= 1"),
+    "trainer.num_threads": (optional(positive_int), "null or a whole number >= 1"),
+    "finetune.freeze": (one_of("none", "backbone"), "none or backbone"),
+}
+
+
+def validate(cfg: DictConfig) -> None:
+    """Raise UserError naming the first bad value, what it should be, and the key to set."""
+    for key, (rule, want) in RULES.items():
+        if OmegaConf.select(cfg, key, default="<absent>") == "<absent>":
+            continue  # this option of the group has no such field
+        value = OmegaConf.select(cfg, key)
+        if not rule(value):
+            raise UserError(f"{key}={value!r} is not valid: it must be {want}; fix it with {key}=...")
+
+    stage = cfg.stage.name
+    if stage in ("finetune", "eval") and cfg.ckpt is None and cfg.resume is None:
+        raise UserError(
+            f"{stage} needs a checkpoint: add ckpt=<run dir, .ckpt file or latest> "
+            "(e.g. ckpt=outputs/pretrain/<run>)"
+        )
+    if stage == "pretrain" and cfg.ckpt is not None:
+        raise UserError("pretrain starts from scratch and takes no ckpt=; to train a checkpoint further use `mnist finetune ckpt=...`")
+    if stage == "eval" and cfg.resume is not None:
+        raise UserError("eval takes no resume=; measure a run with `mnist eval ckpt=<run dir>`")
