@@ -9,7 +9,6 @@ optimizer, scheduler, grad-scaler and RNG states needed to resume.
 from __future__ import annotations
 
 import pickle
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -36,13 +35,13 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise UserError(f"checkpoint {path} does not exist; pass a run directory or a .ckpt file")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise UserError(
-            f"{path}: refused: it holds Python objects beyond plain data, and loading it could run code; "
-            "use a checkpoint written by mnist"
-        ) from None
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as e:
-        first = (str(e).splitlines() or [type(e).__name__])[0]
+    except Exception as e:  # any failure to parse means the file is not a usable checkpoint
+        if isinstance(e, pickle.UnpicklingError) and "Weights only load failed" in str(e):
+            raise UserError(
+                f"{path}: refused: it holds Python objects beyond plain data, and loading it could run code; "
+                "use a checkpoint written by mnist"
+            ) from None
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise UserError(f"{path}: not a readable checkpoint, truncated or corrupt ({first}); use another checkpoint") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise UserError(f"{path}: not an mnist checkpoint; pass a checkpoint written by `mnist pretrain` or `mnist finetune`")

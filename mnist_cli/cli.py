@@ -62,6 +62,31 @@ def usage() -> str:
     return "\n".join(lines)
 
 
+# Hydra's flags that take a value; --info takes one only when it is one of INFO_TOPICS.
+FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
+                    "--config-dir", "-cd", "--experimental-rerun"}
+INFO_TOPICS = {"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"}
+
+
+def hydra_argv(stage: str, args: list[str]) -> list[str]:
+    """Hydra's arguments for `mnist <stage> ARGS`: its flags first (its parser does not take flags
+    after overrides), then the stage, then the overrides in their order."""
+    flags, overrides = [], []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg.startswith("-"):
+            flags.append(arg)
+            takes_value = arg in FLAGS_WITH_VALUE or (arg in ("--info", "-i") and i + 1 < len(args) and args[i + 1] in INFO_TOPICS)
+            if takes_value and i + 1 < len(args):
+                flags.append(args[i + 1])
+                i += 1
+        else:
+            overrides.append(arg)
+        i += 1
+    return [*flags, f"stage={stage}", *overrides]
+
+
 def fail(message: str, code: int = EXIT_USAGE) -> None:
     print(f"mnist: error: {message}", file=sys.stderr)
     sys.exit(code)
@@ -79,6 +104,23 @@ def check_resume_arg(args: list[str]) -> None:
                 )
 
 
+def check_group_choices(args: list[str]) -> None:
+    """Refuse `group=option` for an option that has no YAML file, naming the ones that exist.
+    Sweep syntax (`a,b`) is checked value by value; Hydra's sweep functions and --config-dir
+    (which may add options) are left to Hydra."""
+    if any(arg in ("--config-dir", "-cd") or arg.startswith("--config-dir=") for arg in args):
+        return
+    conf = config_dir()
+    for arg in args:
+        group, sep, value = arg.lstrip("+~").partition("=")
+        if not sep or group not in GROUPS or "(" in value:
+            continue
+        options = sorted(p.stem for p in (conf / group).glob("*.yaml"))
+        for choice in value.split(","):
+            if choice not in options:
+                fail(f"unknown {group} '{choice}': choose one of {', '.join(options)} (see `mnist --help`)")
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help", "help"):
@@ -90,6 +132,7 @@ def main(argv: list[str] | None = None) -> None:
     stage, args = argv[0], argv[1:]
     if stage not in STAGES:
         fail(f"unknown stage '{stage}': use one of {', '.join(STAGES)} (see `mnist --help`)")
+    check_group_choices(args)
     check_resume_arg(args)
 
     import hydra
@@ -98,7 +141,7 @@ def main(argv: list[str] | None = None) -> None:
     from mnist_cli.stages import failed_jobs, run_job
 
     register_resolvers()
-    sys.argv = [sys.argv[0], f"stage={stage}", *args]
+    sys.argv = [sys.argv[0], *hydra_argv(stage, args)]
     hydra.main(version_base="1.3", config_path="pkg://mnist_cli.conf", config_name="config")(run_job)()
     if failed_jobs:
         fail(f"{len(failed_jobs)} job(s) failed: " + "; ".join(failed_jobs), EXIT_FAILED)

@@ -1,0 +1,58 @@
+"""Shared fixtures: tiny generated IDX data sets and a helper that runs the `mnist` command."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from mnist_cli.idx import write_idx
+
+REAL_DATA = os.environ.get("MNIST_CLI_REAL_DATA")  # a folder with the four real MNIST files
+
+
+def make_images(labels: torch.Tensor, seed: int) -> torch.Tensor:
+    """28x28 uint8 images whose class is easy to learn: a bright square at a class-specific place."""
+    g = torch.Generator().manual_seed(seed)
+    images = (torch.rand(len(labels), 28, 28, generator=g) * 60).to(torch.uint8)
+    for i, label in enumerate(labels.tolist()):
+        row, col = divmod(label, 4)
+        images[i, 2 + 8 * row : 8 + 8 * row, 2 + 6 * col : 8 + 6 * col] = 255
+    return images
+
+
+def write_dataset(root: Path, n_train: int = 256, n_test: int = 128, gz: bool = True, layout: str = "flat") -> Path:
+    folder = root / "MNIST" / "raw" if layout == "torchvision" else root
+    folder.mkdir(parents=True, exist_ok=True)
+    suffix = ".gz" if gz else ""
+    for split, n, seed in (("train", n_train, 0), ("t10k", n_test, 1)):
+        labels = torch.arange(n) % 10
+        write_idx(folder / f"{split}-images-idx3-ubyte{suffix}", make_images(labels, seed))
+        write_idx(folder / f"{split}-labels-idx1-ubyte{suffix}", labels.to(torch.uint8))
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_dataset(tmp_path_factory.mktemp("tiny-mnist"))
+
+
+# Overrides that make a run take a second or two on tiny data.
+FAST = ["trainer.epochs=2", "trainer.batch_size=32", "model.channels=[8,16]", "model.hidden=32"]
+
+
+def mnist(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run `python -m mnist_cli ARGS` in `cwd` and capture its output."""
+    full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
+    full_env.pop("MNIST_CLI_DATA", None) if env is None or "MNIST_CLI_DATA" not in env else None
+    return subprocess.run(
+        [sys.executable, "-m", "mnist_cli", *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=600
+    )
+
+
+def run_dirs(cwd: Path, stage: str) -> list[Path]:
+    return sorted(p for p in (cwd / "outputs" / stage).iterdir() if p.is_dir())
