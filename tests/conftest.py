@@ -10,7 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from hydra import compose, initialize_config_module
+
 from mnist_cli.idx import write_idx
+from mnist_cli.run_dir import register_resolvers
 
 REAL_DATA = os.environ.get("MNIST_CLI_REAL_DATA")  # a folder with the four real MNIST files
 
@@ -43,6 +46,13 @@ def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 # Overrides that make a run take a second or two on tiny data.
 FAST = ["trainer.epochs=2", "trainer.batch_size=32", "model.channels=[8,16]", "model.hidden=32"]
+
+
+def compose_config(*overrides: str):
+    """The config `mnist` would compose for these overrides (without the hydra section)."""
+    register_resolvers()
+    with initialize_config_module(config_module="mnist_cli.conf", version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
 
 
 def mnist(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:

@@ -1,0 +1,117 @@
+"""Config composition, validation and the command line's own parsing (no training here)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from conftest import compose_config
+from mnist_cli.cli import check_group_choices, config_dir, hydra_argv, usage
+from mnist_cli.errors import UserError
+from mnist_cli.run_dir import unique_dir
+from mnist_cli.validate import validate
+
+GROUP_OPTIONS = [
+    (group, path.stem)
+    for group in ("dataset", "model", "optimizer", "scheduler", "trainer", "stage")
+    for path in sorted((config_dir() / group).glob("*.yaml"))
+]
+
+
+@pytest.mark.parametrize(("group", "option"), GROUP_OPTIONS)
+def test_every_group_option_composes_and_validates(group: str, option: str) -> None:
+    extra = ["ckpt=x.ckpt"] if (group, option) in (("stage", "finetune"), ("stage", "eval")) else []
+    cfg = compose_config(f"{group}={option}", *extra)
+    validate(cfg)
+    if group not in ("trainer", "stage"):
+        assert cfg[group].name == option
+    if group == "stage":
+        assert cfg.stage.name == option
+
+
+def test_every_config_file_has_comments() -> None:
+    for path in config_dir().glob("**/*.yaml"):
+        assert "#" in path.read_text(), f"{path} explains nothing"
+
+
+def test_fashion_mnist_inherits_mnist_fields() -> None:
+    cfg = compose_config("dataset=fashion_mnist")
+    assert cfg.dataset.torchvision_name == "FashionMNIST"
+    assert cfg.dataset.val_size == 0.05 and cfg.dataset.augment.max_rotate == 0
+    assert len(cfg.dataset.classes) == 10
+
+
+def test_finetune_stage_lowers_the_learning_rate() -> None:
+    assert compose_config("stage=finetune").optimizer.lr < compose_config("stage=pretrain").optimizer.lr
+
+
+def test_data_root_follows_the_environment_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MNIST_CLI_DATA", "/data/here")
+    assert compose_config().dataset.root == "/data/here"
+    monkeypatch.delenv("MNIST_CLI_DATA")
+    assert compose_config().dataset.root == "~/.cache/mnist-cli"
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("optimizer.lr=-1", "optimizer.lr=-1 is not valid"),
+        ("trainer.batch_size=0", "trainer.batch_size=0 is not valid"),
+        ("dataset.val_size=2.0", "dataset.val_size=2.0 is not valid"),
+        ("trainer.precision=fp8", "fp32, bf16 or fp16"),
+        ("trainer.device=gpu", "auto, cpu, cuda"),
+        ("trainer.epochs=1.5", "trainer.epochs=1.5 is not valid"),
+        ("ckpt=some.ckpt", "pretrain starts from scratch"),
+    ],
+)
+def test_bad_values_are_refused_with_the_key_to_fix(override: str, message: str) -> None:
+    with pytest.raises(UserError, match=message.replace("(", r"\(").replace(".", r"\.")):
+        validate(compose_config(override))
+
+
+def test_finetune_without_a_checkpoint_is_refused() -> None:
+    with pytest.raises(UserError, match="finetune needs a checkpoint"):
+        validate(compose_config("stage=finetune"))
+
+
+def test_hydra_flags_move_before_the_overrides() -> None:
+    args = ["a=1", "-m", "b=2,3", "--cfg", "job", "--info", "c=4", "--config-dir", "my/conf"]
+    assert hydra_argv("pretrain", args) == [
+        "-m", "--cfg", "job", "--info", "--config-dir", "my/conf", "stage=pretrain", "a=1", "b=2,3", "c=4"
+    ]
+
+
+def test_unknown_group_option_names_the_choices(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        check_group_choices(["model=vgg"])
+    assert exit_info.value.code == 2
+    assert "unknown model 'vgg': choose one of cnn" in capsys.readouterr().err
+    check_group_choices(["optimizer=adam,sgd", "trainer.epochs=3"])  # a sweep of real options passes
+
+
+def test_help_lists_stages_groups_and_options_without_importing_torch() -> None:
+    text = usage()
+    for word in ("pretrain", "finetune", "eval", "dataset", "fashion_mnist", "onecycle", "adamw", "Examples"):
+        assert word in text
+    code = "import sys; from mnist_cli.cli import main; main(['--help']); assert 'torch' not in sys.modules and 'hydra' not in sys.modules"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
+
+
+def test_unique_dir_never_shares_a_directory(tmp_path: Path) -> None:
+    base = str(tmp_path / "outputs" / "pretrain" / "2026-01-01_00-00-00")
+    first = unique_dir(base)
+    assert unique_dir(base) == first  # the same process asks again: the same directory
+    from mnist_cli import run_dir
+
+    run_dir._reserved.clear()  # another process starting in the same second
+    second = unique_dir(base)
+    assert second == base + "_1" and Path(first).is_dir() and Path(second).is_dir()
+
+
+def test_saved_config_round_trips_through_yaml() -> None:
+    cfg = compose_config()
+    assert OmegaConf.create(OmegaConf.to_yaml(cfg.trainer)) == cfg.trainer

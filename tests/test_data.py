@@ -1,0 +1,106 @@
+"""Reading IDX files in both layouts, refusing bad ones, and the seeded validation split."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from conftest import write_dataset
+from mnist_cli.batches import BatchPrep
+from mnist_cli.data import load_split, train_val_split
+from mnist_cli.errors import UserError
+from mnist_cli.idx import read_idx, write_idx
+
+MNIST_CFG = OmegaConf.load(Path(__file__).parents[1] / "conf" / "dataset" / "mnist.yaml")
+
+
+def dataset_cfg(root: Path, **changes) -> OmegaConf:
+    return OmegaConf.merge(MNIST_CFG, {"root": str(root), "download": False, **changes})
+
+
+@pytest.mark.parametrize("gz", [True, False])
+@pytest.mark.parametrize("layout", ["flat", "torchvision"])
+def test_reads_both_layouts_gzipped_or_raw(tmp_path: Path, gz: bool, layout: str) -> None:
+    write_dataset(tmp_path, n_train=40, n_test=20, gz=gz, layout=layout)
+    train = load_split(dataset_cfg(tmp_path), "train")
+    test = load_split(dataset_cfg(tmp_path), "test")
+    assert train.images.shape == (40, 1, 28, 28) and train.images.dtype == torch.uint8
+    assert test.labels.tolist() == [i % 10 for i in range(20)]
+
+
+def test_idx_round_trip(tmp_path: Path) -> None:
+    array = torch.randint(0, 256, (3, 5, 7), dtype=torch.uint8)
+    write_idx(tmp_path / "a.gz", array)
+    assert torch.equal(read_idx(tmp_path / "a.gz"), array)
+
+
+def corrupt(folder: Path, name: str, data: bytes) -> None:
+    (folder / name).write_bytes(gzip.compress(data))
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda d: corrupt(d, "train-images-idx3-ubyte.gz", b"\x00\x00\x09\x03" + bytes(12)), "bad magic number"),
+        (lambda d: corrupt(d, "train-images-idx3-ubyte.gz", gzip.decompress((d / "train-images-idx3-ubyte.gz").read_bytes())[:-100]), "truncated or corrupt"),
+        (lambda d: (d / "train-labels-idx1-ubyte.gz").write_bytes(b"not gzip at all"), "cannot read it"),
+        (lambda d: write_idx(d / "train-labels-idx1-ubyte.gz", torch.zeros(39, dtype=torch.uint8)), "40 images but"),
+        (lambda d: write_idx(d / "train-labels-idx1-ubyte.gz", torch.full((40,), 12, dtype=torch.uint8)), "label 12 is out of range"),
+        (lambda d: (d / "train-images-idx3-ubyte.gz").unlink(), "train-images-idx3-ubyte(.gz) not found"),
+    ],
+    ids=["magic", "truncated", "not-gzip", "count-mismatch", "label-range", "missing"],
+)
+def test_bad_files_give_one_clear_error(tmp_path: Path, damage, message: str) -> None:
+    write_dataset(tmp_path, n_train=40, n_test=20)
+    damage(tmp_path)
+    with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)").replace(".", r"\.")) as error:
+        load_split(dataset_cfg(tmp_path), "train")
+    assert "\n" not in str(error.value)
+
+
+def test_missing_files_without_download_name_where_it_looked(tmp_path: Path) -> None:
+    with pytest.raises(UserError) as error:
+        load_split(dataset_cfg(tmp_path / "empty"), "test")
+    text = str(error.value)
+    assert str(tmp_path / "empty") in text and "MNIST/raw" in text and "dataset.root=" in text
+
+
+def test_download_failure_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torchvision.datasets
+
+    def offline(*args, **kwargs):
+        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz:\nTried mirrors, all failed")
+
+    monkeypatch.setattr(torchvision.datasets, "MNIST", offline)
+    with pytest.raises(UserError, match=r"the download failed \(Error downloading train-images-idx3-ubyte.gz:\)"):
+        load_split(dataset_cfg(tmp_path, download=True), "train")
+
+
+def test_validation_split_is_seeded_and_disjoint(tmp_path: Path) -> None:
+    write_dataset(tmp_path, n_train=100, n_test=10)
+    full = load_split(dataset_cfg(tmp_path), "train")
+    full.images = torch.arange(100, dtype=torch.uint8).view(100, 1, 1, 1).expand(100, 1, 28, 28).clone()
+    train_a, val_a = train_val_split(full, 0.2, seed=3)
+    train_b, val_b = train_val_split(full, 0.2, seed=3)
+    _, val_c = train_val_split(full, 0.2, seed=4)
+    ids = lambda split: set(split.images[:, 0, 0, 0].tolist())  # noqa: E731
+    assert len(val_a) == 20 and len(train_a) == 80
+    assert ids(val_a) == ids(val_b) and ids(val_a) != ids(val_c)
+    assert not ids(val_a) & ids(train_a)
+    assert len(train_val_split(full, 7, seed=0)[1]) == 7  # a count works too
+
+
+def test_batch_prep_normalizes_and_augments_reproducibly() -> None:
+    images = torch.randint(0, 256, (16, 1, 28, 28), dtype=torch.uint8)
+    prep = BatchPrep(MNIST_CFG)
+    plain = prep(images, train=False)
+    assert torch.allclose(plain, (images.float() / 255 - 0.1307) / 0.3081)
+    first = prep(images, train=True, generator=torch.Generator().manual_seed(0))
+    again = prep(images, train=True, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(first, again) and not torch.allclose(first, plain)
+    off = BatchPrep(OmegaConf.merge(MNIST_CFG, {"augment": {"enabled": False}}))
+    assert torch.equal(off(images, train=True, generator=torch.Generator()), plain)

@@ -1,0 +1,108 @@
+"""The trainer, models, checkpoints and metrics, driven directly on tiny generated data."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from conftest import FAST, compose_config
+from mnist_cli.batches import BatchPrep
+from mnist_cli.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from mnist_cli.data import load_split, train_val_split
+from mnist_cli.errors import UserError
+from mnist_cli.metrics import classification_report
+from mnist_cli.models import build_model
+from mnist_cli.optim import build_optimizer, build_scheduler
+from mnist_cli.run_dir import RunDir
+from mnist_cli.trainer import Trainer
+
+
+def fit(tmp_path: Path, data: Path, *overrides: str, model=None):
+    cfg = compose_config(f"dataset.root={data}", "dataset.download=false", *FAST, *overrides)
+    torch.manual_seed(cfg.trainer.seed)
+    train, val = train_val_split(load_split(cfg.dataset, "train"), cfg.dataset.val_size, cfg.dataset.split_seed)
+    model = model or build_model(cfg.model, 10)
+    optimizer = build_optimizer(cfg.optimizer, model)
+    steps = max(1, len(train) // cfg.trainer.batch_size)
+    scheduler = build_scheduler(cfg.scheduler, optimizer, steps, cfg.trainer.epochs)
+    trainer = Trainer(cfg.trainer, torch.device("cpu"), BatchPrep(cfg.dataset))
+    run = RunDir(tmp_path / "run")
+    info = {"config": {"model": OmegaConf.to_container(cfg.model)}, "model_name": "cnn", "num_classes": 10, "objective": "supervised"}
+    result = trainer.fit(model, train, val, optimizer, scheduler, run, info)
+    return result, run, model, trainer, cfg
+
+
+def test_trainer_learns_and_writes_checkpoints_and_metrics(tmp_path: Path, tiny_data: Path) -> None:
+    result, run, model, trainer, cfg = fit(tmp_path, tiny_data, "trainer.epochs=3")
+    assert len(result.history) == 3 and result.best_val_acc >= 0.9
+    assert len((run.path / "metrics.jsonl").read_text().splitlines()) == 3
+    for key in ("train_loss", "val_acc", "lr", "epoch_time_s", "images_per_s"):
+        assert key in result.history[-1]
+    last = load_checkpoint(run.last_ckpt)  # weights_only=True inside
+    assert last["epoch"] == 3 and "optimizer" in last and "rng" in last
+    best = load_checkpoint(run.best_ckpt)
+    assert best["epoch"] == result.best_epoch and "optimizer" not in best
+    rebuilt = model_from_checkpoint(last)
+    test = load_split(cfg.dataset, "test")
+    assert trainer.evaluate(rebuilt, test).acc == trainer.evaluate(model, test).acc
+
+
+def test_frozen_backbone_stays_bit_identical(tmp_path: Path, tiny_data: Path) -> None:
+    cfg = compose_config(*FAST)
+    model = build_model(cfg.model, 10)
+    model.freeze_backbone()
+    backbone = copy.deepcopy(model.backbone.state_dict())  # weights and BatchNorm statistics
+    head = copy.deepcopy(model.head.state_dict())
+    fit(tmp_path, tiny_data, model=model)
+    assert all(torch.equal(backbone[k], v) for k, v in model.backbone.state_dict().items())
+    assert not all(torch.equal(head[k], v) for k, v in model.head.state_dict().items())
+
+
+def test_early_stopping_stops_when_val_accuracy_stalls(tmp_path: Path, tiny_data: Path) -> None:
+    result, *_ = fit(tmp_path, tiny_data, "trainer.epochs=6", "trainer.early_stopping_patience=1")
+    assert result.stopped_early and len(result.history) == result.best_epoch + 1 < 6
+
+
+def test_nan_loss_stops_with_the_epoch_and_the_knob(tmp_path: Path, tiny_data: Path) -> None:
+    with pytest.raises(UserError, match=r"became nan in epoch 1 .*lower optimizer\.lr"):
+        fit(tmp_path, tiny_data, "optimizer=sgd", "optimizer.lr=1e30", "trainer.log_every_steps=1")
+
+
+def test_head_replacement_keeps_the_backbone() -> None:
+    model = build_model(compose_config(*FAST).model, 10)
+    backbone = copy.deepcopy(model.backbone.state_dict())
+    model.reset_head(3)
+    assert model.eval()(torch.zeros(2, 1, 28, 28)).shape == (2, 3) and model.num_classes == 3
+    assert all(torch.equal(backbone[k], v) for k, v in model.backbone.state_dict().items())
+
+
+def test_checkpoints_are_refused_when_unsafe_truncated_or_foreign(tmp_path: Path) -> None:
+    class Payload:
+        def __reduce__(self):
+            return (print, ("this must never run",))
+
+    torch.save({"format": "mnist-cli-checkpoint", "x": Payload()}, tmp_path / "evil.ckpt")
+    with pytest.raises(UserError, match="refused: it holds Python objects"):
+        load_checkpoint(tmp_path / "evil.ckpt")
+    save_checkpoint(tmp_path / "good.ckpt", {"model": {"w": torch.ones(1000)}})
+    (tmp_path / "cut.ckpt").write_bytes((tmp_path / "good.ckpt").read_bytes()[:500])
+    with pytest.raises(UserError, match="truncated or corrupt"):
+        load_checkpoint(tmp_path / "cut.ckpt")
+    torch.save({"weights": torch.ones(2)}, tmp_path / "other.ckpt")
+    with pytest.raises(UserError, match="not an mnist checkpoint"):
+        load_checkpoint(tmp_path / "other.ckpt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cut.ckpt", "evil.ckpt", "good.ckpt", "other.ckpt"]
+
+
+def test_classification_report_on_a_known_case() -> None:
+    labels = torch.tensor([0, 0, 1, 1, 2, 2])
+    predictions = torch.tensor([0, 1, 1, 1, 2, 0])
+    report = classification_report(predictions, labels, 3)
+    assert report["accuracy"] == pytest.approx(4 / 6)
+    assert report["confusion_matrix"] == [[1, 1, 0], [0, 2, 0], [1, 0, 1]]
+    assert report["per_class"][0] == pytest.approx({"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 2})
+    assert report["per_class"][1]["precision"] == pytest.approx(2 / 3) and report["per_class"][1]["recall"] == 1.0
