@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = str(REPO.parent / "shared" / "data" / "mnist-10k")
 
 
 def timed(args: list[str], cwd: Path) -> tuple[float, subprocess.CompletedProcess]:
@@ -29,34 +30,45 @@ def timed(args: list[str], cwd: Path) -> tuple[float, subprocess.CompletedProces
     return time.perf_counter() - tic, result
 
 
+def cli_pretrain(data: str, *overrides: str) -> tuple[float, dict]:
+    """Run `mnist pretrain model=cnn dataset.root=DATA` in a scratch folder: (wall s, summary)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        wall, result = timed(["pretrain", "model=cnn", f"dataset.root={data}", *overrides], Path(tmp))
+        if result.returncode != 0:
+            sys.exit(f"mnist pretrain failed:\n{result.stderr}")
+        [run] = (Path(tmp) / "outputs" / "pretrain").iterdir()
+        return wall, json.loads((run / "summary.json").read_text())
+
+
+def peak_child_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
+def help_seconds(repeats: int = 5) -> float:
+    """Median wall time of `mnist --help`."""
+    return statistics.median(timed(["--help"], REPO)[0] for _ in range(repeats))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "mnist-10k"))
+    parser.add_argument("--data", default=DEFAULT_DATA)
     parser.add_argument("--repeats", type=int, default=1)
     args = parser.parse_args()
 
-    rows = []
-    for i in range(args.repeats):
-        with tempfile.TemporaryDirectory() as tmp:
-            wall, result = timed(["pretrain", "model=cnn", f"dataset.root={args.data}"], Path(tmp))
-            if result.returncode != 0:
-                sys.exit(f"mnist pretrain failed:\n{result.stderr}")
-            [run] = (Path(tmp) / "outputs" / "pretrain").iterdir()
-            summary = json.loads((run / "summary.json").read_text())
-        rows.append((summary["test_acc"], wall, summary["images_per_s"], summary["epochs_run"]))
-    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    help_times = [timed(["--help"], REPO)[0] for _ in range(5)]
+    runs = [cli_pretrain(args.data) for _ in range(args.repeats)]
+    walls = [wall for wall, _ in runs]
+    accs = [s["test_acc"] for _, s in runs]
+    speeds = [s["images_per_s"] for _, s in runs]
 
     table = Table(title=f"mnist pretrain model=cnn on {args.data} ({args.repeats} run(s))")
     for column in ("measure", "value", "target"):
         table.add_column(column)
-    accs, walls, speeds, epochs = zip(*rows)
     table.add_row("test accuracy", f"{statistics.mean(accs):.2%} (min {min(accs):.2%})", ">= 98.8%")
     table.add_row("wall time, whole command", f"{statistics.mean(walls):.1f} s (max {max(walls):.1f} s)", "< 60 s")
     table.add_row("training images/s", f"{statistics.mean(speeds):.0f}", "")
-    table.add_row("epochs", str(epochs[0]), "")
-    table.add_row("peak memory (max RSS)", f"{peak_mb:.0f} MB", "")
-    table.add_row("mnist --help", f"{statistics.median(help_times) * 1000:.0f} ms (median of 5)", "< 1 s")
+    table.add_row("epochs", str(runs[0][1]["epochs_run"]), "")
+    table.add_row("peak memory (max RSS)", f"{peak_child_rss_mb():.0f} MB", "")
+    table.add_row("mnist --help", f"{help_seconds() * 1000:.0f} ms (median of 5)", "< 1 s")
     Console().print(table)
 
 

@@ -22,6 +22,8 @@ def build_optimizer(cfg: DictConfig, model: nn.Module) -> torch.optim.Optimizer:
     ]
     if cfg.name == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0)
+    if cfg.name == "adadelta":
+        return torch.optim.Adadelta(groups, lr=cfg.lr, rho=cfg.rho)
     optimizer_class = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[cfg.name]
     return optimizer_class(groups, lr=cfg.lr, betas=tuple(cfg.betas))
 

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -42,6 +42,21 @@ def pick_device(name: str) -> torch.device:
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise UserError(f"trainer.device={name}: MPS is not available here; use trainer.device=auto or cpu")
     return device
+
+
+def pick_precision(name: str, device: torch.device) -> str:
+    """`auto`: bf16 where the hardware computes it natively, fp16 on GPUs without bf16, else fp32
+    (on a CPU without native bf16, autocast to bf16 is several times slower than fp32)."""
+    if name != "auto":
+        return name
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if device.type == "cpu":
+        native = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)() or getattr(
+            torch.cpu, "_is_amx_tile_supported", lambda: False
+        )()
+        return "bf16" if native else "fp32"
+    return "fp32"
 
 
 @dataclass
@@ -75,7 +90,8 @@ class Trainer:
         self.device = device
         self.prep = prep
         self.generator = torch.Generator(device=device).manual_seed(cfg.seed)
-        self.dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.precision]
+        self.precision = pick_precision(cfg.precision, device)
+        self.dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[self.precision]
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.dtype is None:
@@ -92,14 +108,19 @@ class Trainer:
         run: RunDir,
         checkpoint_info: dict[str, Any],
         resume: dict[str, Any] | None = None,
+        on_epoch_end: Callable[[dict[str, Any], nn.Module], None] | None = None,
     ) -> FitResult:
         """Train for cfg.epochs epochs (or until early stopping), checkpointing after each one.
 
         `checkpoint_info` (config, model name, class count, objective) goes into every checkpoint;
-        `resume` is a last.ckpt to continue from.
+        `resume` is a last.ckpt to continue from; `on_epoch_end(metrics_row, model)` is called
+        after each epoch's checkpoint (its time is not counted in the run's).
         """
         cfg = self.cfg
-        scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.precision == "fp16")
+        scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
+        # The compiled module shares its parameters with `model`, whose state_dict is what is saved,
+        # so checkpoints load into an uncompiled model.
+        forward = torch.compile(model) if cfg.compile else model
         state = TrainState()
         if resume is not None:
             state = self.restore(resume, model, optimizer, scheduler, scaler)
@@ -124,7 +145,7 @@ class Trainer:
                     x = self.prep(train.images[idx], train=True, generator=self.generator)
                     y = train.labels[idx]
                     with self.autocast():
-                        logits = model(x)
+                        logits = forward(x)
                     loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
                     optimizer.zero_grad(set_to_none=True)
                     scaler.scale(loss).backward()
@@ -171,6 +192,10 @@ class Trainer:
                     f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f}  "
                     f"{row['images_per_s']:.0f} img/s  {epoch_time:.1f}s" + ("  *best*" if improved else "")
                 )
+                if on_epoch_end is not None:
+                    paused = time.perf_counter()
+                    on_epoch_end(row, model)
+                    started += time.perf_counter() - paused
                 patience = cfg.early_stopping_patience
                 if patience and epoch - state.best_epoch >= patience and epoch < cfg.epochs:
                     log.info(f"early stop: no better val accuracy for {patience} epochs")

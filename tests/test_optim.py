@@ -47,7 +47,7 @@ def test_onecycle_peaks_at_pct_start() -> None:
     assert f[-1] < 1e-3
 
 
-@pytest.mark.parametrize("name", ["sgd", "adam", "adamw"])
+@pytest.mark.parametrize("name", ["sgd", "adam", "adamw", "adadelta"])
 def test_optimizer_decays_weights_not_biases(name: str) -> None:
     cfg = OmegaConf.merge(OmegaConf.load(CONF / "optimizer" / f"{name}.yaml"), {"weight_decay": 0.01})
     model = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3))

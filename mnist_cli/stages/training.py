@@ -4,7 +4,7 @@ test the best checkpoint once, and report."""
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -30,7 +30,12 @@ def setup(cfg: DictConfig) -> torch.device:
 
 
 def train_and_test(
-    cfg: DictConfig, run: RunDir, model: Classifier, device: torch.device, resume: dict[str, Any] | None
+    cfg: DictConfig,
+    run: RunDir,
+    model: Classifier,
+    device: torch.device,
+    resume: dict[str, Any] | None,
+    on_epoch_end: Callable[[dict[str, Any], Classifier], None] | None = None,
 ) -> dict[str, Any]:
     train, val = train_val_split(load_split(cfg.dataset, "train"), cfg.dataset.val_size, cfg.dataset.split_seed)
     test = load_split(cfg.dataset, "test")  # read now so a missing file fails before training
@@ -52,11 +57,13 @@ def train_and_test(
         "num_classes": model.num_classes,
         "objective": OmegaConf.select(cfg, "stage.objective", default="supervised"),
     }
-    fit = trainer.fit(model, train.to(device), val.to(device), optimizer, scheduler, run, info, resume)
+    fit = trainer.fit(model, train.to(device), val.to(device), optimizer, scheduler, run, info, resume, on_epoch_end)
 
     model.load_state_dict(load_checkpoint(run.best_ckpt)["model"])
     tested = trainer.evaluate(model, test.to(device))
     train_time = sum(row["epoch_time_s"] for row in fit.history)
+    target = cfg.trainer.target_accuracy
+    reached = [row["elapsed_s"] for row in fit.history if target is not None and row["val_acc"] >= target]
     results = {
         "metric": fit.best_val_acc,
         "device": str(device),
@@ -66,7 +73,10 @@ def train_and_test(
         "best_val_acc": fit.best_val_acc,
         "test_loss": tested.loss,
         "test_acc": tested.acc,
+        "precision": trainer.precision,
         "train_time_s": round(train_time, 3),
+        "target_accuracy": target,
+        "time_to_target_s": round(reached[0], 3) if reached else None,
         "images_per_s": round(sum(r["images_per_s"] * r["epoch_time_s"] for r in fit.history) / train_time, 1),
         "parameters": n_params,
         "checkpoints": {"best": str(run.best_ckpt), "last": str(run.last_ckpt)},
@@ -80,7 +90,8 @@ def train_and_test(
             "test loss": tested.loss,
             "train time": f"{train_time:.1f} s",
             "images/s": f"{results['images_per_s']:.0f}",
-            "device": str(device),
+            "device": f"{device} ({trainer.precision})",
+            **({f"time to {target:.1%} val": f"{reached[0]:.1f} s" if reached else "not reached"} if target else {}),
         },
     )
     return results

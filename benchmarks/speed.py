@@ -1,0 +1,181 @@
+"""Training speed against the conventional PyTorch loop, side by side in one process.
+
+    python benchmarks/speed.py [--data ../shared/data/mnist-10k] [--epochs 6] [--target 0.98]
+
+Three ways to train on the same real MNIST files (10k training images):
+  1. conventional: torchvision datasets.MNIST, per-sample ToTensor + Normalize, a DataLoader with
+     batch 64, the classic two-conv CNN, Adadelta lr 1.0 with StepLR gamma 0.7 (PyTorch's example);
+  2. the same classic CNN and optimizer through mnist's trainer (device-resident uint8 data,
+     per-batch normalization): what the data path alone buys;
+  3. `mnist pretrain model=cnn`'s default recipe, through the same code as the command.
+Each is tested on the 10k test images after every epoch (not timed). "Seconds to target" is the
+training time until the first epoch whose test accuracy reaches --target. The mnist runs hold out
+5% of the training images for validation; the conventional loop trains on all of them.
+Then the whole `mnist pretrain model=cnn` command runs once more as a subprocess for its wall time
+and peak memory, and `mnist --help` is timed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from rich.console import Console
+from rich.table import Table
+from torch import nn
+
+from mnist_cli.batches import BatchPrep
+from mnist_cli.data import load_split
+from mnist_cli.models import build_model
+from mnist_cli.models.classifier import Classifier
+from mnist_cli.run_dir import RunDir
+from mnist_cli.stages.training import setup, train_and_test
+from mnist_cli.trainer import Trainer
+
+sys.path.insert(0, str(Path(__file__).parent))
+from pretrain_cnn import DEFAULT_DATA, cli_pretrain, help_seconds, peak_child_rss_mb  # noqa: E402
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+
+
+def classic_cnn() -> Classifier:
+    """PyTorch's example MNIST net: conv32-conv64-maxpool-dropout-fc128-dropout-fc10."""
+    backbone = nn.Sequential(
+        nn.Conv2d(1, 32, 3), nn.ReLU(), nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Dropout(0.25), nn.Flatten(), nn.Linear(9216, 128), nn.ReLU(),
+    )
+    return Classifier(backbone, 128, 10, dropout=0.5)
+
+
+def compose(*overrides: str):
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
+
+    from mnist_cli.run_dir import register_resolvers
+
+    register_resolvers()
+    with initialize_config_module(config_module="mnist_cli.conf", version_base="1.3"):
+        return hydra_compose(config_name="config", overrides=list(overrides))
+
+
+class Curve:
+    """Test accuracy after each epoch, and the training time when it first reached the target."""
+
+    def __init__(self, target: float):
+        self.target, self.accs, self.reached_at = target, [], None
+
+    def record(self, acc: float, train_seconds: float) -> None:
+        self.accs.append(acc)
+        if self.reached_at is None and acc >= self.target:
+            self.reached_at = train_seconds
+
+
+def conventional(data: str, epochs: int, curve: Curve) -> float:
+    """The loop users start from. Returns training images/s."""
+    from torchvision import datasets, transforms
+
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = Path(tmp) / "MNIST" / "raw"  # torchvision's layout, files un-gzipped as it expects
+        raw.mkdir(parents=True)
+        for gz in Path(data).glob("*.gz"):
+            with gzip.open(gz) as src, open(raw / gz.stem, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+        transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.1307,), (0.3081,))])
+        train = datasets.MNIST(tmp, train=True, transform=transform)
+        test = datasets.MNIST(tmp, train=False, transform=transform)
+        train_loader = torch.utils.data.DataLoader(train, batch_size=64, shuffle=True)
+        test_loader = torch.utils.data.DataLoader(test, batch_size=1000)
+        torch.manual_seed(0)
+        model = classic_cnn()
+        optimizer = torch.optim.Adadelta(model.parameters(), lr=1.0)
+        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.7)
+        seconds = images = 0
+        for _ in range(epochs):
+            model.train()
+            tic = time.perf_counter()
+            for x, y in train_loader:
+                optimizer.zero_grad()
+                loss = F.cross_entropy(model(x), y)
+                loss.backward()
+                optimizer.step()
+                images += len(y)
+            scheduler.step()
+            seconds += time.perf_counter() - tic
+            model.eval()
+            with torch.no_grad():
+                correct = sum(int((model(x).argmax(1) == y).sum()) for x, y in test_loader)
+            curve.record(correct / len(test), seconds)
+        return images / seconds
+
+
+def through_mnist(cfg, model: Classifier | None, curve: Curve) -> dict:
+    """Train with mnist's own stage code, testing after each epoch (outside the clock)."""
+    device = setup(cfg)
+    model = model or build_model(cfg.model, len(cfg.dataset.classes))
+    test = load_split(cfg.dataset, "test").to(device)
+    tester = Trainer(cfg.trainer, device, BatchPrep(cfg.dataset))
+    seconds = 0.0
+
+    def on_epoch_end(row: dict, trained: nn.Module) -> None:
+        nonlocal seconds
+        seconds += row["epoch_time_s"]
+        curve.record(tester.evaluate(trained, test).acc, seconds)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        return train_and_test(cfg, RunDir(tmp), model, device, None, on_epoch_end)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=DEFAULT_DATA)
+    parser.add_argument("--epochs", type=int, default=6, help="epochs of the two classic-CNN runs")
+    parser.add_argument("--target", type=float, default=0.98)
+    args = parser.parse_args()
+    console = Console(width=200)
+    rows = []
+
+    console.print("[bold]1/3 conventional loop[/]")
+    curve = Curve(args.target)
+    speed = conventional(args.data, args.epochs, curve)
+    rows.append(("conventional: DataLoader, per-sample transforms, classic CNN, Adadelta", speed, curve))
+
+    console.print("[bold]2/3 classic CNN + Adadelta through mnist's trainer[/]")
+    classic = compose(
+        f"dataset.root={args.data}", "dataset.download=false", "dataset.augment.enabled=false",
+        "optimizer=adadelta", "scheduler=step", "scheduler.gamma=0.7", "trainer.batch_size=64",
+        f"trainer.epochs={args.epochs}", "trainer.label_smoothing=0", "model.name=classic_cnn",
+    )
+    curve = Curve(args.target)
+    results = through_mnist(classic, classic_cnn(), curve)
+    rows.append(("classic CNN + Adadelta, mnist trainer (data path only)", results["images_per_s"], curve))
+
+    console.print("[bold]3/3 mnist pretrain model=cnn (default recipe)[/]")
+    curve = Curve(args.target)
+    results = through_mnist(compose(f"dataset.root={args.data}", "dataset.download=false"), None, curve)
+    rows.append(("mnist pretrain model=cnn, default fast recipe", results["images_per_s"], curve))
+
+    wall, summary = cli_pretrain(args.data)
+    base_speed, base_curve = rows[0][1], rows[0][2]
+    table = Table(title=f"Training speed on {args.data}, {torch.get_num_threads()} CPU threads, target {args.target:.0%} test accuracy")
+    for column in ("run", "train images/s", "x baseline", f"s to {args.target:.0%}", "x faster", "epochs: test accuracy"):
+        table.add_column(column, justify="left" if column.startswith(("run", "epochs")) else "right")
+    for name, speed, curve in rows:
+        reached = f"{curve.reached_at:.1f}" if curve.reached_at is not None else "not reached"
+        faster = f"{base_curve.reached_at / curve.reached_at:.1f}x" if curve.reached_at and base_curve.reached_at else "-"
+        table.add_row(name, f"{speed:.0f}", f"{speed / base_speed:.1f}x", reached, faster, " ".join(f"{a:.2%}" for a in curve.accs))
+    console.print(table)
+    console.print(
+        f"whole `mnist pretrain model=cnn` command: {wall:.1f} s wall, test accuracy {summary['test_acc']:.2%}, "
+        f"peak memory (max RSS) {peak_child_rss_mb():.0f} MB; `mnist --help`: {help_seconds() * 1000:.0f} ms"
+    )
+
+
+if __name__ == "__main__":
+    main()
