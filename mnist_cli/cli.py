@@ -19,7 +19,7 @@ STAGES = {
     "finetune": "continue training a checkpoint (ckpt=...), on the same or another dataset",
     "eval": "measure a checkpoint (ckpt=...) on the test split",
 }
-GROUPS = ("dataset", "model", "optimizer", "scheduler", "trainer")
+GROUPS = ("dataset", "model", "optimizer", "scheduler", "trainer", "experiment")
 EXAMPLES = """\
   mnist pretrain model=cnn
   mnist pretrain dataset.root=~/data/mnist trainer.epochs=4

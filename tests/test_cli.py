@@ -19,7 +19,7 @@ def summary(run: Path) -> dict:
 
 
 def test_pretrain_finetune_eval(tmp_path: Path, tiny_data: Path) -> None:
-    pretrain = mnist("pretrain", f"dataset.root={tiny_data}", *FAST, cwd=tmp_path)
+    pretrain = mnist("pretrain", f"dataset.root={tiny_data}", *FAST, "trainer.target_accuracy=0.5", cwd=tmp_path)
     assert pretrain.returncode == 0, pretrain.stderr
     [run] = run_dirs(tmp_path, "pretrain")
     for name in ("config.yaml", "metrics.jsonl", "summary.json", "run.log", "checkpoints/best.ckpt", "checkpoints/last.ckpt", ".hydra/config.yaml"):
@@ -27,7 +27,9 @@ def test_pretrain_finetune_eval(tmp_path: Path, tiny_data: Path) -> None:
     s = summary(run)
     assert s["status"] == "completed" and s["epochs_run"] == 2 and s["test_acc"] > 0.9
     assert s["versions"]["torch"] and s["device"] == "cpu" and s["wall_time_s"] > 0
-    assert len((run / "metrics.jsonl").read_text().splitlines()) == 2
+    assert 0 < s["time_to_target_s"] <= s["train_time_s"] + 5 and s["images_per_s"] > 0
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2] and all(r["images_per_s"] > 0 and r["epoch_time_s"] > 0 for r in rows)
 
     # The model and the data set come from the checkpoint: no model= or dataset.root= needed.
     finetune = mnist("finetune", f"ckpt={run}", "trainer.epochs=1", "finetune.freeze=backbone", cwd=tmp_path)
@@ -122,6 +124,17 @@ def test_bad_input_is_one_line_and_exit_code_2(tmp_path: Path, args: list[str], 
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+def test_config_errors_do_not_import_torch(tmp_path: Path) -> None:
+    code = (
+        "import sys\nfrom mnist_cli.cli import main\n"
+        "try:\n    main(['pretrain', 'optimizer.lr=-1'])\nexcept SystemExit as e:\n    assert e.code == 2, e.code\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "optimizer.lr=-1 is not valid" in result.stderr
+
+
 def test_not_a_checkpoint_is_refused(tmp_path: Path) -> None:
     (tmp_path / "notes.ckpt").write_text("hello")
     result = mnist("eval", "ckpt=notes.ckpt", cwd=tmp_path)
@@ -132,7 +145,7 @@ def test_hydra_flags_keep_working(tmp_path: Path) -> None:
     cfg = mnist("pretrain", "optimizer=sgd", "--cfg", "job", cwd=tmp_path)
     assert cfg.returncode == 0 and "name: sgd" in cfg.stdout and "momentum: 0.9" in cfg.stdout
     help_text = mnist("finetune", "--help", cwd=tmp_path)
-    assert help_text.returncode == 0 and "freeze: none" in help_text.stdout and "optimizer: adam, adamw, sgd" in help_text.stdout
+    assert help_text.returncode == 0 and "freeze: none" in help_text.stdout and "optimizer: adadelta, adam, adamw, sgd" in help_text.stdout
     assert not (tmp_path / "outputs").exists()  # neither ran a job
     top = mnist("--help", cwd=tmp_path)
     assert top.returncode == 0 and "Stages:" in top.stdout

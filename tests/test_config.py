@@ -17,7 +17,7 @@ from mnist_cli.validate import validate
 
 GROUP_OPTIONS = [
     (group, path.stem)
-    for group in ("dataset", "model", "optimizer", "scheduler", "trainer", "stage")
+    for group in ("dataset", "model", "optimizer", "scheduler", "trainer", "stage", "experiment")
     for path in sorted((config_dir() / group).glob("*.yaml"))
 ]
 
@@ -27,7 +27,7 @@ def test_every_group_option_composes_and_validates(group: str, option: str) -> N
     extra = ["ckpt=x.ckpt"] if (group, option) in (("stage", "finetune"), ("stage", "eval")) else []
     cfg = compose_config(f"{group}={option}", *extra)
     validate(cfg)
-    if group not in ("trainer", "stage"):
+    if group not in ("trainer", "stage", "experiment"):
         assert cfg[group].name == option
     if group == "stage":
         assert cfg.stage.name == option
@@ -43,6 +43,11 @@ def test_fashion_mnist_inherits_mnist_fields() -> None:
     assert cfg.dataset.torchvision_name == "FashionMNIST"
     assert cfg.dataset.val_size == 0.05 and cfg.dataset.augment.max_rotate == 0
     assert len(cfg.dataset.classes) == 10
+
+
+def test_experiment_presets_override_the_groups() -> None:
+    cfg = compose_config("experiment=cnn_large_batch")
+    assert cfg.trainer.batch_size == 512 and cfg.optimizer.lr == 2e-2 and cfg.trainer.seed == 0
 
 
 def test_finetune_stage_lowers_the_learning_rate() -> None:

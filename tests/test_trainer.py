@@ -106,3 +106,20 @@ def test_classification_report_on_a_known_case() -> None:
     assert report["confusion_matrix"] == [[1, 1, 0], [0, 2, 0], [1, 0, 1]]
     assert report["per_class"][0] == pytest.approx({"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 2})
     assert report["per_class"][1]["precision"] == pytest.approx(2 / 3) and report["per_class"][1]["recall"] == 1.0
+
+
+def test_precision_auto_picks_what_the_hardware_computes_natively() -> None:
+    from mnist_cli.trainer import pick_precision
+
+    native_bf16 = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    assert pick_precision("auto", torch.device("cpu")) == ("bf16" if native_bf16 else "fp32")
+    assert pick_precision("fp16", torch.device("cpu")) == "fp16"
+
+
+def test_compiled_training_saves_checkpoints_an_uncompiled_model_loads(tmp_path: Path, tiny_data: Path) -> None:
+    result, run, model, trainer, cfg = fit(tmp_path, tiny_data, "trainer.epochs=1", "trainer.compile=true")
+    ckpt = load_checkpoint(run.last_ckpt)
+    assert not any(key.startswith("_orig_mod") for key in ckpt["model"])
+    plain = model_from_checkpoint(ckpt)
+    test = load_split(cfg.dataset, "test")
+    assert trainer.evaluate(plain, test).acc == trainer.evaluate(model, test).acc
