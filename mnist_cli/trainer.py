@@ -127,51 +127,25 @@ class Trainer:
             run.write_metrics(state.history)
             log.info(f"resuming after epoch {state.epoch} of {cfg.epochs}")
         steps = max(1, len(train) // cfg.batch_size)  # full batches only (BatchNorm needs > 1 image)
-        trainable = [p for p in model.parameters() if p.requires_grad]
         started = time.perf_counter() - sum(row["epoch_time_s"] + row["val_time_s"] for row in state.history)
         stopped_early = False
 
         with training_progress() as progress:
             for epoch in range(state.epoch + 1, cfg.epochs + 1):
                 task = progress.add_task(f"epoch {epoch}/{cfg.epochs}", total=steps, loss=float("nan"), acc=float("nan"))
-                model.train()
                 tic = time.perf_counter()
-                order = torch.randperm(len(train), device=self.device, generator=self.generator)
-                loss_sum = torch.zeros((), device=self.device)
-                correct = torch.zeros((), device=self.device, dtype=torch.long)
-                seen = 0
-                for step in range(steps):
-                    idx = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
-                    x = self.prep(train.images[idx], train=True, generator=self.generator)
-                    y = train.labels[idx]
-                    with self.autocast():
-                        logits = forward(x)
-                    loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
-                    optimizer.zero_grad(set_to_none=True)
-                    scaler.scale(loss).backward()
-                    if cfg.grad_clip is not None:
-                        scaler.unscale_(optimizer)
-                        nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
-                    scaler.step(optimizer)
-                    scaler.update()
-                    scheduler.step()
-                    loss_sum += loss.detach() * len(y)
-                    correct += (logits.detach().argmax(1) == y).sum()
-                    seen += len(y)
-                    if (step + 1) % cfg.log_every_steps == 0 or step + 1 == steps:
-                        train_loss = loss_sum.item() / seen  # the only host sync in the loop
-                        self.check_finite(train_loss, epoch, step + 1)
-                        progress.update(task, completed=step + 1, loss=train_loss, acc=correct.item() / seen)
-                if self.device.type == "cuda":
-                    torch.cuda.synchronize()
+                train_loss, train_acc, seen = self.train_epoch(
+                    model, forward, train, optimizer, scheduler, scaler, steps, epoch,
+                    lambda step, loss, acc: progress.update(task, completed=step, loss=loss, acc=acc),
+                )
                 epoch_time = time.perf_counter() - tic
 
                 tic = time.perf_counter()
                 result = self.evaluate(model, val)
                 row = {
                     "epoch": epoch,
-                    "train_loss": loss_sum.item() / seen,
-                    "train_acc": correct.item() / seen,
+                    "train_loss": train_loss,
+                    "train_acc": train_acc,
                     "val_loss": result.loss,
                     "val_acc": result.acc,
                     "lr": optimizer.param_groups[0]["lr"],
@@ -202,6 +176,42 @@ class Trainer:
                     stopped_early = True
                     break
         return FitResult(state.history, state.best_epoch, state.best_val_acc, stopped_early)
+
+    def train_epoch(self, model, forward, train: Split, optimizer, scheduler, scaler, steps: int, epoch: int,
+                    report: Callable[[int, float, float], None]) -> tuple[float, float, int]:
+        """One pass over a fresh permutation of `train`: (mean loss, accuracy, images seen)."""
+        cfg = self.cfg
+        model.train()
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        order = torch.randperm(len(train), device=self.device, generator=self.generator)
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), device=self.device, dtype=torch.long)
+        seen = 0
+        for step in range(1, steps + 1):
+            idx = order[(step - 1) * cfg.batch_size : step * cfg.batch_size]
+            x = self.prep(train.images[idx], train=True, generator=self.generator)
+            y = train.labels[idx]
+            with self.autocast():
+                logits = forward(x)
+            loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if cfg.grad_clip is not None:
+                scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            loss_sum += loss.detach() * len(y)
+            correct += (logits.detach().argmax(1) == y).sum()
+            seen += len(y)
+            if step % cfg.log_every_steps == 0 or step == steps:
+                mean_loss, acc = loss_sum.item() / seen, correct.item() / seen  # the loop's only host syncs
+                self.check_finite(mean_loss, epoch, step)
+                report(step, mean_loss, acc)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        return mean_loss, acc, seen
 
     @staticmethod
     def check_finite(loss: float, epoch: int, step: int) -> None:
