@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any, Callable
 
 from omegaconf import DictConfig, OmegaConf
@@ -62,6 +63,17 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "dataset.augment.max_shift": (non_negative, "a number of pixels >= 0"),
     "dataset.augment.max_rotate": (non_negative, "a number of degrees >= 0"),
     "dataset.augment.max_scale": (fraction, "a fraction in [0, 1)"),
+    "model.channels": (lambda v: isinstance(v, Sequence) and len(v) > 0 and all(map(positive_int, v)), "a list of widths >= 1, e.g. [16,32,64]"),
+    "model.hidden": (non_negative_int, "a whole number >= 0 (0: no hidden layer)"),
+    "model.head_dropout": (fraction, "a number in [0, 1)"),
+    "model.dropout": (fraction, "a number in [0, 1)"),
+    "model.stem": (one_of("small", "strided"), "small or strided"),
+    "model.patch": (lambda v: positive_int(v) and 28 % v == 0, "a patch size that divides 28: 4 or 7 (or 1, 2, 14)"),
+    "model.dim": (positive_int, "a whole number >= 1"),
+    "model.depth": (positive_int, "a whole number >= 1"),
+    "model.heads": (positive_int, "a whole number >= 1"),
+    "model.mlp_ratio": (positive, "a number > 0"),
+    "model.pool": (one_of("cls", "mean"), "cls or mean"),
     "optimizer.name": (one_of("adamw", "adam", "sgd", "adadelta"), "adamw, adam, sgd or adadelta"),
     "optimizer.lr": (positive, "a number > 0 (e.g. 1e-3)"),
     "optimizer.weight_decay": (non_negative, "a number >= 0"),
@@ -100,6 +112,9 @@ def validate(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key)
         if not rule(value):
             raise UserError(f"{key}={value!r} is not valid: it must be {want}; fix it with {key}=...")
+
+    if cfg.model.name == "vit" and cfg.model.dim % cfg.model.heads:
+        raise UserError(f"model.dim={cfg.model.dim} must be divisible by model.heads={cfg.model.heads}; change one of them")
 
     stage = cfg.stage.name
     if stage in ("finetune", "eval") and cfg.ckpt is None and cfg.resume is None:

@@ -12,6 +12,7 @@ from omegaconf import OmegaConf
 from conftest import compose_config
 from mnist_cli.cli import check_group_choices, config_dir, hydra_argv, usage
 from mnist_cli.errors import UserError
+from mnist_cli.models import MODELS
 from mnist_cli.run_dir import unique_dir
 from mnist_cli.validate import validate
 
@@ -27,8 +28,10 @@ def test_every_group_option_composes_and_validates(group: str, option: str) -> N
     extra = ["ckpt=x.ckpt"] if (group, option) in (("stage", "finetune"), ("stage", "eval")) else []
     cfg = compose_config(f"{group}={option}", *extra)
     validate(cfg)
-    if group not in ("trainer", "stage", "experiment"):
+    if group in ("dataset", "optimizer", "scheduler"):
         assert cfg[group].name == option
+    if group == "model":
+        assert cfg.model.name in MODELS  # vit_mini is a size of the vit model
     if group == "stage":
         assert cfg.stage.name == option
 

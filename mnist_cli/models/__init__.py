@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 
 MODELS = {
     "cnn": "mnist_cli.models.cnn",
+    "resnet18": "mnist_cli.models.resnet18",
+    "vit": "mnist_cli.models.vit",
 }
 
 
@@ -25,4 +27,4 @@ def build_model(cfg: DictConfig, num_classes: int) -> Classifier:
     if cfg.name not in MODELS:
         raise KeyError(f"unknown model '{cfg.name}'")
     backbone, feature_dim = importlib.import_module(MODELS[cfg.name]).build_backbone(cfg)
-    return Classifier(backbone, feature_dim, num_classes, dropout=cfg.dropout)
+    return Classifier(backbone, feature_dim, num_classes, dropout=cfg.head_dropout)

@@ -1,0 +1,104 @@
+"""Every model: output shapes, the backbone/head split, rebuilding from a checkpoint, freezing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from conftest import compose_config, mnist, run_dirs
+from mnist_cli.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from mnist_cli.errors import UserError
+from mnist_cli.models import build_model
+from mnist_cli.validate import validate
+
+# (overrides, feature width); sizes as the configs ship them.
+MODELS = {
+    "cnn": (["model=cnn"], 128),
+    "resnet18-small": (["model=resnet18"], 512),
+    "resnet18-strided": (["model=resnet18", "model.stem=strided"], 512),
+    "vit": (["model=vit"], 192),
+    "vit-mean-patch7": (["model=vit", "model.pool=mean", "model.patch=7"], 192),
+    "vit_mini": (["model=vit_mini"], 128),
+}
+# Small versions of each family for training on tiny data in a few seconds.
+TINY = {
+    "cnn": ["model=cnn", "model.channels=[8,16]", "model.hidden=32"],
+    "resnet18": ["model=resnet18", "model.stem=strided"],
+    "vit": ["model=vit", "model.dim=32", "model.depth=2", "model.heads=2"],
+}
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_output_shapes_and_backbone_head_split(name: str) -> None:
+    overrides, width = MODELS[name]
+    model = build_model(compose_config(*overrides).model, 10).eval()
+    x = torch.randn(3, 1, 28, 28)
+    with torch.no_grad():
+        features = model.backbone(x)
+        assert features.shape == (3, width) == (3, model.feature_dim)
+        assert torch.allclose(model.head(features), model(x), atol=1e-6)
+        assert model(x).shape == (3, 10)
+
+
+@pytest.mark.parametrize(("overrides", "tokens"), [(["model=vit"], 1 + 49), (["model=vit_mini"], 16)])
+def test_vit_backbone_returns_patch_tokens(overrides: list[str], tokens: int) -> None:
+    cfg = compose_config(*overrides)
+    backbone = build_model(cfg.model, 10).backbone
+    assert backbone.forward_tokens(torch.zeros(2, 1, 28, 28)).shape == (2, tokens, cfg.model.dim)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_rebuilt_from_a_checkpoints_config(tmp_path: Path, name: str) -> None:
+    cfg = compose_config(*MODELS[name][0])
+    model = build_model(cfg.model, 7).eval()
+    save_checkpoint(tmp_path / "m.ckpt", {"config": OmegaConf.to_container(cfg), "num_classes": 7, "model": model.state_dict()})
+    rebuilt = model_from_checkpoint(load_checkpoint(tmp_path / "m.ckpt")).eval()
+    x = torch.randn(2, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(rebuilt(x), model(x))
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [("model.stem=big", "small or strided"), ("model.patch=5", "divides 28"), ("model.heads=5", "divisible by model.heads=5")],
+)
+def test_bad_model_settings_are_refused(override: str, message: str) -> None:
+    model = "model=resnet18" if "stem" in override else "model=vit"
+    with pytest.raises(UserError, match=message):
+        validate(compose_config(model, override))
+
+
+@pytest.mark.parametrize("family", TINY)
+def test_pretrain_eval_round_trip_and_frozen_finetune(tmp_path: Path, tiny_data: Path, family: str) -> None:
+    """pretrain -> eval gives the recorded accuracy; finetune with a frozen backbone keeps it."""
+    assert mnist("pretrain", f"dataset.root={tiny_data}", *TINY[family], "trainer.epochs=1", "trainer.batch_size=32",
+                 cwd=tmp_path).returncode == 0
+    [run] = run_dirs(tmp_path, "pretrain")
+    summary = json.loads((run / "summary.json").read_text())
+    evaluate = mnist("eval", f"ckpt={run}", cwd=tmp_path)
+    assert evaluate.returncode == 0, evaluate.stderr
+    [eval_run] = run_dirs(tmp_path, "eval")
+    assert json.loads((eval_run / "eval.json").read_text())["test_acc"] == summary["test_acc"]
+
+    finetune = mnist("finetune", f"ckpt={run}", "finetune.freeze=backbone", "trainer.epochs=1", "trainer.batch_size=32",
+                     cwd=tmp_path)
+    assert finetune.returncode == 0, finetune.stderr
+    [ft_run] = run_dirs(tmp_path, "finetune")
+    before = load_checkpoint(run / "checkpoints" / "best.ckpt")["model"]
+    after = load_checkpoint(ft_run / "checkpoints" / "last.ckpt")["model"]
+    backbone = [k for k in before if k.startswith("backbone.")]
+    assert backbone and all(torch.equal(before[k], after[k]) for k in backbone)
+    assert not all(torch.equal(before[k], after[k]) for k in after if k.startswith("head."))
+
+
+def test_experiment_presets_pick_each_models_recipe() -> None:
+    vit = compose_config("experiment=vit")
+    assert (vit.model.name, vit.optimizer.name, vit.scheduler.name, vit.scheduler.warmup_epochs) == ("vit", "adamw", "cosine", 2)
+    assert compose_config("experiment=vit_mini").model.patch == 7
+    resnet = compose_config("experiment=resnet18", "model.stem=strided")
+    assert (resnet.model.name, resnet.model.stem, resnet.optimizer.name) == ("resnet18", "strided", "sgd")
+    assert compose_config("experiment=vit").trainer.batch_size == compose_config().trainer.batch_size  # only differences
