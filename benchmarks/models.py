@@ -20,11 +20,11 @@ import torch.nn.functional as F
 from rich.console import Console
 from rich.table import Table
 
+from mnist_cli.cli import compose_config
 from mnist_cli.models import build_model
 
 sys.path.insert(0, str(Path(__file__).parent))
 from pretrain_cnn import DEFAULT_DATA, cli_pretrain  # noqa: E402
-from speed import compose  # noqa: E402
 
 # preset name -> the overrides of its recipe
 PRESETS = {
@@ -65,7 +65,7 @@ def main() -> None:
     for column in ("preset", "overrides", "parameters", "train img/s", "eval img/s", "epochs", "test accuracy", "wall time"):
         table.add_column(column, justify="left" if column in ("preset", "overrides") else "right")
     for name, overrides in PRESETS.items():
-        cfg = compose(*overrides)
+        cfg = compose_config(*overrides)
         model = build_model(cfg.model, 10).to(memory_format=torch.channels_last)
         params = sum(p.numel() for p in model.parameters())
         train_speed, eval_speed = images_per_second(model, True, 128), images_per_second(model, False, 1000)

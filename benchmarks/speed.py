@@ -32,6 +32,7 @@ from rich.table import Table
 from torch import nn
 
 from mnist_cli.batches import BatchPrep
+from mnist_cli.cli import compose_config
 from mnist_cli.data import load_split
 from mnist_cli.models import build_model
 from mnist_cli.models.classifier import Classifier
@@ -52,17 +53,6 @@ def classic_cnn() -> Classifier:
         nn.Dropout(0.25), nn.Flatten(), nn.Linear(9216, 128), nn.ReLU(),
     )
     return Classifier(backbone, 128, 10, dropout=0.5)
-
-
-def compose(*overrides: str):
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_module
-
-    from mnist_cli.run_dir import register_resolvers
-
-    register_resolvers()
-    with initialize_config_module(config_module="mnist_cli.conf", version_base="1.3"):
-        return hydra_compose(config_name="config", overrides=list(overrides))
 
 
 class Curve:
@@ -147,7 +137,7 @@ def main() -> None:
     rows.append(("conventional: DataLoader, per-sample transforms, classic CNN, Adadelta", speed, curve))
 
     console.print("[bold]2/3 classic CNN + Adadelta through mnist's trainer[/]")
-    classic = compose(
+    classic = compose_config(
         f"dataset.root={args.data}", "dataset.download=false", "dataset.augment.enabled=false",
         "optimizer=adadelta", "scheduler=step", "scheduler.gamma=0.7", "trainer.batch_size=64",
         f"trainer.epochs={args.epochs}", "trainer.label_smoothing=0", "model.name=classic_cnn",
@@ -158,7 +148,7 @@ def main() -> None:
 
     console.print("[bold]3/3 mnist pretrain model=cnn (default recipe)[/]")
     curve = Curve(args.target)
-    results = through_mnist(compose(f"dataset.root={args.data}", "dataset.download=false"), None, curve)
+    results = through_mnist(compose_config(f"dataset.root={args.data}", "dataset.download=false"), None, curve)
     rows.append(("mnist pretrain model=cnn, default fast recipe", results["images_per_s"], curve))
 
     wall, summary = cli_pretrain(args.data)

@@ -12,7 +12,7 @@ from importlib import resources
 from pathlib import Path
 
 from mnist_cli import __version__
-from mnist_cli.errors import EXIT_FAILED, EXIT_USAGE, UserError
+from mnist_cli.errors import EXIT_FAILED, EXIT_USAGE
 
 STAGES = {
     "pretrain": "train a fresh model",
@@ -85,6 +85,18 @@ def hydra_argv(stage: str, args: list[str]) -> list[str]:
             overrides.append(arg)
         i += 1
     return [*flags, f"stage={stage}", *overrides]
+
+
+def compose_config(*overrides: str):
+    """The config `mnist` composes for these overrides, without running anything (for tests,
+    benchmarks and notebooks)."""
+    from hydra import compose, initialize_config_module
+
+    from mnist_cli.run_dir import register_resolvers
+
+    register_resolvers()
+    with initialize_config_module(config_module="mnist_cli.conf", version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> None:

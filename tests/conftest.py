@@ -10,10 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from hydra import compose, initialize_config_module
-
 from mnist_cli.idx import write_idx
-from mnist_cli.run_dir import register_resolvers
 
 REAL_DATA = os.environ.get("MNIST_CLI_REAL_DATA")  # a folder with the four real MNIST files
 
@@ -48,17 +45,11 @@ def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 FAST = ["trainer.epochs=2", "trainer.batch_size=32", "model.channels=[8,16]", "model.hidden=32"]
 
 
-def compose_config(*overrides: str):
-    """The config `mnist` would compose for these overrides (without the hydra section)."""
-    register_resolvers()
-    with initialize_config_module(config_module="mnist_cli.conf", version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides))
-
-
 def mnist(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """Run `python -m mnist_cli ARGS` in `cwd` and capture its output."""
-    full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
-    full_env.pop("MNIST_CLI_DATA", None) if env is None or "MNIST_CLI_DATA" not in env else None
+    # The runs see only the data the test names, not a MNIST_CLI_DATA of the developer's.
+    full_env = {key: value for key, value in os.environ.items() if key != "MNIST_CLI_DATA"}
+    full_env.update({"COLUMNS": "200", **(env or {})})
     return subprocess.run(
         [sys.executable, "-m", "mnist_cli", *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=600
     )

@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from conftest import compose_config
-from mnist_cli.cli import check_group_choices, config_dir, hydra_argv, usage
+from mnist_cli.cli import check_group_choices, compose_config, config_dir, hydra_argv, usage
 from mnist_cli.errors import UserError
 from mnist_cli.models import MODELS
 from mnist_cli.run_dir import unique_dir

@@ -9,7 +9,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from conftest import compose_config, mnist, run_dirs
+from conftest import mnist, run_dirs
+from mnist_cli.cli import compose_config
 from mnist_cli.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from mnist_cli.errors import UserError
 from mnist_cli.models import build_model

@@ -9,8 +9,9 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from conftest import FAST, compose_config
+from conftest import FAST
 from mnist_cli.batches import BatchPrep
+from mnist_cli.cli import compose_config
 from mnist_cli.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from mnist_cli.data import load_split, train_val_split
 from mnist_cli.errors import UserError

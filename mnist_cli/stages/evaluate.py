@@ -50,6 +50,12 @@ def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str
     print_confusion(classes, report["confusion_matrix"])
     print_key_values(
         f"eval: {source}",
-        {"test accuracy": tested.acc, "test loss": tested.loss, "macro F1": report["macro_f1"], "images": len(test), "written": str(run.path / "eval.json")},
+        {
+            "test accuracy": tested.acc,
+            "test loss": tested.loss,
+            "macro F1": report["macro_f1"],
+            "images": len(test),
+            "written": str(run.path / "eval.json"),
+        },
     )
     return results
