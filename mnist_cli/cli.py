@@ -12,7 +12,7 @@ from importlib import resources
 from pathlib import Path
 
 from mnist_cli import __version__
-from mnist_cli.errors import EXIT_FAILED, EXIT_USAGE
+from mnist_cli.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE
 
 STAGES = {
     "pretrain": "train a fresh model",
@@ -154,7 +154,10 @@ def main(argv: list[str] | None = None) -> None:
 
     register_resolvers()
     sys.argv = [sys.argv[0], *hydra_argv(stage, args)]
-    hydra.main(version_base="1.3", config_path="pkg://mnist_cli.conf", config_name="config")(run_job)()
+    try:
+        hydra.main(version_base="1.3", config_path="pkg://mnist_cli.conf", config_name="config")(run_job)()
+    except KeyboardInterrupt:
+        fail("interrupted; the run keeps its last complete checkpoint: continue it with resume=<run dir>", EXIT_INTERRUPTED)
     if failed_jobs:
         fail(f"{len(failed_jobs)} job(s) failed: " + "; ".join(failed_jobs), EXIT_FAILED)
 

@@ -93,6 +93,10 @@ class Trainer:
         self.precision = pick_precision(cfg.precision, device)
         self.dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[self.precision]
 
+    def steps_per_epoch(self, n_train: int) -> int:
+        """Full batches only (BatchNorm needs more than one image); at least one step."""
+        return max(1, n_train // self.cfg.batch_size)
+
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.dtype is None:
             return contextlib.nullcontext()
@@ -126,7 +130,7 @@ class Trainer:
             state = self.restore(resume, model, optimizer, scheduler, scaler)
             run.write_metrics(state.history)
             log.info(f"resuming after epoch {state.epoch} of {cfg.epochs}")
-        steps = max(1, len(train) // cfg.batch_size)  # full batches only (BatchNorm needs > 1 image)
+        steps = self.steps_per_epoch(len(train))
         started = time.perf_counter() - sum(row["epoch_time_s"] + row["val_time_s"] for row in state.history)
         stopped_early = False
 

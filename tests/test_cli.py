@@ -84,6 +84,21 @@ def test_resume_after_kill_ends_where_an_uninterrupted_run_ends(tmp_path: Path) 
     assert summary(cut)["status"] == "completed"  # the refused resume left the record alone
 
 
+def test_ctrl_c_marks_the_run_interrupted_and_keeps_its_checkpoint(tmp_path: Path) -> None:
+    data = write_dataset(tmp_path / "data", n_train=3000, n_test=100)
+    proc = subprocess.Popen([sys.executable, "-m", "mnist_cli", "pretrain", f"dataset.root={data}", *FAST, "trainer.epochs=50"],
+                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list((tmp_path / "outputs").glob("pretrain/*/checkpoints/last.ckpt")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    [run] = run_dirs(tmp_path, "pretrain")
+    assert summary(run)["status"] == "interrupted" and (run / "checkpoints" / "last.ckpt").is_file()
+
+
 def test_sweep_runs_every_job_and_records_a_failing_one(tmp_path: Path, tiny_data: Path) -> None:
     result = mnist("pretrain", "-m", f"dataset.root={tiny_data}", *FAST, "trainer.epochs=1",
                    "optimizer=adam,sgd", cwd=tmp_path)

@@ -27,10 +27,9 @@ def fit(tmp_path: Path, data: Path, *overrides: str, model=None):
     torch.manual_seed(cfg.trainer.seed)
     train, val = train_val_split(load_split(cfg.dataset, "train"), cfg.dataset.val_size, cfg.dataset.split_seed)
     model = model or build_model(cfg.model, 10)
-    optimizer = build_optimizer(cfg.optimizer, model)
-    steps = max(1, len(train) // cfg.trainer.batch_size)
-    scheduler = build_scheduler(cfg.scheduler, optimizer, steps, cfg.trainer.epochs)
     trainer = Trainer(cfg.trainer, torch.device("cpu"), BatchPrep(cfg.dataset))
+    optimizer = build_optimizer(cfg.optimizer, model)
+    scheduler = build_scheduler(cfg.scheduler, optimizer, trainer.steps_per_epoch(len(train)), cfg.trainer.epochs)
     run = RunDir(tmp_path / "run")
     info = {"config": {"model": OmegaConf.to_container(cfg.model)}, "model_name": "cnn", "num_classes": 10, "objective": "supervised"}
     result = trainer.fit(model, train, val, optimizer, scheduler, run, info)

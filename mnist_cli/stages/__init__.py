@@ -90,6 +90,9 @@ def run_job(cfg: DictConfig) -> float | None:
             failed_jobs.append(f"job {hydra_cfg.job.num} ({' '.join(summary['overrides'])}): {e}")
             return None
         sys.exit(EXIT_USAGE)
+    except KeyboardInterrupt:
+        summary["status"] = "interrupted"  # resume=<run dir> continues from the last checkpoint
+        raise
     finally:
         summary.update(finished_at=datetime.now().isoformat(timespec="seconds"),
                        wall_time_s=round(time.time() - started, 3), versions=versions())

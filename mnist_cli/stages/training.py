@@ -40,10 +40,9 @@ def train_and_test(
     train, val = train_val_split(load_split(cfg.dataset, "train"), cfg.dataset.val_size, cfg.dataset.split_seed)
     test = load_split(cfg.dataset, "test")  # read now so a missing file fails before training
     model.to(device, memory_format=torch.channels_last)
-    optimizer = build_optimizer(cfg.optimizer, model)
-    steps_per_epoch = max(1, len(train) // cfg.trainer.batch_size)
-    scheduler = build_scheduler(cfg.scheduler, optimizer, steps_per_epoch, cfg.trainer.epochs)
     trainer = Trainer(cfg.trainer, device, BatchPrep(cfg.dataset))
+    optimizer = build_optimizer(cfg.optimizer, model)
+    scheduler = build_scheduler(cfg.scheduler, optimizer, trainer.steps_per_epoch(len(train)), cfg.trainer.epochs)
     run.write_config(cfg)
     n_params = sum(p.numel() for p in model.parameters())
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
