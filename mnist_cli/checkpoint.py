@@ -77,10 +77,9 @@ def inherit_config(cfg: DictConfig, ckpt: dict[str, Any], overrides: list[str]) 
     """Make a finetune/eval config describe the checkpoint's model, and its data set unless the
     command line chose one: `dataset=...` picks another, `dataset.key=...` adjusts the saved one."""
     saved = ckpt["config"]
-    chosen_model = [o.split("=", 1)[1] for o in overrides if o.startswith("model=")]
-    if chosen_model and chosen_model[0] != saved["model"]["name"]:
+    if any(o.startswith("model=") for o in overrides) and cfg.model.name != saved["model"]["name"]:
         raise UserError(
-            f"model={chosen_model[0]} does not match the checkpoint, which holds a {saved['model']['name']}; "
+            f"model={cfg.model.name} does not match the checkpoint, which holds a {saved['model']['name']}; "
             "drop model= (the model comes from the checkpoint)"
         )
     cfg.model = saved["model"]

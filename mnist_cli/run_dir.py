@@ -118,7 +118,7 @@ class RunDir:
         return json.loads(path.read_text()) if path.exists() else None
 
     def write_summary(self, summary: dict[str, Any]) -> None:
-        write_text(self.path / "summary.json", json.dumps(summary, indent=2) + "\n")
+        self.write_json("summary.json", summary)
 
     def write_json(self, name: str, data: dict[str, Any]) -> None:
         write_text(self.path / name, json.dumps(data, indent=2) + "\n")

@@ -9,6 +9,7 @@ from typing import Any, Callable
 from omegaconf import DictConfig, OmegaConf
 
 from mnist_cli.errors import UserError
+from mnist_cli.models import MODELS
 
 
 def _is_int(v: Any) -> bool:
@@ -63,6 +64,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "dataset.augment.max_shift": (non_negative, "a number of pixels >= 0"),
     "dataset.augment.max_rotate": (non_negative, "a number of degrees >= 0"),
     "dataset.augment.max_scale": (fraction, "a fraction in [0, 1)"),
+    "model.name": (lambda v: v in MODELS, f"one of the registered models ({', '.join(MODELS)})"),
     "model.channels": (lambda v: isinstance(v, Sequence) and len(v) > 0 and all(map(positive_int, v)), "a list of widths >= 1, e.g. [16,32,64]"),
     "model.hidden": (non_negative_int, "a whole number >= 0 (0: no hidden layer)"),
     "model.head_dropout": (fraction, "a number in [0, 1)"),

@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 from mnist_cli.cli import check_group_choices, compose_config, config_dir, hydra_argv, usage
 from mnist_cli.errors import UserError
 from mnist_cli.models import MODELS
-from mnist_cli.run_dir import unique_dir
+from mnist_cli.run_dir import RunDir, unique_dir
 from mnist_cli.validate import validate
 
 GROUP_OPTIONS = [
@@ -119,6 +119,8 @@ def test_unique_dir_never_shares_a_directory(tmp_path: Path) -> None:
     assert second == base + "_1" and Path(first).is_dir() and Path(second).is_dir()
 
 
-def test_saved_config_round_trips_through_yaml() -> None:
-    cfg = compose_config()
-    assert OmegaConf.create(OmegaConf.to_yaml(cfg.trainer)) == cfg.trainer
+def test_run_config_is_saved_resolved(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MNIST_CLI_DATA", "/data/here")
+    RunDir(tmp_path).write_config(compose_config())
+    saved = OmegaConf.load(tmp_path / "config.yaml")
+    assert saved.dataset.root == "/data/here" and "${" not in (tmp_path / "config.yaml").read_text()

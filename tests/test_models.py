@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 
 from conftest import mnist, run_dirs
 from mnist_cli.cli import compose_config
-from mnist_cli.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from mnist_cli.checkpoint import inherit_config, load_checkpoint, model_from_checkpoint, save_checkpoint
 from mnist_cli.errors import UserError
 from mnist_cli.models import build_model
 from mnist_cli.validate import validate
@@ -103,3 +103,18 @@ def test_experiment_presets_pick_each_models_recipe() -> None:
     resnet = compose_config("experiment=resnet18", "model.stem=strided")
     assert (resnet.model.name, resnet.model.stem, resnet.optimizer.name) == ("resnet18", "strided", "sgd")
     assert compose_config("experiment=vit").trainer.batch_size == compose_config().trainer.batch_size  # only differences
+
+
+def test_finetune_accepts_the_checkpoints_model_option_and_refuses_another() -> None:
+    ckpt = {"config": OmegaConf.to_container(compose_config("model=vit_mini"))}
+    same = compose_config("stage=finetune", "ckpt=x", "model=vit_mini")  # vit_mini is a size of `vit`
+    inherit_config(same, ckpt, ["ckpt=x", "model=vit_mini"])
+    assert same.model.patch == 7
+    other = compose_config("stage=finetune", "ckpt=x", "model=cnn")
+    with pytest.raises(UserError, match="model=cnn does not match the checkpoint, which holds a vit"):
+        inherit_config(other, ckpt, ["ckpt=x", "model=cnn"])
+
+
+def test_a_model_config_naming_no_registered_model_is_refused() -> None:
+    with pytest.raises(UserError, match="model.name='vgg' is not valid: it must be one of the registered models"):
+        validate(compose_config("model.name=vgg"))

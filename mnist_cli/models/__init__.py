@@ -24,7 +24,5 @@ MODELS = {
 def build_model(cfg: DictConfig, num_classes: int) -> Classifier:
     from mnist_cli.models.classifier import Classifier
 
-    if cfg.name not in MODELS:
-        raise KeyError(f"unknown model '{cfg.name}'")
     backbone, feature_dim = importlib.import_module(MODELS[cfg.name]).build_backbone(cfg)
     return Classifier(backbone, feature_dim, num_classes, dropout=cfg.head_dropout)

@@ -22,9 +22,8 @@ log = logging.getLogger(__name__)
 
 def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str, Any]:
     device = setup(cfg)
-    num_classes = len(cfg.dataset.classes)
     if resume is not None:  # the weights come from the run's last checkpoint
-        model = build_model(cfg.model, num_classes)
+        model = build_model(cfg.model, len(cfg.dataset.classes))
     else:
         source = resolve_checkpoint(cfg.ckpt, cfg.outputs_root)
         ckpt = load_checkpoint(source)
