@@ -8,6 +8,7 @@ optimizer, scheduler, grad-scaler and RNG states needed to resume.
 
 from __future__ import annotations
 
+import io
 import pickle
 from pathlib import Path
 from typing import Any
@@ -18,15 +19,17 @@ from omegaconf import DictConfig, OmegaConf
 from mnist_cli.errors import UserError
 from mnist_cli.models import build_model
 from mnist_cli.models.classifier import Classifier
-from mnist_cli.run_dir import atomic_path
+from mnist_cli.run_dir import write_bytes
 
 FORMAT = "mnist-cli-checkpoint"
 VERSION = 1
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    with atomic_path(path) as tmp:
-        torch.save({"format": FORMAT, "version": VERSION, **payload}, tmp)
+    """Serialize in memory, then write the file in one go (so a full disk is a plain OSError)."""
+    buffer = io.BytesIO()
+    torch.save({"format": FORMAT, "version": VERSION, **payload}, buffer)
+    write_bytes(path, buffer.getvalue())
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -36,12 +39,12 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # any failure to parse means the file is not a usable checkpoint
-        if isinstance(e, pickle.UnpicklingError) and "Weights only load failed" in str(e):
+        if isinstance(e, pickle.UnpicklingError) and "GLOBAL" in str(e):  # it names code to import and call
             raise UserError(
                 f"{path}: refused: it holds Python objects beyond plain data, and loading it could run code; "
                 "use a checkpoint written by mnist"
             ) from None
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0].split(". ")[0]
         raise UserError(f"{path}: not a readable checkpoint, truncated or corrupt ({first}); use another checkpoint") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise UserError(f"{path}: not an mnist checkpoint; pass a checkpoint written by `mnist pretrain` or `mnist finetune`")

@@ -69,15 +69,23 @@ def register_resolvers() -> None:
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success, move it over `path` in one step.
 
-    A crash or a full disk leaves the previous file untouched and no partial file behind.
+    A crash or a full disk leaves the previous file untouched and no partial file behind;
+    a failed write ends in a UserError that names the file.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from mnist_cli.errors import UserError
+
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         yield tmp
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        raise UserError(
+            f"could not write {path} ({e.strerror or e}); free disk space or pick a writable folder with "
+            f"outputs_root=... (any earlier {path.name} is unchanged)"
+        ) from None
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -87,11 +95,18 @@ def write_text(path: Path, text: str) -> None:
         tmp.write_text(text)
 
 
-class RunDir:
-    """One run's output directory."""
+def write_bytes(path: Path, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
 
-    def __init__(self, path: str | Path):
+
+class RunDir:
+    """One run's output directory. With `writable=False` (the other ranks of a torchrun job,
+    whose rank 0 writes) the write methods do nothing."""
+
+    def __init__(self, path: str | Path, writable: bool = True):
         self.path = Path(path)
+        self.writable = writable
 
     @property
     def checkpoints(self) -> Path:
@@ -108,10 +123,12 @@ class RunDir:
     def write_config(self, cfg: DictConfig) -> None:
         from omegaconf import OmegaConf
 
-        write_text(self.path / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+        if self.writable:
+            write_text(self.path / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
 
     def write_metrics(self, history: list[dict[str, Any]]) -> None:
-        write_text(self.path / "metrics.jsonl", "".join(json.dumps(row) + "\n" for row in history))
+        if self.writable:
+            write_text(self.path / "metrics.jsonl", "".join(json.dumps(row) + "\n" for row in history))
 
     def read_summary(self) -> dict[str, Any] | None:
         path = self.path / "summary.json"
@@ -121,4 +138,5 @@ class RunDir:
         self.write_json("summary.json", summary)
 
     def write_json(self, name: str, data: dict[str, Any]) -> None:
-        write_text(self.path / name, json.dumps(data, indent=2) + "\n")
+        if self.writable:
+            write_text(self.path / name, json.dumps(data, indent=2) + "\n")
