@@ -7,12 +7,15 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 from importlib import resources
 from pathlib import Path
 
-from mnist_cli import __version__
+from mnist_cli import __version__, distributed
 from mnist_cli.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE
+from mnist_cli.interrupts import raise_on_sigterm
 
 STAGES = {
     "pretrain": "train a fresh model",
@@ -68,9 +71,8 @@ FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "-
 INFO_TOPICS = {"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"}
 
 
-def hydra_argv(stage: str, args: list[str]) -> list[str]:
-    """Hydra's arguments for `mnist <stage> ARGS`: its flags first (its parser does not take flags
-    after overrides), then the stage, then the overrides in their order."""
+def split_args(args: list[str]) -> tuple[list[str], list[str]]:
+    """Hydra's flags (with their values) and the key=value overrides, each in their order."""
     flags, overrides = [], []
     i = 0
     while i < len(args):
@@ -84,6 +86,13 @@ def hydra_argv(stage: str, args: list[str]) -> list[str]:
         else:
             overrides.append(arg)
         i += 1
+    return flags, overrides
+
+
+def hydra_argv(stage: str, args: list[str]) -> list[str]:
+    """Hydra's arguments for `mnist <stage> ARGS`: its flags first (its parser does not take flags
+    after overrides), then the stage, then the overrides in their order."""
+    flags, overrides = split_args(args)
     return [*flags, f"stage={stage}", *overrides]
 
 
@@ -133,6 +142,107 @@ def check_group_choices(args: list[str]) -> None:
                 fail(f"unknown {group} '{choice}': choose one of {', '.join(options)} (see `mnist --help`)")
 
 
+def torchrun_args(stage: str, args: list[str]) -> list[str]:
+    """Under torchrun, every rank runs this command; rank 0 alone makes and writes the run
+    directory, the others keep no record (their Hydra output goes nowhere)."""
+    if any(arg in ("-m", "--multirun") for arg in args):
+        fail("sweeps (-m) do not run under torchrun; run each job with torchrun, or sweep without it")
+    if stage == "eval":
+        fail("eval runs in one process; run it without torchrun")
+    if distributed.is_main():
+        return args
+    resume = [arg.removeprefix("resume=") for arg in args if arg.startswith("resume=")]
+    scratch = resume[-1] if resume else tempfile.gettempdir()  # Hydra makes this folder; nothing is written in it
+    return [*args, f"hydra.run.dir={scratch}", "hydra.output_subdir=null", "hydra/job_logging=disabled"]
+
+
+# Flags after which Hydra prints something and exits, or composes a config the check cannot see.
+NO_CHECK_FLAGS = {"--help", "-h", "--hydra-help", "--info", "-i", "--shell-completion", "-sc",
+                  "--config-name", "-cn", "--experimental-rerun", "--config-path", "-cp"}
+
+
+def first_job(overrides: list[str]) -> list[str]:
+    """The overrides of a sweep's first job: the first value of each `a,b`/range sweep; other
+    sweeps (glob, interval) are left out, for Hydra and the sweeper to check."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    job = []
+    for text, override in zip(overrides, OverridesParser.create().parse_overrides(overrides)):
+        if not override.is_sweep_override():
+            job.append(text)
+            continue
+        try:
+            job.append(f"{override.get_key_element()}={next(iter(override.sweep_string_iterator()))}")
+        except HydraException:
+            pass
+    return job
+
+
+def one_line(error: BaseException) -> str:
+    """Hydra's and OmegaConf's multi-line messages as one line, without the internals."""
+    details = ("full_key:", "object_type", "reference_type", "See https://", "Config search path", "provider=")
+    lines = [line.strip() for line in str(error).splitlines() if line.strip() and not line.strip().startswith(details)]
+    cause = [line.strip() for line in str(error.__cause__ or "").splitlines() if line.strip() and not line.strip().startswith(details)]
+    if cause:
+        lines[:1] = [f"{lines[0].rstrip('.')}: {cause[0]}"] if lines else cause[:1]
+    key = getattr(error, "full_key", None)  # OmegaConf names the key whose value failed
+    return (f"{key}: " if key else "") + (" ".join(lines) or type(error).__name__)
+
+
+def check_writable(root: Path) -> None:
+    """Refuse an outputs_root that cannot be created or written, without creating it."""
+    from mnist_cli.errors import UserError
+
+    existing = root
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    problem = "is not a folder" if not existing.is_dir() else "is not writable" if not os.access(existing, os.W_OK) else None
+    if problem:
+        raise UserError(f"outputs_root={root}: {existing} {problem}, so no run directory can be made there; choose another with outputs_root=...")
+
+
+def check_config(stage: str, args: list[str]) -> None:
+    """Compose and validate the config the way the job will, so a typo, a bad value or an
+    unwritable outputs_root ends in one line before Hydra creates a run directory."""
+    if any(arg.partition("=")[0] in NO_CHECK_FLAGS for arg in args):
+        return
+    modes = {"-m": "-m", "--multirun": "-m", "--cfg": "--cfg", "-c": "--cfg"}
+    if len({modes[arg] for arg in args if arg in modes}) > 1:
+        fail("-m and --cfg do not go together: use one of them")
+    from omegaconf import OmegaConf
+
+    from mnist_cli.errors import UserError
+    from mnist_cli.validate import validate
+
+    flags, overrides = split_args(args)
+    overrides = [f"stage={stage}", *overrides]
+    config_dirs = [value for flag, value in zip(flags, flags[1:]) if flag in ("--config-dir", "-cd")]
+    config_dirs += [a.partition("=")[2] for a in flags if a.startswith("--config-dir=")]
+    sweep = any(flag in ("-m", "--multirun") for flag in flags)
+    try:
+        if sweep:  # each job validates its own values; a bad one fails that job alone
+            overrides = first_job(overrides)
+        if config_dirs:
+            overrides.append(f"hydra.searchpath=[{','.join('file://' + str(Path(d).resolve()) for d in config_dirs)}]")
+        cfg = compose_config(*overrides)
+        OmegaConf.to_container(cfg, resolve=True)  # every ${...} resolves
+        if not sweep:
+            validate(cfg)
+        if cfg.resume is None:
+            check_writable(Path(cfg.outputs_root).expanduser())
+    except UserError as e:
+        fail(str(e))
+    except Exception as e:  # Hydra's and OmegaConf's composition errors
+        message = one_line(e)
+        if message.startswith("Ambiguous value for argument"):
+            given = message.split("'")[1]
+            message = f"{given} has several values: add -m to sweep over them, or write a list as [a,b]"
+        elif message.startswith("Could not override"):
+            message += f" (`mnist {stage} --cfg job` lists the keys)"
+        fail(message)
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help", "help"):
@@ -144,20 +254,25 @@ def main(argv: list[str] | None = None) -> None:
     stage, args = argv[0], argv[1:]
     if stage not in STAGES:
         fail(f"unknown stage '{stage}': use one of {', '.join(STAGES)} (see `mnist --help`)")
-    check_group_choices(args)
-    check_resume_arg(args)
-
-    import hydra
-
-    from mnist_cli.run_dir import register_resolvers
-    from mnist_cli.stages import failed_jobs, run_job
-
-    register_resolvers()
-    sys.argv = [sys.argv[0], *hydra_argv(stage, args)]
+    raise_on_sigterm()
     try:
+        check_group_choices(args)
+        check_resume_arg(args)
+        if distributed.world_size() > 1:
+            args = torchrun_args(stage, args)
+        check_config(stage, args)
+
+        import hydra
+
+        from mnist_cli.run_dir import register_resolvers
+        from mnist_cli.stages import failed_jobs, run_job
+
+        register_resolvers()
+        sys.argv = [sys.argv[0], *hydra_argv(stage, args)]
         hydra.main(version_base="1.3", config_path="pkg://mnist_cli.conf", config_name="config")(run_job)()
-    except KeyboardInterrupt:
-        fail("interrupted; the run keeps its last complete checkpoint: continue it with resume=<run dir>", EXIT_INTERRUPTED)
+    except KeyboardInterrupt as e:
+        fail("interrupted; the run keeps its last complete checkpoint: continue it with resume=<run dir>",
+             getattr(e, "exit_code", EXIT_INTERRUPTED))
     if failed_jobs:
         fail(f"{len(failed_jobs)} job(s) failed: " + "; ".join(failed_jobs), EXIT_FAILED)
 
