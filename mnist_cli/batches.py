@@ -21,19 +21,25 @@ class BatchPrep:
         self.max_scale = float(aug.max_scale)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
 
-    def __call__(self, images: torch.Tensor, train: bool, generator: torch.Generator | None = None) -> torch.Tensor:
+    def __call__(
+        self, images: torch.Tensor, train: bool, generator: torch.Generator | None = None, shard: tuple[int, int] = (0, 1)
+    ) -> torch.Tensor:
+        """`shard=(rank, world)`: `images` are rows rank::world of a global batch; the random draws
+        are made for the whole global batch, so every rank's generator stays in step with the others
+        and each image is augmented as a single process would augment it."""
         x = images.float().div_(255)
         if train and self.augment:
-            x = self.random_affine(x, generator)
+            x = self.random_affine(x, generator, shard)
         x = x.sub_(self.mean).div_(self.std)
         return x.contiguous(memory_format=self.memory_format)
 
-    def random_affine(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    def random_affine(self, x: torch.Tensor, generator: torch.Generator | None, shard: tuple[int, int]) -> torch.Tensor:
         """Rotate, scale and shift each image by its own random amount (one grid_sample call)."""
         n, _, h, w = x.shape
+        rank, world = shard
 
-        def uniform(*shape: int) -> torch.Tensor:  # in [-1, 1)
-            return torch.rand(*shape, device=x.device, generator=generator) * 2 - 1
+        def uniform(*shape: int) -> torch.Tensor:  # in [-1, 1), this shard's rows of the global draw
+            return torch.rand(shape[0] * world, *shape[1:], device=x.device, generator=generator)[rank::world] * 2 - 1
 
         angle = uniform(n) * self.max_rotate
         scale = 1 + uniform(n) * self.max_scale

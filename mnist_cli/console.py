@@ -11,9 +11,9 @@ from rich.table import Table
 console = Console()
 
 
-def training_progress() -> Progress:
+def training_progress(enabled: bool = True) -> Progress:
     """One bar per epoch with the running loss and accuracy; silent when not on a terminal
-    (the per-epoch log lines say the same)."""
+    (the per-epoch log lines say the same) or when not `enabled`."""
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -22,7 +22,7 @@ def training_progress() -> Progress:
         TimeElapsedColumn(),
         console=console,
         transient=True,
-        disable=not console.is_terminal,
+        disable=not (enabled and console.is_terminal),
     )
 
 

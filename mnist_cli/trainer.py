@@ -4,11 +4,16 @@ precision, gradient clipping, early stopping, best/last checkpoints and resuming
 The data lives on the training device as uint8 tensors; each step indexes a batch out of a
 device-side permutation and prepares it there (batches.py). Running loss and accuracy are summed
 on the device and read back every `log_every_steps` steps, not every step.
+
+Under torchrun each rank trains on its rows of every batch (distributed.py); rank 0 writes.
+A checkpoint can be taken mid-epoch (every `checkpoint_every_steps` steps, and on SIGINT/SIGTERM):
+it holds the epoch's order and running sums, so a resumed run takes the very steps it would have.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import time
 from dataclasses import dataclass, field
@@ -19,11 +24,13 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import nn
 
+from mnist_cli import distributed
 from mnist_cli.batches import BatchPrep
 from mnist_cli.checkpoint import save_checkpoint
 from mnist_cli.console import training_progress
 from mnist_cli.data import Split
-from mnist_cli.errors import UserError
+from mnist_cli.errors import Interrupted, UserError
+from mnist_cli.interrupts import StopRequest
 from mnist_cli.run_dir import RunDir
 
 log = logging.getLogger(__name__)
@@ -82,6 +89,40 @@ class TrainState:
     history: list[dict[str, Any]] = field(default_factory=list)
     best_epoch: int = 0
     best_val_acc: float = -1.0
+    in_progress: dict[str, Any] | None = None  # EpochProgress.state_dict() of a mid-epoch checkpoint
+
+
+@dataclass
+class EpochProgress:
+    """The epoch being trained: its data order, the steps done and the running sums (this rank's).
+    Mid-epoch checkpoints save it, so a resumed run goes on at the next step of the same order."""
+
+    order: torch.Tensor
+    loss_sum: torch.Tensor
+    correct: torch.Tensor
+    step: int = 0
+    seen: int = 0
+    time_s: float = 0.0
+
+    @classmethod
+    def start(cls, order: torch.Tensor) -> EpochProgress:
+        zero = torch.zeros((), device=order.device)
+        return cls(order, zero, zero.long())
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"order": self.order.cpu(), "loss_sum": self.loss_sum.cpu(), "correct": self.correct.cpu(),
+                "step": self.step, "seen": self.seen, "time_s": self.time_s}
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, Any], device: torch.device) -> EpochProgress:
+        return cls(state["order"].to(device), state["loss_sum"].to(device), state["correct"].to(device),
+                   state["step"], state["seen"], state["time_s"])
+
+    def totals(self) -> tuple[float, float, int]:
+        """Mean loss, accuracy and images seen so far, summed over all ranks (a host sync)."""
+        sums = distributed.all_reduce(torch.stack([self.loss_sum, self.correct.float(), torch.tensor(float(self.seen), device=self.loss_sum.device)]))
+        loss_sum, correct, seen = sums.tolist()
+        return loss_sum / seen, correct / seen, int(seen)
 
 
 class Trainer:
@@ -89,9 +130,12 @@ class Trainer:
         self.cfg = cfg
         self.device = device
         self.prep = prep
+        # Shuffling and augmentation draw from this generator. Every rank seeds it alike, so all
+        # ranks shuffle alike and each trains on its own rows of every batch.
         self.generator = torch.Generator(device=device).manual_seed(cfg.seed)
         self.precision = pick_precision(cfg.precision, device)
         self.dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[self.precision]
+        self.shard = (distributed.rank(), distributed.world_size())
 
     def steps_per_epoch(self, n_train: int) -> int:
         """Full batches only (BatchNorm needs more than one image); at least one step."""
@@ -114,7 +158,8 @@ class Trainer:
         resume: dict[str, Any] | None = None,
         on_epoch_end: Callable[[dict[str, Any], nn.Module], None] | None = None,
     ) -> FitResult:
-        """Train for cfg.epochs epochs (or until early stopping), checkpointing after each one.
+        """Train for cfg.epochs epochs (or until early stopping), checkpointing after each one
+        (and every cfg.checkpoint_every_steps steps, and when stopped by SIGINT/SIGTERM).
 
         `checkpoint_info` (config, model name, class count, objective) goes into every checkpoint;
         `resume` is a last.ckpt to continue from; `on_epoch_end(metrics_row, model)` is called
@@ -122,27 +167,41 @@ class Trainer:
         """
         cfg = self.cfg
         scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
-        # The compiled module shares its parameters with `model`, whose state_dict is what is saved,
-        # so checkpoints load into an uncompiled model.
-        forward = torch.compile(model) if cfg.compile else model
+        if self.shard[1] > 1:
+            torch.manual_seed(cfg.seed + self.shard[0])  # each rank its own dropout masks
         state = TrainState()
         if resume is not None:
             state = self.restore(resume, model, optimizer, scheduler, scaler)
             run.write_metrics(state.history)
-            log.info(f"resuming after epoch {state.epoch} of {cfg.epochs}")
+            where = f"step {state.in_progress['step']} of epoch {state.epoch + 1}" if state.in_progress else f"epoch {state.epoch}"
+            log.info(f"resuming after {where} of {cfg.epochs}")
+        forward = model
+        if self.shard[1] > 1:  # averages the gradients over the ranks
+            forward = nn.parallel.DistributedDataParallel(model, device_ids=[self.device] if self.device.type == "cuda" else None)
+        # The compiled module shares its parameters with `model`, whose state_dict is what is saved,
+        # so checkpoints load into an uncompiled model.
+        if cfg.compile:
+            forward = torch.compile(forward)
         steps = self.steps_per_epoch(len(train))
-        started = time.perf_counter() - sum(row["epoch_time_s"] + row["val_time_s"] for row in state.history)
+        done_s = sum(row["epoch_time_s"] + row["val_time_s"] for row in state.history)
+        started = time.perf_counter() - done_s - (state.in_progress["time_s"] if state.in_progress else 0.0)
         stopped_early = False
 
-        with training_progress() as progress:
+        def checkpoint(current: EpochProgress) -> None:  # mid-epoch: last.ckpt only
+            self.save(run, model, optimizer, scheduler, scaler, state, checkpoint_info, improved=False, current=current)
+
+        with StopRequest() as stop, training_progress(enabled=run.writable) as progress:
             for epoch in range(state.epoch + 1, cfg.epochs + 1):
-                task = progress.add_task(f"epoch {epoch}/{cfg.epochs}", total=steps, loss=float("nan"), acc=float("nan"))
-                tic = time.perf_counter()
+                if state.in_progress is not None:
+                    current = EpochProgress.from_state_dict(state.in_progress, self.device)
+                    state.in_progress = None
+                else:
+                    current = EpochProgress.start(torch.randperm(len(train), device=self.device, generator=self.generator))
+                task = progress.add_task(f"epoch {epoch}/{cfg.epochs}", total=steps, completed=current.step, loss=float("nan"), acc=float("nan"))
                 train_loss, train_acc, seen = self.train_epoch(
-                    model, forward, train, optimizer, scheduler, scaler, steps, epoch,
-                    lambda step, loss, acc: progress.update(task, completed=step, loss=loss, acc=acc),
+                    model, forward, train, optimizer, scheduler, scaler, current, steps, epoch, stop,
+                    checkpoint, functools.partial(progress.update, task),
                 )
-                epoch_time = time.perf_counter() - tic
 
                 tic = time.perf_counter()
                 result = self.evaluate(model, val)
@@ -153,9 +212,9 @@ class Trainer:
                     "val_loss": result.loss,
                     "val_acc": result.acc,
                     "lr": optimizer.param_groups[0]["lr"],
-                    "epoch_time_s": epoch_time,
+                    "epoch_time_s": current.time_s,
                     "val_time_s": time.perf_counter() - tic,
-                    "images_per_s": seen / epoch_time,
+                    "images_per_s": seen / current.time_s,
                 }
                 row["elapsed_s"] = time.perf_counter() - started
                 state.history.append(row)
@@ -168,12 +227,15 @@ class Trainer:
                 log.info(
                     f"epoch {epoch}/{cfg.epochs}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}  "
                     f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f}  "
-                    f"{row['images_per_s']:.0f} img/s  {epoch_time:.1f}s" + ("  *best*" if improved else "")
+                    f"{row['images_per_s']:.0f} img/s  {current.time_s:.1f}s" + ("  *best*" if improved else "")
                 )
                 if on_epoch_end is not None:
                     paused = time.perf_counter()
                     on_epoch_end(row, model)
                     started += time.perf_counter() - paused
+                signum = self.stop_signal(stop)
+                if signum:  # it came in the epoch's last step or during validation: the epoch is saved
+                    raise Interrupted(signum)
                 patience = cfg.early_stopping_patience
                 if patience and epoch - state.best_epoch >= patience and epoch < cfg.epochs:
                     log.info(f"early stop: no better val accuracy for {patience} epochs")
@@ -181,19 +243,21 @@ class Trainer:
                     break
         return FitResult(state.history, state.best_epoch, state.best_val_acc, stopped_early)
 
-    def train_epoch(self, model, forward, train: Split, optimizer, scheduler, scaler, steps: int, epoch: int,
-                    report: Callable[[int, float, float], None]) -> tuple[float, float, int]:
-        """One pass over a fresh permutation of `train`: (mean loss, accuracy, images seen)."""
+    def train_epoch(self, model, forward, train: Split, optimizer, scheduler, scaler, current: EpochProgress, steps: int,
+                    epoch: int, stop: StopRequest, checkpoint: Callable[[EpochProgress], None],
+                    report: Callable[..., None]) -> tuple[float, float, int]:
+        """Train the rest of `current`'s epoch: (mean loss, accuracy, images seen over all ranks).
+
+        Host syncs happen only every `log_every_steps` steps and at checkpoints."""
         cfg = self.cfg
+        rank, world = self.shard
+        every = cfg.checkpoint_every_steps
         model.train()
         trainable = [p for p in model.parameters() if p.requires_grad]
-        order = torch.randperm(len(train), device=self.device, generator=self.generator)
-        loss_sum = torch.zeros((), device=self.device)
-        correct = torch.zeros((), device=self.device, dtype=torch.long)
-        seen = 0
-        for step in range(1, steps + 1):
-            idx = order[(step - 1) * cfg.batch_size : step * cfg.batch_size]
-            x = self.prep(train.images[idx], train=True, generator=self.generator)
+        tic = time.perf_counter()
+        for step in range(current.step + 1, steps + 1):
+            idx = current.order[(step - 1) * cfg.batch_size : step * cfg.batch_size][rank::world]
+            x = self.prep(train.images[idx], train=True, generator=self.generator, shard=self.shard)
             y = train.labels[idx]
             with self.autocast():
                 logits = forward(x)
@@ -206,16 +270,31 @@ class Trainer:
             scaler.step(optimizer)
             scaler.update()
             scheduler.step()
-            loss_sum += loss.detach() * len(y)
-            correct += (logits.detach().argmax(1) == y).sum()
-            seen += len(y)
-            if step % cfg.log_every_steps == 0 or step == steps:
-                mean_loss, acc = loss_sum.item() / seen, correct.item() / seen  # the loop's only host syncs
+            current.loss_sum += loss.detach() * len(y)
+            current.correct += (logits.detach().argmax(1) == y).sum()
+            current.seen += len(y)
+            current.step = step
+            signum = self.stop_signal(stop)
+            if step % cfg.log_every_steps == 0 or step == steps or signum or (every and step % every == 0):
+                mean_loss, acc, seen = current.totals()  # the loop's only host syncs
                 self.check_finite(mean_loss, epoch, step)
-                report(step, mean_loss, acc)
+                report(completed=step, loss=mean_loss, acc=acc)
+            if step < steps and (signum or (every and step % every == 0)):  # the epoch's end saves anyway
+                current.time_s += time.perf_counter() - tic
+                tic = time.perf_counter()
+                checkpoint(current)
+                if signum:
+                    raise Interrupted(signum)
         if self.device.type == "cuda":
             torch.cuda.synchronize()
+        current.time_s += time.perf_counter() - tic
         return mean_loss, acc, seen
+
+    def stop_signal(self, stop: StopRequest) -> int:
+        """The signal that asked to stop (0: none); with several ranks, any rank's."""
+        if self.shard[1] == 1:
+            return stop.signum or 0
+        return int(distributed.all_reduce(torch.tensor(stop.signum or 0, device=self.device), op="max"))
 
     @staticmethod
     def check_finite(loss: float, epoch: int, step: int) -> None:
@@ -242,7 +321,15 @@ class Trainer:
         correct = int((predictions_cpu == split.labels.cpu()).sum())
         return EvalResult(loss_sum.item() / len(split), correct / len(split), predictions_cpu)
 
-    def save(self, run, model, optimizer, scheduler, scaler, state: TrainState, info: dict, improved: bool) -> None:
+    def save(self, run: RunDir, model, optimizer, scheduler, scaler, state: TrainState, info: dict, improved: bool,
+             current: EpochProgress | None = None) -> None:
+        """best.ckpt when the epoch improved; always last.ckpt, with everything needed to resume
+        (including the epoch in progress, for a mid-epoch checkpoint). Rank 0 writes."""
+        rng = {"torch": distributed.gather(torch.get_rng_state()), "generator": self.generator.get_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = distributed.gather(torch.cuda.get_rng_state(self.device))
+        if not run.writable:
+            return
         common = {
             **info,
             "model": model.state_dict(),
@@ -253,9 +340,6 @@ class Trainer:
         }
         if improved:
             save_checkpoint(run.best_ckpt, common)
-        rng = {"torch": torch.get_rng_state(), "generator": self.generator.get_state()}
-        if self.device.type == "cuda":
-            rng["cuda"] = torch.cuda.get_rng_state(self.device)
         save_checkpoint(
             run.last_ckpt,
             {
@@ -264,16 +348,21 @@ class Trainer:
                 "scheduler": scheduler.state_dict(),
                 "scaler": scaler.state_dict(),
                 "rng": rng,
+                "in_progress": current.state_dict() if current is not None else None,
             },
         )
 
     def restore(self, ckpt: dict, model, optimizer, scheduler, scaler) -> TrainState:
+        rank, world = self.shard
+        saved_world = len(ckpt["rng"]["torch"])
+        if saved_world != world:
+            raise UserError(f"this run was trained by {saved_world} process(es); resume it with as many (torchrun --nproc_per_node={saved_world})")
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         scaler.load_state_dict(ckpt["scaler"])
-        torch.set_rng_state(ckpt["rng"]["torch"])
+        torch.set_rng_state(ckpt["rng"]["torch"][rank])
         self.generator.set_state(ckpt["rng"]["generator"])
         if "cuda" in ckpt["rng"] and self.device.type == "cuda":
-            torch.cuda.set_rng_state(ckpt["rng"]["cuda"], self.device)
-        return TrainState(ckpt["epoch"], list(ckpt["history"]), ckpt["best_epoch"], ckpt["best_val_acc"])
+            torch.cuda.set_rng_state(ckpt["rng"]["cuda"][rank], self.device)
+        return TrainState(ckpt["epoch"], list(ckpt["history"]), ckpt["best_epoch"], ckpt["best_val_acc"], ckpt["in_progress"])

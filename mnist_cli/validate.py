@@ -8,6 +8,7 @@ from typing import Any, Callable
 
 from omegaconf import DictConfig, OmegaConf
 
+from mnist_cli import distributed
 from mnist_cli.errors import UserError
 from mnist_cli.models import MODELS
 
@@ -99,6 +100,8 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "trainer.label_smoothing": (fraction, "a number in [0, 1)"),
     "trainer.grad_clip": (optional(positive), "null or a max gradient norm > 0"),
     "trainer.seed": (_is_int, "an integer"),
+    "trainer.deterministic": (lambda v: isinstance(v, bool), "true or false"),
+    "trainer.checkpoint_every_steps": (non_negative_int, "a whole number >= 0 (0: at epoch ends only)"),
     "trainer.early_stopping_patience": (non_negative_int, "a whole number >= 0 (0: off)"),
     "trainer.log_every_steps": (positive_int, "a whole number >= 1"),
     "trainer.num_threads": (optional(positive_int), "null or a whole number >= 1"),
@@ -117,6 +120,13 @@ def validate(cfg: DictConfig) -> None:
 
     if cfg.model.name == "vit" and cfg.model.dim % cfg.model.heads:
         raise UserError(f"model.dim={cfg.model.dim} must be divisible by model.heads={cfg.model.heads}; change one of them")
+
+    world = distributed.world_size()
+    if cfg.trainer.batch_size % world:
+        raise UserError(
+            f"trainer.batch_size={cfg.trainer.batch_size} must divide evenly among the {world} torchrun processes; "
+            f"use a multiple of {world}"
+        )
 
     stage = cfg.stage.name
     if stage in ("finetune", "eval") and cfg.ckpt is None and cfg.resume is None:

@@ -10,6 +10,7 @@ import importlib
 from importlib import metadata
 import logging
 import platform
+import signal
 import sys
 import time
 from datetime import datetime
@@ -19,7 +20,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from mnist_cli import __version__
+from mnist_cli import __version__, distributed
 from mnist_cli.errors import EXIT_USAGE, UserError
 from mnist_cli.run_dir import RunDir
 from mnist_cli.validate import validate
@@ -66,7 +67,7 @@ def run_job(cfg: DictConfig) -> float | None:
     """Run one job; return the metric a sweeper optimizes (best validation accuracy; for eval,
     test accuracy), or None when the job failed."""
     hydra_cfg = HydraConfig.get()
-    run = RunDir(hydra_cfg.runtime.output_dir)
+    run = RunDir(hydra_cfg.runtime.output_dir, writable=distributed.is_main())
     started = time.time()
     now = datetime.now().isoformat(timespec="seconds")
     summary: dict[str, Any] = {"status": "running", "stage": cfg.stage.name, "run_dir": str(run.path),
@@ -90,11 +91,15 @@ def run_job(cfg: DictConfig) -> float | None:
             failed_jobs.append(f"job {hydra_cfg.job.num} ({' '.join(summary['overrides'])}): {e}")
             return None
         sys.exit(EXIT_USAGE)
-    except KeyboardInterrupt:
-        summary["status"] = "interrupted"  # resume=<run dir> continues from the last checkpoint
+    except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: resume=<run dir> continues from the last checkpoint
+        summary.update(status="interrupted", signal=signal.Signals(getattr(e, "signum", signal.SIGINT)).name)
         raise
     finally:
         summary.update(finished_at=datetime.now().isoformat(timespec="seconds"),
                        wall_time_s=round(time.time() - started, 3), versions=versions())
         if not (resuming and summary["status"] == "failed"):  # a refused resume leaves the run's record alone
-            run.write_summary(summary)
+            try:
+                run.write_summary(summary)
+            except UserError as e:  # e.g. the disk is full; said once, if the job's own error did not say it
+                if summary["status"] != "failed":
+                    print(f"mnist: error: {e}", file=sys.stderr)

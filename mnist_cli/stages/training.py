@@ -4,11 +4,13 @@ test the best checkpoint once, and report."""
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any, Callable
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from mnist_cli import distributed
 from mnist_cli.batches import BatchPrep
 from mnist_cli.checkpoint import load_checkpoint
 from mnist_cli.console import print_key_values
@@ -22,10 +24,17 @@ log = logging.getLogger(__name__)
 
 
 def setup(cfg: DictConfig) -> torch.device:
-    """Seed every random number generator and pick the device; call before building a model."""
+    """Seed every random number generator, choose deterministic kernels if asked, join the
+    torchrun process group if there is one, and pick the device; call before building a model."""
     if cfg.trainer.num_threads:
         torch.set_num_threads(cfg.trainer.num_threads)
+    if cfg.trainer.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS's condition for determinism
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
     torch.manual_seed(cfg.trainer.seed)
+    if distributed.world_size() > 1:
+        return distributed.start(cfg.trainer.device)
     return pick_device(cfg.trainer.device)
 
 
@@ -47,7 +56,8 @@ def train_and_test(
     n_params = sum(p.numel() for p in model.parameters())
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     log.info(
-        f"{cfg.stage.name} {cfg.model.name} ({n_params:,} parameters, {n_trainable:,} trainable) on {device}: "
+        f"{cfg.stage.name} {cfg.model.name} ({n_params:,} parameters, {n_trainable:,} trainable) on {device}"
+        + (f" x {distributed.world_size()} processes" if distributed.world_size() > 1 else "") + ": "
         f"{len(train)} train / {len(val)} val images from {cfg.dataset.name}, {cfg.trainer.epochs} epochs"
     )
     info = {
@@ -56,7 +66,12 @@ def train_and_test(
         "num_classes": model.num_classes,
         "objective": OmegaConf.select(cfg, "stage.objective", default="supervised"),
     }
-    fit = trainer.fit(model, train.to(device), val.to(device), optimizer, scheduler, run, info, resume, on_epoch_end)
+    try:
+        fit = trainer.fit(model, train.to(device), val.to(device), optimizer, scheduler, run, info, resume, on_epoch_end)
+    finally:
+        distributed.stop()
+    if not run.writable:  # another rank of a torchrun job: rank 0 tests and reports
+        return {"metric": fit.best_val_acc}
 
     model.load_state_dict(load_checkpoint(run.best_ckpt)["model"])
     tested = trainer.evaluate(model, test.to(device))
@@ -66,6 +81,7 @@ def train_and_test(
     results = {
         "metric": fit.best_val_acc,
         "device": str(device),
+        "processes": distributed.world_size(),
         "epochs_run": len(fit.history),
         "stopped_early": fit.stopped_early,
         "best_epoch": fit.best_epoch,
