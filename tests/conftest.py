@@ -14,6 +14,16 @@ from mnist_cli.idx import write_idx
 
 REAL_DATA = os.environ.get("MNIST_CLI_REAL_DATA")  # a folder with the four real MNIST files
 
+# (what was tried, what mnist said): listed at the end of the test output.
+BAD_INPUTS: list[tuple[str, str]] = []
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if BAD_INPUTS:
+        terminalreporter.section("bad inputs tried and what mnist said")
+        for tried, said in BAD_INPUTS:
+            terminalreporter.write_line(f"{tried}\n    -> {said}")
+
 
 def make_images(labels: torch.Tensor, seed: int) -> torch.Tensor:
     """28x28 uint8 images whose class is easy to learn: a bright square at a class-specific place."""

@@ -73,7 +73,7 @@ def test_bad_model_settings_are_refused(override: str, message: str) -> None:
         validate(compose_config(model, override))
 
 
-@pytest.mark.parametrize("family", TINY)
+@pytest.mark.parametrize("family", [name for name in TINY if name != "cnn"])  # cnn: tests/test_cli.py
 def test_pretrain_eval_round_trip_and_frozen_finetune(tmp_path: Path, tiny_data: Path, family: str) -> None:
     """pretrain -> eval gives the recorded accuracy; finetune with a frozen backbone keeps it."""
     assert mnist("pretrain", f"dataset.root={tiny_data}", *TINY[family], "trainer.epochs=1", "trainer.batch_size=32",
