@@ -22,6 +22,7 @@ from rich.table import Table
 
 from mnist_cli.cli import compose_config
 from mnist_cli.models import build_model
+from mnist_cli.trainer import pick_device
 
 sys.path.insert(0, str(Path(__file__).parent))
 from pretrain_cnn import DEFAULT_DATA, cli_pretrain  # noqa: E402
@@ -36,9 +37,10 @@ PRESETS = {
 }
 
 
-def images_per_second(model: torch.nn.Module, train: bool, batch: int, steps: int = 4) -> float:
-    x = torch.randn(batch, 1, 28, 28).contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, 10, (batch,))
+def images_per_second(model: torch.nn.Module, train: bool, batch: int, device: torch.device, steps: int = 4) -> float:
+    """fp32, uncompiled: the models' own speed, not the trainer's precision choices."""
+    x = torch.randn(batch, 1, 28, 28, device=device).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (batch,), device=device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     model.train(train)
     for i in range(steps + 1):  # the first step warms up
@@ -52,6 +54,8 @@ def images_per_second(model: torch.nn.Module, train: bool, batch: int, steps: in
         else:
             with torch.no_grad():
                 model(x)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
     return steps * batch / (time.perf_counter() - tic)
 
 
@@ -61,14 +65,16 @@ def main() -> None:
     parser.add_argument("--recipes", nargs="*", default=["cnn", "vit_mini", "resnet18_strided"], choices=list(PRESETS))
     args = parser.parse_args()
 
-    table = Table(title=f"Models on this machine ({torch.get_num_threads()} CPU threads); recipes on {args.data}")
+    device = pick_device("auto")
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} CPU threads"
+    table = Table(title=f"Models on this machine ({where}); recipes on {args.data}")
     for column in ("preset", "overrides", "parameters", "train img/s", "eval img/s", "epochs", "test accuracy", "wall time"):
         table.add_column(column, justify="left" if column in ("preset", "overrides") else "right")
     for name, overrides in PRESETS.items():
         cfg = compose_config(*overrides)
-        model = build_model(cfg.model, 10).to(memory_format=torch.channels_last)
+        model = build_model(cfg.model, 10).to(device, memory_format=torch.channels_last)
         params = sum(p.numel() for p in model.parameters())
-        train_speed, eval_speed = images_per_second(model, True, 128), images_per_second(model, False, 1000)
+        train_speed, eval_speed = images_per_second(model, True, 128, device), images_per_second(model, False, 1000, device)
         epochs = accuracy = wall = "-"
         if name in args.recipes:
             Console().print(f"running the {name} recipe ...")

@@ -38,7 +38,7 @@ from mnist_cli.models import build_model
 from mnist_cli.models.classifier import Classifier
 from mnist_cli.run_dir import RunDir
 from mnist_cli.stages.training import setup, train_and_test
-from mnist_cli.trainer import Trainer
+from mnist_cli.trainer import Trainer, pick_device
 
 sys.path.insert(0, str(Path(__file__).parent))
 from pretrain_cnn import DEFAULT_DATA, cli_pretrain, help_seconds, peak_child_rss_mb  # noqa: E402
@@ -83,7 +83,8 @@ def conventional(data: str, epochs: int, curve: Curve) -> float:
         train_loader = torch.utils.data.DataLoader(train, batch_size=64, shuffle=True)
         test_loader = torch.utils.data.DataLoader(test, batch_size=1000)
         torch.manual_seed(0)
-        model = classic_cnn()
+        device = pick_device("auto")  # as PyTorch's example does: batches are moved to the GPU one by one
+        model = classic_cnn().to(device)
         optimizer = torch.optim.Adadelta(model.parameters(), lr=1.0)
         scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.7)
         seconds = images = 0
@@ -91,16 +92,19 @@ def conventional(data: str, epochs: int, curve: Curve) -> float:
             model.train()
             tic = time.perf_counter()
             for x, y in train_loader:
+                x, y = x.to(device), y.to(device)
                 optimizer.zero_grad()
                 loss = F.cross_entropy(model(x), y)
                 loss.backward()
                 optimizer.step()
                 images += len(y)
             scheduler.step()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
             seconds += time.perf_counter() - tic
             model.eval()
             with torch.no_grad():
-                correct = sum(int((model(x).argmax(1) == y).sum()) for x, y in test_loader)
+                correct = sum(int((model(x.to(device)).argmax(1).cpu() == y).sum()) for x, y in test_loader)
             curve.record(correct / len(test), seconds)
         return images / seconds
 

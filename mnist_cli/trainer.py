@@ -219,7 +219,9 @@ class Trainer:
                 row["elapsed_s"] = time.perf_counter() - started
                 state.history.append(row)
                 state.epoch = epoch
-                improved = result.acc > state.best_val_acc
+                # Ties go to the later epoch: a small validation split often ties, and later epochs have
+                # trained longer at a lower learning rate.
+                improved = result.acc >= state.best_val_acc
                 if improved:
                     state.best_epoch, state.best_val_acc = epoch, result.acc
                 self.save(run, model, optimizer, scheduler, scaler, state, checkpoint_info, improved)
