@@ -83,12 +83,13 @@ def uninterrupted(tmp_path_factory: pytest.TempPathFactory, data: Path) -> Path:
 def test_kill_9_at_random_moments_then_resume_ends_bit_identical(tmp_path: Path, data: Path, uninterrupted: Path) -> None:
     seed = int(os.environ.get("MNIST_CLI_FAULT_SEED", "0"))
     rng = random.Random(seed)
+    span = summary(uninterrupted)["train_time_s"]  # how long training takes on this machine
     proc = start(["pretrain", f"dataset.root={data}", *LONG], tmp_path)
     [last] = wait_for("outputs/pretrain/*/checkpoints/last.ckpt", tmp_path)
     run = last.parent.parent
-    kills = []
-    while True:
-        delay = rng.uniform(0, 3)
+    kills: list[str] = []
+    while len(kills) < 3:
+        delay = rng.uniform(0, 0.4) * span  # into training: at most 0.8 of a run in the first two kills
         try:
             proc.wait(timeout=delay)  # it finished before this kill
             break
@@ -98,17 +99,20 @@ def test_kill_9_at_random_moments_then_resume_ends_bit_identical(tmp_path: Path,
         ckpt = load_checkpoint(run / "checkpoints" / "last.ckpt")  # always a whole checkpoint
         where = ckpt["in_progress"]["step"] if ckpt["in_progress"] else "end"
         kills.append(f"{delay:.2f}s (saved: epoch {ckpt['epoch'] + (ckpt['in_progress'] is not None)} step {where})")
-        assert summary(run)["status"] == "running"
-        if len(kills) == 4:
+        status = summary(run)["status"]
+        assert status in ("running", "completed")  # completed: killed while exiting
+        if status == "completed":
             break
+        resumes = (run / "run.log").read_text().count("resuming after")
         proc = start(["pretrain", f"resume={run}"], tmp_path)
+        deadline = time.time() + 120
+        while (run / "run.log").read_text().count("resuming after") == resumes and time.time() < deadline:
+            time.sleep(0.02)  # the next kill lands in training, not in start-up
     print(f"seed {seed}: killed after {', '.join(kills)}")
-    assert len(kills) >= 2, "the run outpaced the kills; this test needs slower runs"
+    assert len(kills) >= 2, "the run outpaced the kills"
 
-    if summary(run)["status"] != "completed":
-        resumed = mnist("pretrain", f"resume={run}", cwd=tmp_path)
-        assert resumed.returncode == 0, resumed.stderr
-    assert summary(run)["status"] == "completed"
+    _, stderr = proc.communicate(timeout=300)  # the last resume runs to the end
+    assert summary(run)["status"] == "completed", stderr
     assert_same_run(uninterrupted, run)
     assert not list(run.rglob(".*.tmp*"))  # no temporary file left behind in a directory that counts
 
