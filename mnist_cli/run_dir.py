@@ -120,6 +120,12 @@ class RunDir:
     def last_ckpt(self) -> Path:
         return self.checkpoints / "last.ckpt"
 
+    def remove_temporaries(self) -> None:
+        """Delete the temporary files of writes that a killed run left unfinished."""
+        if self.writable:
+            for tmp in self.path.rglob(".*.tmp*"):
+                tmp.unlink(missing_ok=True)
+
     def write_config(self, cfg: DictConfig) -> None:
         from omegaconf import OmegaConf
 

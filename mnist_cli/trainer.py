@@ -239,7 +239,9 @@ class Trainer:
                 if signum:  # it came in the epoch's last step or during validation: the epoch is saved
                     raise Interrupted(signum)
                 patience = cfg.early_stopping_patience
-                if patience and epoch - state.best_epoch >= patience and epoch < cfg.epochs:
+                top = max(row["val_acc"] for row in state.history)
+                first_at_top = next(row["epoch"] for row in state.history if row["val_acc"] == top)
+                if patience and epoch - first_at_top >= patience and epoch < cfg.epochs:  # a tie is no progress
                     log.info(f"early stop: no better val accuracy for {patience} epochs")
                     stopped_early = True
                     break

@@ -78,6 +78,7 @@ def run_job(cfg: DictConfig) -> float | None:
         resume = None
         if resuming:
             cfg, resume = resumed_config(cfg, run)
+            run.remove_temporaries()
             summary = {**(run.read_summary() or summary), "status": "running", "resumed_at": now}
         run.write_summary(summary)
         runner = importlib.import_module(f"mnist_cli.stages.{RUNNERS[cfg.stage.name]}")
