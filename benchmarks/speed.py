@@ -52,7 +52,7 @@ def classic_cnn() -> Classifier:
         nn.Conv2d(1, 32, 3), nn.ReLU(), nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
         nn.Dropout(0.25), nn.Flatten(), nn.Linear(9216, 128), nn.ReLU(),
     )
-    return Classifier(backbone, 128, 10, dropout=0.5)
+    return Classifier(backbone, 128, 10, [[backbone]], dropout=0.5)
 
 
 class Curve:

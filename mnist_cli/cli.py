@@ -22,11 +22,12 @@ STAGES = {
     "finetune": "continue training a checkpoint (ckpt=...), on the same or another dataset",
     "eval": "measure a checkpoint (ckpt=...) on the test split",
 }
-GROUPS = ("dataset", "model", "optimizer", "scheduler", "trainer", "experiment")
+GROUPS = ("dataset", "model", "objective", "optimizer", "scheduler", "trainer", "experiment")
 EXAMPLES = """\
   mnist pretrain model=cnn
+  mnist pretrain objective=contrastive     # self-supervised: no labels
   mnist pretrain dataset.root=~/data/mnist trainer.epochs=4
-  mnist finetune ckpt=outputs/pretrain/<run> finetune.freeze=backbone
+  mnist finetune ckpt=outputs/pretrain/<run> finetune.strategy=linear dataset.labels_per_class=10
   mnist finetune ckpt=latest dataset=fashion_mnist
   mnist eval ckpt=outputs/finetune/<run>
   mnist pretrain resume=outputs/pretrain/<run>

@@ -93,6 +93,23 @@ def load_split(cfg: DictConfig, split: str) -> Split:
     return Split(images.unsqueeze(1), labels.long())
 
 
+def limit_labels(train: Split, per_class: int | None, fraction: float | None, seed: int) -> Split:
+    """A class-balanced subset of the labeled training images: `per_class` images of each class, or
+    `fraction` of each class's images, drawn with `seed` (the same seed, the same subset)."""
+    if per_class is None and fraction is None:
+        return train
+    g = torch.Generator().manual_seed(seed)
+    keep = []
+    for label in range(int(train.labels.max()) + 1):
+        members = (train.labels == label).nonzero().flatten()
+        count = per_class if per_class is not None else max(1, round(fraction * len(members)))
+        if count > len(members):
+            raise UserError(f"dataset.labels_per_class={per_class}: class {label} has only {len(members)} training images")
+        keep.append(members[torch.randperm(len(members), generator=g)[:count]])
+    idx = torch.cat(keep).sort().values
+    return Split(train.images[idx], train.labels[idx])
+
+
 def val_count(val_size: float | int, n: int) -> int:
     count = round(val_size * n) if isinstance(val_size, float) else int(val_size)
     if not 1 <= count < n:

@@ -10,16 +10,34 @@ import math
 
 import torch
 from omegaconf import DictConfig
-from torch import nn
+
+from mnist_cli.models.classifier import Classifier
 
 
-def build_optimizer(cfg: DictConfig, model: nn.Module) -> torch.optim.Optimizer:
-    """Weight decay applies to weight matrices and conv kernels, not to biases and norm scales."""
+def lr_scales(model: Classifier, layer_decay: float) -> dict[int, float]:
+    """Layer-wise learning-rate decay: the head trains at the full rate, the backbone's last block
+    at `layer_decay` times it, the block before at layer_decay**2, and so on down to the input
+    (parameters outside the listed blocks count with the first). {id(parameter): scale}."""
+    scales = {id(p): layer_decay ** len(model.blocks) for p in model.backbone.parameters()}
+    for depth, block in enumerate(model.blocks, start=1):
+        for module in block:
+            scales.update({id(p): layer_decay ** (len(model.blocks) + 1 - depth) for p in module.parameters()})
+    scales.update({id(p): 1.0 for p in model.head.parameters()})
+    return scales
+
+
+def build_optimizer(cfg: DictConfig, model: Classifier, layer_decay: float = 1.0) -> torch.optim.Optimizer:
+    """Weight decay applies to weight matrices and conv kernels, not to biases and norm scales;
+    with layer_decay < 1, earlier backbone blocks learn more slowly (lr_scales)."""
     params = [p for p in model.parameters() if p.requires_grad]
-    groups = [
-        {"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay},
-        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
-    ]
+    scales = lr_scales(model, layer_decay) if layer_decay != 1.0 else {}
+    groups = []
+    for scale in sorted({scales.get(id(p), 1.0) for p in params}, reverse=True):
+        members = [p for p in params if scales.get(id(p), 1.0) == scale]
+        groups += [
+            {"params": [p for p in members if p.ndim >= 2], "weight_decay": cfg.weight_decay, "lr": cfg.lr * scale},
+            {"params": [p for p in members if p.ndim < 2], "weight_decay": 0.0, "lr": cfg.lr * scale},
+        ]
     if cfg.name == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0)
     if cfg.name == "adadelta":

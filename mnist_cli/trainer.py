@@ -28,6 +28,7 @@ from mnist_cli import distributed
 from mnist_cli.batches import BatchPrep
 from mnist_cli.checkpoint import save_checkpoint
 from mnist_cli.console import training_progress
+from mnist_cli.contrastive import ContrastiveObjective
 from mnist_cli.data import Split
 from mnist_cli.errors import Interrupted, UserError
 from mnist_cli.interrupts import StopRequest
@@ -106,8 +107,7 @@ class EpochProgress:
 
     @classmethod
     def start(cls, order: torch.Tensor) -> EpochProgress:
-        zero = torch.zeros((), device=order.device)
-        return cls(order, zero, zero.long())
+        return cls(order, torch.zeros((), device=order.device), torch.zeros((), device=order.device))
 
     def state_dict(self) -> dict[str, Any]:
         return {"order": self.order.cpu(), "loss_sum": self.loss_sum.cpu(), "correct": self.correct.cpu(),
@@ -126,10 +126,13 @@ class EpochProgress:
 
 
 class Trainer:
-    def __init__(self, cfg: DictConfig, device: torch.device, prep: BatchPrep):
+    def __init__(self, cfg: DictConfig, device: torch.device, prep: BatchPrep, objective: ContrastiveObjective | None = None):
+        """`objective`: None trains a classifier on the labels (cross-entropy); a self-supervised
+        objective supplies the loss of a batch and the validation metric instead."""
         self.cfg = cfg
         self.device = device
         self.prep = prep
+        self.objective = objective
         # Shuffling and augmentation draw from this generator. Every rank seeds it alike, so all
         # ranks shuffle alike and each trains on its own rows of every batch.
         self.generator = torch.Generator(device=device).manual_seed(cfg.seed)
@@ -204,7 +207,7 @@ class Trainer:
                 )
 
                 tic = time.perf_counter()
-                result = self.evaluate(model, val)
+                result = self.validate(model, train, val)
                 row = {
                     "epoch": epoch,
                     "train_loss": train_loss,
@@ -261,11 +264,14 @@ class Trainer:
         tic = time.perf_counter()
         for step in range(current.step + 1, steps + 1):
             idx = current.order[(step - 1) * cfg.batch_size : step * cfg.batch_size][rank::world]
-            x = self.prep(train.images[idx], train=True, generator=self.generator, shard=self.shard)
-            y = train.labels[idx]
             with self.autocast():
-                logits = forward(x)
-            loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+                if self.objective is None:
+                    y = train.labels[idx]
+                    logits = forward(self.prep(train.images[idx], train=True, generator=self.generator, shard=self.shard))
+                    loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+                    correct = (logits.detach().argmax(1) == y).sum()
+                else:  # no labels
+                    loss, correct = self.objective.loss(forward, train.images[idx], self.generator)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             if cfg.grad_clip is not None:
@@ -274,9 +280,9 @@ class Trainer:
             scaler.step(optimizer)
             scaler.update()
             scheduler.step()
-            current.loss_sum += loss.detach() * len(y)
-            current.correct += (logits.detach().argmax(1) == y).sum()
-            current.seen += len(y)
+            current.loss_sum += loss.detach() * len(idx)
+            current.correct += correct
+            current.seen += len(idx)
             current.step = step
             signum = self.stop_signal(stop)
             if step % cfg.log_every_steps == 0 or step == steps or signum or (every and step % every == 0):
@@ -307,6 +313,20 @@ class Trainer:
                 f"the training loss became {loss} in epoch {epoch} by step {step}; lower optimizer.lr, "
                 "set trainer.grad_clip=1.0, or use trainer.precision=fp32 (the last good checkpoint is kept)"
             )
+
+    def validate(self, model: nn.Module, train: Split, split: Split) -> EvalResult:
+        """Loss and accuracy on `split`: the classifier's, or for a self-supervised objective its
+        loss on views of `split` and the k-NN accuracy of the features (with `train` as the bank)."""
+        if self.objective is None:
+            return self.evaluate(model, split)
+        with self.autocast():
+            views = torch.Generator(device=self.device).manual_seed(self.cfg.seed)  # the same views every epoch
+            model.eval()
+            with torch.no_grad():
+                losses = [self.objective.loss(model, split.images[i : i + self.cfg.eval_batch_size], views)[0]
+                          for i in range(0, len(split), self.cfg.eval_batch_size)]
+            acc = self.objective.knn_accuracy(model, train, split, self.cfg.eval_batch_size)
+        return EvalResult(float(torch.stack(losses).mean()), acc, torch.empty(0, dtype=torch.long))
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, split: Split) -> EvalResult:

@@ -105,7 +105,23 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "trainer.early_stopping_patience": (non_negative_int, "a whole number >= 0 (0: off)"),
     "trainer.log_every_steps": (positive_int, "a whole number >= 1"),
     "trainer.num_threads": (optional(positive_int), "null or a whole number >= 1"),
-    "finetune.freeze": (one_of("none", "backbone"), "none or backbone"),
+    "objective.name": (one_of("supervised", "contrastive"), "supervised or contrastive"),
+    "objective.temperature": (positive, "a number > 0 (e.g. 0.2)"),
+    "objective.projection_hidden": (positive_int, "a whole number >= 1"),
+    "objective.projection_dim": (positive_int, "a whole number >= 1"),
+    "objective.knn_k": (positive_int, "a whole number >= 1"),
+    "objective.views.crop_min_area": (lambda v: _is_num(v) and 0 < v <= 1, "a fraction in (0, 1]"),
+    "objective.views.max_rotate": (non_negative, "a number of degrees >= 0"),
+    "objective.views.blur_prob": (lambda v: _is_num(v) and 0 <= v <= 1, "a probability in [0, 1]"),
+    "objective.views.blur_sigma": (positive, "a number of pixels > 0"),
+    "objective.views.erase_prob": (lambda v: _is_num(v) and 0 <= v <= 1, "a probability in [0, 1]"),
+    "objective.views.erase_min": (lambda v: _is_num(v) and 0 < v <= 1, "a fraction in (0, 1]"),
+    "objective.views.erase_max": (lambda v: _is_num(v) and 0 < v <= 1, "a fraction in (0, 1]"),
+    "finetune.strategy": (one_of("full", "linear", "partial"), "full, linear or partial"),
+    "finetune.unfreeze_blocks": (positive_int, "a whole number of blocks >= 1"),
+    "finetune.layer_decay": (lambda v: _is_num(v) and 0 < v <= 1, "a factor in (0, 1] (1.0: off)"),
+    "dataset.labels_per_class": (optional(positive_int), "null or a whole number >= 1"),
+    "dataset.label_fraction": (optional(lambda v: _is_num(v) and 0 < v <= 1), "null or a fraction in (0, 1]"),
 }
 
 
@@ -120,6 +136,15 @@ def validate(cfg: DictConfig) -> None:
 
     if cfg.model.name == "vit" and cfg.model.dim % cfg.model.heads:
         raise UserError(f"model.dim={cfg.model.dim} must be divisible by model.heads={cfg.model.heads}; change one of them")
+
+    if OmegaConf.select(cfg, "dataset.labels_per_class") and OmegaConf.select(cfg, "dataset.label_fraction"):
+        raise UserError("set one of dataset.labels_per_class and dataset.label_fraction, not both")
+
+    if cfg.objective.name != "supervised":
+        if cfg.stage.name != "pretrain":
+            raise UserError(f"objective={cfg.objective.name} is for `mnist pretrain`; {cfg.stage.name} learns from labels (drop objective=)")
+        if distributed.world_size() > 1:
+            raise UserError(f"objective={cfg.objective.name} runs in one process; run it without torchrun")
 
     world = distributed.world_size()
     if cfg.trainer.batch_size % world:

@@ -28,7 +28,7 @@ def test_pretrain_finetune_eval(tmp_path: Path, tiny_data: Path) -> None:
     assert [r["epoch"] for r in rows] == [1, 2] and all(r["images_per_s"] > 0 and r["epoch_time_s"] > 0 for r in rows)
 
     # The model and the data set come from the checkpoint: no model= or dataset.root= needed.
-    finetune = mnist("finetune", f"ckpt={run}", "trainer.epochs=1", "finetune.freeze=backbone", cwd=tmp_path)
+    finetune = mnist("finetune", f"ckpt={run}", "trainer.epochs=1", "finetune.strategy=linear", cwd=tmp_path)
     assert finetune.returncode == 0, finetune.stderr
     [ft_run] = run_dirs(tmp_path, "finetune")
     ft = summary(ft_run)
@@ -81,7 +81,7 @@ def test_hydra_flags_keep_working(tmp_path: Path) -> None:
     cfg = mnist("pretrain", "optimizer=sgd", "--cfg", "job", cwd=tmp_path)
     assert cfg.returncode == 0 and "name: sgd" in cfg.stdout and "momentum: 0.9" in cfg.stdout
     help_text = mnist("finetune", "--help", cwd=tmp_path)
-    assert help_text.returncode == 0 and "freeze: none" in help_text.stdout and "optimizer: adadelta, adam, adamw, sgd" in help_text.stdout
+    assert help_text.returncode == 0 and "strategy: full" in help_text.stdout and "optimizer: adadelta, adam, adamw, sgd" in help_text.stdout
     assert not (tmp_path / "outputs").exists()  # neither ran a job
     top = mnist("--help", cwd=tmp_path)
     assert top.returncode == 0 and "Stages:" in top.stdout

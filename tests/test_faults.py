@@ -266,6 +266,7 @@ BAD = [
     (["eval", "ckpt={ckpt:pickle}"], "refused: it holds Python objects"),
     (["finetune", "ckpt={run}", "model=resnet18"], "does not match the checkpoint, which holds a cnn"),
     (["eval", "ckpt={run}", "dataset.classes=[a,b]"], "predicts 10 classes but mnist has 2"),
+    (["finetune", "ckpt={run}", "objective=contrastive"], "objective=contrastive is for `mnist pretrain`"),
     # resume
     (["pretrain", "resume=nowhere"], "not a run directory with checkpoints/last.ckpt"),
     (["pretrain", "resume={run}"], "that run already finished"),

@@ -85,7 +85,7 @@ def test_pretrain_eval_round_trip_and_frozen_finetune(tmp_path: Path, tiny_data:
     [eval_run] = run_dirs(tmp_path, "eval")
     assert json.loads((eval_run / "eval.json").read_text())["test_acc"] == summary["test_acc"]
 
-    finetune = mnist("finetune", f"ckpt={run}", "finetune.freeze=backbone", "trainer.epochs=1", "trainer.batch_size=32",
+    finetune = mnist("finetune", f"ckpt={run}", "finetune.strategy=linear", "trainer.epochs=1", "trainer.batch_size=32",
                      cwd=tmp_path)
     assert finetune.returncode == 0, finetune.stderr
     [ft_run] = run_dirs(tmp_path, "finetune")

@@ -13,7 +13,7 @@ from conftest import FAST
 from mnist_cli.batches import BatchPrep
 from mnist_cli.cli import compose_config
 from mnist_cli.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
-from mnist_cli.data import load_split, train_val_split
+from mnist_cli.data import limit_labels, load_split, train_val_split
 from mnist_cli.errors import UserError
 from mnist_cli.metrics import classification_report
 from mnist_cli.models import build_model
@@ -126,3 +126,38 @@ def test_compiled_training_saves_checkpoints_an_uncompiled_model_loads(tmp_path:
     plain = model_from_checkpoint(ckpt)
     test = load_split(cfg.dataset, "test")
     assert trainer.evaluate(plain, test).acc == trainer.evaluate(model, test).acc
+
+
+def test_few_labels_are_class_balanced_and_reproducible(tiny_data: Path) -> None:
+    cfg = compose_config(f"dataset.root={tiny_data}")
+    train = load_split(cfg.dataset, "train")
+    a, b = (limit_labels(train, 3, None, seed=0) for _ in range(2))
+    assert torch.bincount(a.labels).tolist() == [3] * 10 and torch.equal(a.images, b.images)
+    assert not torch.equal(limit_labels(train, 3, None, seed=1).images, a.images)
+    half = limit_labels(train, None, 0.5, seed=0)
+    assert torch.equal(torch.bincount(half.labels), (torch.bincount(train.labels) / 2).round().long())
+    with pytest.raises(UserError, match="class 0 has only"):
+        limit_labels(train, 1000, None, seed=0)
+
+
+@pytest.mark.parametrize("name", ["cnn", "resnet18", "vit"])
+def test_partial_finetuning_trains_the_last_blocks_and_the_head_only(name: str) -> None:
+    model = build_model(compose_config(f"model={name}").model, 10)
+    model.freeze_backbone(train_last_blocks=1)
+    trainable = {id(p) for p in model.parameters() if p.requires_grad}
+    last = {id(p) for module in model.blocks[-1] for p in module.parameters()}
+    assert trainable == last | {id(p) for p in model.head.parameters()}
+    model.train()
+    assert all(m.training for m in model.blocks[-1]) and not model.blocks[0][0].training
+
+
+def test_layer_decay_gives_earlier_blocks_smaller_learning_rates() -> None:
+    cfg = compose_config("model=vit_mini")
+    model = build_model(cfg.model, 10)
+    optimizer = build_optimizer(cfg.optimizer, model, layer_decay=0.5)
+    lr_of = {id(p): group["lr"] for group in optimizer.param_groups for p in group["params"]}
+    depth = len(model.blocks)
+    assert lr_of[id(model.head[-1].weight)] == cfg.optimizer.lr
+    assert lr_of[id(model.blocks[-1][0].mlp[0].weight)] == cfg.optimizer.lr * 0.5
+    assert lr_of[id(model.backbone.patch_embed.weight)] == lr_of[id(model.backbone.pos_embed)] == cfg.optimizer.lr * 0.5**depth
+    assert len(lr_of) == sum(1 for _ in model.parameters())

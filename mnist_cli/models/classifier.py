@@ -7,11 +7,16 @@ from torch import nn
 
 
 class Classifier(nn.Module):
-    def __init__(self, backbone: nn.Module, feature_dim: int, num_classes: int, dropout: float = 0.0):
+    def __init__(self, backbone: nn.Module, feature_dim: int, num_classes: int, blocks: list[list[nn.Module]],
+                 dropout: float = 0.0):
         super().__init__()
         self.backbone = backbone
         self.feature_dim = feature_dim
         self.dropout = dropout
+        # The backbone's modules grouped into blocks, input to output (a plain list: not registered
+        # twice, so the state_dict keys stay those of backbone.*).
+        self.blocks = blocks
+        self.trainable_blocks: list[list[nn.Module]] = []
         self.backbone_frozen = False
         self.head = self.new_head(num_classes)
 
@@ -27,17 +32,24 @@ class Classifier(nn.Module):
         device = self.head[-1].weight.device
         self.head = self.new_head(num_classes).to(device)
 
-    def freeze_backbone(self) -> None:
-        """Train the head only: backbone weights get no gradients and its BatchNorm statistics
-        stay as they are (the backbone stays in eval mode)."""
+    def freeze_backbone(self, train_last_blocks: int = 0) -> None:
+        """Train the head (and the last `train_last_blocks` blocks of the backbone) only: the other
+        backbone weights get no gradients and their BatchNorm statistics stay as they are."""
         self.backbone.requires_grad_(False)
+        self.trainable_blocks = self.blocks[len(self.blocks) - train_last_blocks :] if train_last_blocks else []
+        for block in self.trainable_blocks:
+            for module in block:
+                module.requires_grad_(True)
         self.backbone_frozen = True
-        self.backbone.eval()
+        self.train(self.training)
 
     def train(self, mode: bool = True) -> Classifier:
         super().train(mode)
         if self.backbone_frozen:
             self.backbone.eval()
+            for block in self.trainable_blocks:
+                for module in block:
+                    module.train(mode)
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

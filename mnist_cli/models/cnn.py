@@ -27,6 +27,14 @@ class CNNBackbone(nn.Sequential):
         self.feature_dim = feature_dim
 
 
+def blocks(backbone: CNNBackbone) -> list[list[nn.Module]]:
+    """The backbone's blocks from input to output: each conv stage, then the hidden layer."""
+    layers = list(backbone)
+    stages = [layers[i : i + 4] for i in range(0, len(layers), 4) if isinstance(layers[i], nn.Conv2d)]
+    hidden = [layer for layer in layers if isinstance(layer, nn.Linear)]
+    return stages + ([hidden] if hidden else [])
+
+
 def build_backbone(cfg: DictConfig) -> tuple[nn.Module, int]:
     backbone = CNNBackbone(list(cfg.channels), cfg.hidden)
     return backbone, backbone.feature_dim

@@ -14,6 +14,11 @@ from torchvision.models import resnet18
 STEM_STRIDE = {"small": 1, "strided": 2}
 
 
+def blocks(backbone: nn.Module) -> list[list[nn.Module]]:
+    """The backbone's blocks from input to output: the stem, then the four residual stages."""
+    return [[backbone.conv1, backbone.bn1], [backbone.layer1], [backbone.layer2], [backbone.layer3], [backbone.layer4]]
+
+
 def build_backbone(cfg: DictConfig) -> tuple[nn.Module, int]:
     if cfg.stem not in STEM_STRIDE:
         raise ValueError(f"model.stem={cfg.stem}: use one of {', '.join(STEM_STRIDE)}")

@@ -84,6 +84,13 @@ class ViTBackbone(nn.Module):
         return tokens[:, 0] if self.pool == "cls" else tokens.mean(dim=1)
 
 
+def blocks(backbone: ViTBackbone) -> list[list[nn.Module]]:
+    """The backbone's blocks from input to output: the patch embedding (its class token and
+    position embeddings count with it), each transformer block, and the last LayerNorm with the last block."""
+    transformer = list(backbone.blocks)
+    return [[backbone.patch_embed], *([block] for block in transformer[:-1]), [transformer[-1], backbone.norm]]
+
+
 def build_backbone(cfg: DictConfig) -> tuple[nn.Module, int]:
     backbone = ViTBackbone(cfg.patch, cfg.dim, cfg.depth, cfg.heads, cfg.mlp_ratio, cfg.dropout, cfg.pool)
     return backbone, cfg.dim

@@ -22,6 +22,11 @@ def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str
     device = setup(cfg)
     source = resolve_checkpoint(cfg.ckpt, cfg.outputs_root)
     ckpt = load_checkpoint(source)
+    if ckpt["objective"] != "supervised":
+        raise UserError(
+            f"{source} was pretrained with objective={ckpt['objective']} and has no trained classifier head; "
+            f"finetune it first (mnist finetune ckpt=... finetune.strategy=linear for a linear probe)"
+        )
     inherit_config(cfg, ckpt, task_overrides())
     classes = list(cfg.dataset.classes)
     if len(classes) != ckpt["num_classes"]:

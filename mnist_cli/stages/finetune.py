@@ -1,7 +1,8 @@
 """`mnist finetune ckpt=...`: train a checkpoint further, on its data set or another one.
 
 The model is rebuilt from the checkpoint's saved config; a head for another class count replaces
-the saved one; `finetune.freeze=backbone` trains the head only.
+the saved one. finetune.strategy: full (every weight, optionally with layer-wise lr decay),
+linear (the head only) or partial (the head and the backbone's last blocks).
 """
 
 from __future__ import annotations
@@ -30,12 +31,14 @@ def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str
         inherit_config(cfg, ckpt, task_overrides())
         num_classes = len(cfg.dataset.classes)
         model = model_from_checkpoint(ckpt)
-        if model.num_classes != num_classes:
-            log.info(f"new {num_classes}-class head (the checkpoint's has {model.num_classes} classes)")
+        if model.num_classes != num_classes or ckpt["objective"] != "supervised":
+            log.info(f"a new {num_classes}-class head (the checkpoint's {ckpt['objective']} model has {model.num_classes} classes)")
             model.reset_head(num_classes)
         cfg.ckpt = str(source)
         log.info(f"finetuning {source} ({ckpt['model_name']}, {ckpt['objective']}, epoch {ckpt['epoch']})")
-    if cfg.finetune.freeze == "backbone":
+    if cfg.finetune.strategy == "linear":
         model.freeze_backbone()
+    elif cfg.finetune.strategy == "partial":
+        model.freeze_backbone(train_last_blocks=cfg.finetune.unfreeze_blocks)
     results = train_and_test(cfg, run, model, device, resume)
     return {**results, "source_checkpoint": cfg.ckpt}

@@ -1,4 +1,5 @@
-"""`mnist pretrain`: train a fresh model (objective: supervised classification)."""
+"""`mnist pretrain`: train a fresh model, on the labels (objective=supervised) or without them
+(objective=contrastive: the classifier's backbone with a projection head, see contrastive.py)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from mnist_cli.contrastive import ContrastiveLearner
 from mnist_cli.models import build_model
 from mnist_cli.run_dir import RunDir
 from mnist_cli.stages.training import setup, train_and_test
@@ -14,4 +16,6 @@ from mnist_cli.stages.training import setup, train_and_test
 def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str, Any]:
     device = setup(cfg)
     model = build_model(cfg.model, len(cfg.dataset.classes))
+    if cfg.objective.name == "contrastive":
+        model = ContrastiveLearner(model, cfg.objective)
     return train_and_test(cfg, run, model, device, resume)

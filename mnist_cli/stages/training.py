@@ -14,7 +14,8 @@ from mnist_cli import distributed
 from mnist_cli.batches import BatchPrep
 from mnist_cli.checkpoint import load_checkpoint
 from mnist_cli.console import print_key_values
-from mnist_cli.data import load_split, train_val_split
+from mnist_cli.contrastive import ContrastiveObjective
+from mnist_cli.data import limit_labels, load_split, train_val_split
 from mnist_cli.models.classifier import Classifier
 from mnist_cli.optim import build_optimizer, build_scheduler
 from mnist_cli.run_dir import RunDir
@@ -47,10 +48,15 @@ def train_and_test(
     on_epoch_end: Callable[[dict[str, Any], Classifier], None] | None = None,
 ) -> dict[str, Any]:
     train, val = train_val_split(load_split(cfg.dataset, "train"), cfg.dataset.val_size, cfg.dataset.split_seed)
+    supervised = cfg.objective.name == "supervised"
+    if supervised:  # self-supervised pretraining uses every training image
+        train = limit_labels(train, cfg.dataset.labels_per_class, cfg.dataset.label_fraction, cfg.dataset.split_seed)
     test = load_split(cfg.dataset, "test")  # read now so a missing file fails before training
+    train, val = train.to(device), val.to(device)
     model.to(device, memory_format=torch.channels_last)
-    trainer = Trainer(cfg.trainer, device, BatchPrep(cfg.dataset))
-    optimizer = build_optimizer(cfg.optimizer, model)
+    prep = BatchPrep(cfg.dataset)
+    trainer = Trainer(cfg.trainer, device, prep, None if supervised else ContrastiveObjective(cfg.objective, cfg.dataset, prep))
+    optimizer = build_optimizer(cfg.optimizer, model, OmegaConf.select(cfg, "finetune.layer_decay", default=1.0))
     scheduler = build_scheduler(cfg.scheduler, optimizer, trainer.steps_per_epoch(len(train)), cfg.trainer.epochs)
     run.write_config(cfg)
     n_params = sum(p.numel() for p in model.parameters())
@@ -64,17 +70,17 @@ def train_and_test(
         "config": OmegaConf.to_container(cfg, resolve=True),
         "model_name": cfg.model.name,
         "num_classes": model.num_classes,
-        "objective": OmegaConf.select(cfg, "stage.objective", default="supervised"),
+        "objective": cfg.objective.name,
     }
     try:
-        fit = trainer.fit(model, train.to(device), val.to(device), optimizer, scheduler, run, info, resume, on_epoch_end)
+        fit = trainer.fit(model, train, val, optimizer, scheduler, run, info, resume, on_epoch_end)
     finally:
         distributed.stop()
     if not run.writable:  # another rank of a torchrun job: rank 0 tests and reports
         return {"metric": fit.best_val_acc}
 
     model.load_state_dict(load_checkpoint(run.best_ckpt)["model"])
-    tested = trainer.evaluate(model, test.to(device))
+    tested = trainer.validate(model, train, test.to(device))  # self-supervised: k-NN accuracy
     train_time = sum(row["epoch_time_s"] for row in fit.history)
     target = cfg.trainer.target_accuracy
     reached = [row["elapsed_s"] for row in fit.history if target is not None and row["val_acc"] >= target]
@@ -82,6 +88,8 @@ def train_and_test(
         "metric": fit.best_val_acc,
         "device": str(device),
         "processes": distributed.world_size(),
+        "objective": cfg.objective.name,
+        "train_images": len(train),
         "epochs_run": len(fit.history),
         "stopped_early": fit.stopped_early,
         "best_epoch": fit.best_epoch,

@@ -1,0 +1,89 @@
+"""Label efficiency: test accuracy from K labels per class, trained from scratch against pretrained
+without labels and then finetuned. Prints one table (mean and spread over seeds).
+
+    python benchmarks/label_efficiency.py [--data ../shared/data/mnist-10k] [--seeds 0 1 2]
+        [--labels 10 100] [--pretrain-epochs 50] [--finetune-epochs 60]
+
+For each seed: (a) `mnist pretrain dataset.labels_per_class=K` (supervised, from scratch, on those
+labels only); (b) `mnist pretrain objective=contrastive` on every training image, no labels, then
+`mnist finetune finetune.strategy=linear` (the linear probe: frozen backbone) and
+`finetune.strategy=full` on the same K labels per class. The K labels are a class-balanced sample
+(dataset.split_seed = the seed). Every run picks its best epoch on the 500-image validation split,
+the same for all methods.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+sys.path.insert(0, str(Path(__file__).parent))
+from pretrain_cnn import DEFAULT_DATA  # noqa: E402
+
+
+def mnist(cwd: Path, stage: str, *args: str) -> dict:
+    """Run `mnist STAGE ARGS` in `cwd` and return the new run's summary.json."""
+    before = set((cwd / "outputs" / stage).glob("*")) if (cwd / "outputs" / stage).exists() else set()
+    result = subprocess.run([sys.executable, "-m", "mnist_cli", stage, *args], cwd=cwd, capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.exit(f"mnist {stage} {' '.join(args)} failed:\n{result.stderr}")
+    [run] = set((cwd / "outputs" / stage).glob("*")) - before
+    return {**json.loads((run / "summary.json").read_text()), "run": str(run)}
+
+
+def spread(values: list[float]) -> str:
+    mean = statistics.mean(values)
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{mean:.2%} ± {sd:.2%}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=DEFAULT_DATA)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--labels", type=int, nargs="+", default=[10, 100], help="labels per class")
+    parser.add_argument("--pretrain-epochs", type=int, default=50)
+    parser.add_argument("--finetune-epochs", type=int, default=60)
+    args = parser.parse_args()
+
+    common = [f"dataset.root={args.data}"]
+    few = lambda k, seed: [f"dataset.labels_per_class={k}", f"dataset.split_seed={seed}", f"trainer.seed={seed}",  # noqa: E731
+                           f"trainer.epochs={args.finetune_epochs}", f"trainer.batch_size={min(10 * k, 256)}"]
+    results: dict[tuple[str, int], list[float]] = {}
+    knn: list[float] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        cwd = Path(tmp)
+        for seed in args.seeds:
+            Console().print(f"seed {seed}: contrastive pretraining ...")
+            ssl = mnist(cwd, "pretrain", *common, "objective=contrastive", f"trainer.seed={seed}",
+                        f"trainer.epochs={args.pretrain_epochs}", "trainer.batch_size=256", "optimizer.lr=2e-3")
+            knn.append(ssl["test_acc"])
+            for k in args.labels:
+                Console().print(f"seed {seed}, {k} labels per class ...")
+                results.setdefault(("scratch", k), []).append(mnist(cwd, "pretrain", *common, *few(k, seed))["test_acc"])
+                for strategy, lr in (("linear", "1e-2"), ("full", "1e-3")):
+                    tuned = mnist(cwd, "finetune", f"ckpt={ssl['run']}", *common, *few(k, seed),
+                                  f"finetune.strategy={strategy}", f"optimizer.lr={lr}")
+                    results.setdefault((f"contrastive + {strategy}", k), []).append(tuned["test_acc"])
+
+    table = Table(title=f"Test accuracy from few labels, {args.data}, seeds {args.seeds} (mean ± sd)")
+    table.add_column("method")
+    for k in args.labels:
+        table.add_column(f"{k} labels/class ({10 * k} labels)", justify="right")
+    for method in ("scratch", "contrastive + linear", "contrastive + full"):
+        table.add_row(method, *(spread(results[(method, k)]) for k in args.labels))
+    table.add_row("contrastive, k-NN on all training labels (no finetuning)", *([spread(knn)] * len(args.labels)))
+    table.add_row("mae (ViT) + finetune", *(["not built"] * len(args.labels)))
+    Console(width=200).print(table)
+
+
+if __name__ == "__main__":
+    main()

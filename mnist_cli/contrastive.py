@@ -1,0 +1,141 @@
+"""Self-supervised pretraining by contrast (SimCLR): two random views of every image go through the
+backbone and a projection head, and the NT-Xent loss pulls each image's two views together and
+pushes the other images of the batch away. No labels are used to train.
+
+The views are made on the training device for the whole batch at once: a random resized crop with
+rotation (one affine_grid/grid_sample call), a Gaussian blur for some images, and a random erased
+rectangle for some. Each epoch reports the k-nearest-neighbour accuracy of the backbone's frozen
+features on the validation split (labels used to measure only), which says whether the
+representation is improving.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig
+from torch import nn
+
+from mnist_cli.data import Split
+from mnist_cli.models.classifier import Classifier
+
+
+class ContrastiveLearner(nn.Module):
+    """A classifier's backbone with a projection head. Its checkpoint keeps `classifier.*` (the
+    backbone finetuning starts from; the head is replaced then) and `projector.*` (for resuming)."""
+
+    def __init__(self, classifier: Classifier, cfg: DictConfig):
+        super().__init__()
+        self.classifier = classifier
+        self.projector = nn.Sequential(
+            nn.Linear(classifier.feature_dim, cfg.projection_hidden),
+            nn.BatchNorm1d(cfg.projection_hidden),
+            nn.ReLU(inplace=True),
+            nn.Linear(cfg.projection_hidden, cfg.projection_dim),
+        )
+
+    @property
+    def num_classes(self) -> int:
+        return self.classifier.num_classes
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier.backbone(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.projector(self.features(x))
+
+
+def classifier_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The classifier's weights out of a ContrastiveLearner's state_dict (the projector dropped)."""
+    return {key.removeprefix("classifier."): value for key, value in state.items() if key.startswith("classifier.")}
+
+
+def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """NT-Xent over 2N embeddings: each view's positive is the other view of its image, its
+    negatives the 2N - 2 other views. Returns (loss, how many views picked their positive, / 2:
+    a count of images, like a classifier's correct answers)."""
+    n = len(z1)
+    z = F.normalize(torch.cat([z1, z2]).float(), dim=1)
+    similarity = z @ z.T / temperature
+    similarity.fill_diagonal_(float("-inf"))
+    targets = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(z.device)
+    return F.cross_entropy(similarity, targets), (similarity.argmax(1) == targets).sum() / 2
+
+
+class Views:
+    """Random views of uint8 image batches, normalized like the data set's inputs."""
+
+    def __init__(self, objective: DictConfig, dataset: DictConfig):
+        self.cfg = objective.views
+        self.mean, self.std = float(dataset.mean), float(dataset.std)
+        kernel = torch.exp(-torch.arange(-2, 3) ** 2 / (2 * float(self.cfg.blur_sigma) ** 2))
+        self.blur_kernel = (kernel[:, None] * kernel[None, :] / kernel.sum() ** 2)[None, None]
+
+    def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        cfg = self.cfg
+        x = images.float().div_(255)
+        n, _, h, w = x.shape
+
+        def uniform(low: float, high: float, *shape: int) -> torch.Tensor:
+            return low + (high - low) * torch.rand(*shape, device=x.device, generator=generator)
+
+        # random resized crop: a square of side sqrt(area) anywhere inside the image, rotated
+        side = uniform(cfg.crop_min_area, 1.0, n).sqrt()
+        angle = uniform(-1, 1, n) * math.radians(cfg.max_rotate)
+        center = uniform(-1, 1, n, 2) * (1 - side)[:, None]
+        cos, sin = torch.cos(angle) * side, torch.sin(angle) * side
+        theta = torch.stack([torch.stack([cos, -sin, center[:, 0]], 1), torch.stack([sin, cos, center[:, 1]], 1)], 1)
+        x = F.grid_sample(x, F.affine_grid(theta, [n, 1, h, w], align_corners=False), align_corners=False)
+
+        blurred = F.conv2d(x, self.blur_kernel.to(x.device), padding=2)
+        x = torch.where(uniform(0, 1, n, 1, 1, 1) < cfg.blur_prob, blurred, x)
+
+        # random erasing: one rectangle of random size and place, in some images
+        eh, ew = (uniform(cfg.erase_min, cfg.erase_max, n) * size for size in (h, w))
+        top, left = uniform(0, 1, n) * (h - eh), uniform(0, 1, n) * (w - ew)
+        rows = torch.arange(h, device=x.device)[None, :, None]
+        cols = torch.arange(w, device=x.device)[None, None, :]
+        box = ((rows >= top[:, None, None]) & (rows < (top + eh)[:, None, None])
+               & (cols >= left[:, None, None]) & (cols < (left + ew)[:, None, None]))
+        erase = (uniform(0, 1, n) < cfg.erase_prob)[:, None, None] & box
+        x = x.masked_fill(erase[:, None], 0.0)
+        return x.sub_(self.mean).div_(self.std).contiguous(memory_format=torch.channels_last)
+
+
+class ContrastiveObjective:
+    """What the trainer calls for `objective=contrastive`: the loss of a batch, and the k-NN
+    monitor for validation and the final test."""
+
+    name = "contrastive"
+
+    def __init__(self, objective: DictConfig, dataset: DictConfig, prep):
+        self.cfg = objective
+        self.views = Views(objective, dataset)
+        self.prep = prep  # the plain normalization for the k-NN features
+
+    def loss(self, forward, images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        z = forward(torch.cat([self.views(images, generator), self.views(images, generator)]))
+        z1, z2 = z.chunk(2)
+        return nt_xent(z1, z2, self.cfg.temperature)
+
+    @torch.no_grad()
+    def features(self, learner: ContrastiveLearner, split: Split, batch: int) -> torch.Tensor:
+        learner.eval()
+        chunks = [learner.features(self.prep(split.images[i : i + batch], train=False)).float() for i in range(0, len(split), batch)]
+        return F.normalize(torch.cat(chunks), dim=1)
+
+    @torch.no_grad()
+    def knn_accuracy(self, learner: ContrastiveLearner, bank: Split, queries: Split, batch: int) -> float:
+        """Accuracy of a weighted k-nearest-neighbour vote over `bank`'s features and labels."""
+        bank_features = self.features(learner, bank, batch)
+        query_features = self.features(learner, queries, batch)
+        classes = int(bank.labels.max()) + 1
+        correct = 0
+        for i in range(0, len(queries), batch):
+            similarity, nearest = (query_features[i : i + batch] @ bank_features.T).topk(self.cfg.knn_k, dim=1)
+            votes = torch.zeros(len(nearest), classes, device=nearest.device)
+            votes.scatter_add_(1, bank.labels[nearest], (similarity / 0.07).exp())
+            correct += int((votes.argmax(1) == queries.labels[i : i + batch]).sum())
+        return correct / len(queries)

@@ -1,0 +1,84 @@
+"""Self-supervised pretraining by contrast: the loss, the views, no use of labels, and the
+pretrain -> finetune path through the command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+
+from conftest import FAST, mnist, run_dirs
+from mnist_cli.batches import BatchPrep
+from mnist_cli.checkpoint import load_checkpoint
+from mnist_cli.cli import compose_config
+from mnist_cli.contrastive import ContrastiveLearner, ContrastiveObjective, Views, classifier_state, nt_xent
+from mnist_cli.data import Split, load_split, train_val_split
+from mnist_cli.models import build_model
+from mnist_cli.optim import build_optimizer, build_scheduler
+from mnist_cli.run_dir import RunDir
+from mnist_cli.trainer import Trainer
+
+
+def test_nt_xent_rewards_matching_views() -> None:
+    z = torch.randn(8, 16)
+    matched, correct = nt_xent(z, z.clone(), temperature=0.1)
+    unrelated, _ = nt_xent(z, torch.randn(8, 16), temperature=0.1)
+    assert correct == 8 and matched < unrelated
+
+
+def test_views_are_random_per_image_reproducible_and_normalized() -> None:
+    cfg = compose_config("objective=contrastive")
+    views = Views(cfg.objective, cfg.dataset)
+    images = torch.full((4, 1, 28, 28), 128, dtype=torch.uint8)
+    images[:, :, 8:20, 8:20] = 255
+    a = views(images, torch.Generator().manual_seed(0))
+    b = views(images, torch.Generator().manual_seed(0))
+    assert a.shape == (4, 1, 28, 28) and torch.equal(a, b)
+    assert not torch.equal(a[0], a[1])  # each image its own crop, rotation, blur and erasing
+    assert a.max() <= (1 - cfg.dataset.mean) / cfg.dataset.std + 1e-5
+
+
+def ssl_fit(tmp_path: Path, data: Path, labels: str) -> dict[str, torch.Tensor]:
+    cfg = compose_config(f"dataset.root={data}", "objective=contrastive", *FAST, "trainer.epochs=1")
+    torch.manual_seed(0)
+    train, val = train_val_split(load_split(cfg.dataset, "train"), cfg.dataset.val_size, cfg.dataset.split_seed)
+    if labels == "shuffled":
+        train = Split(train.images, train.labels[torch.randperm(len(train), generator=torch.Generator().manual_seed(1))])
+    model = ContrastiveLearner(build_model(cfg.model, 10), cfg.objective)
+    prep = BatchPrep(cfg.dataset)
+    trainer = Trainer(cfg.trainer, torch.device("cpu"), prep, ContrastiveObjective(cfg.objective, cfg.dataset, prep))
+    optimizer = build_optimizer(cfg.optimizer, model)
+    scheduler = build_scheduler(cfg.scheduler, optimizer, trainer.steps_per_epoch(len(train)), cfg.trainer.epochs)
+    info = {"config": {"model": OmegaConf.to_container(cfg.model)}, "model_name": "cnn", "num_classes": 10, "objective": "contrastive"}
+    run = RunDir(tmp_path / labels)
+    trainer.fit(model, train, val, optimizer, scheduler, run, info)
+    return load_checkpoint(run.last_ckpt)["model"]
+
+
+def test_contrastive_training_uses_no_labels(tmp_path: Path, tiny_data: Path) -> None:
+    true, shuffled = ssl_fit(tmp_path, tiny_data, "true"), ssl_fit(tmp_path, tiny_data, "shuffled")
+    assert true.keys() == shuffled.keys() and any(k.startswith("projector.") for k in true)
+    assert all(torch.equal(true[k], shuffled[k]) for k in true)  # the labels changed nothing
+
+
+def test_contrastive_pretrain_then_linear_probe_keeps_the_backbone(tmp_path: Path, tiny_data: Path) -> None:
+    pretrain = mnist("pretrain", "objective=contrastive", f"dataset.root={tiny_data}", *FAST, cwd=tmp_path)
+    assert pretrain.returncode == 0, pretrain.stderr
+    [run] = run_dirs(tmp_path, "pretrain")
+    summary = json.loads((run / "summary.json").read_text())
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert summary["objective"] == "contrastive" and summary["train_images"] == 243  # every training image
+    assert all(0 <= row["val_acc"] <= 1 for row in rows) and len(rows) == 2  # the k-NN monitor
+    assert load_checkpoint(run / "checkpoints" / "best.ckpt")["objective"] == "contrastive"
+
+    probe = mnist("finetune", f"ckpt={run}", "finetune.strategy=linear", "dataset.labels_per_class=5",
+                  "trainer.epochs=2", "trainer.batch_size=10", cwd=tmp_path)
+    assert probe.returncode == 0, probe.stderr
+    [ft] = run_dirs(tmp_path, "finetune")
+    assert json.loads((ft / "summary.json").read_text())["train_images"] == 50
+    before = classifier_state(load_checkpoint(run / "checkpoints" / "best.ckpt")["model"])
+    after = load_checkpoint(ft / "checkpoints" / "last.ckpt")["model"]
+    assert not any(k.startswith("projector") for k in after)  # the projector was dropped
+    assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("backbone."))
