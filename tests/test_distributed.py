@@ -61,7 +61,7 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path: Path, data
 
 
 def test_sigterm_then_resume_under_torchrun(tmp_path: Path) -> None:
-    data = write_dataset(tmp_path / "data", n_train=3000, n_test=100)
+    data = write_dataset(tmp_path / "data", n_train=2000, n_test=100)
     proc = torchrun("pretrain", f"dataset.root={data}", *ARGS, cwd=tmp_path)
     deadline = time.time() + 120
     while time.time() < deadline and not list(tmp_path.glob("outputs/pretrain/*/checkpoints/last.ckpt")):

@@ -51,9 +51,9 @@ def test_trainer_learns_and_writes_checkpoints_and_metrics(tmp_path: Path, tiny_
     assert trainer.evaluate(rebuilt, test).acc == trainer.evaluate(model, test).acc
 
 
-def test_frozen_backbone_stays_bit_identical(tmp_path: Path, tiny_data: Path) -> None:
-    cfg = compose_config(*FAST)
-    model = build_model(cfg.model, 10)
+@pytest.mark.parametrize("overrides", [FAST, ["model=resnet18", "model.stem=strided"]], ids=["cnn", "resnet18"])
+def test_frozen_backbone_stays_bit_identical(tmp_path: Path, tiny_data: Path, overrides: list[str]) -> None:
+    model = build_model(compose_config(*overrides).model, 10)
     model.freeze_backbone()
     backbone = copy.deepcopy(model.backbone.state_dict())  # weights and BatchNorm statistics
     head = copy.deepcopy(model.head.state_dict())
