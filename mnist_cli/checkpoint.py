@@ -2,8 +2,10 @@
 read with torch.load(weights_only=True), so a checkpoint can never run code.
 
 A checkpoint holds: format, version, the run's resolved config, the model's name, class count and
-weights, the objective, the epoch, the metrics history and the best epoch; last.ckpt also holds the
-optimizer, scheduler, grad-scaler and RNG states needed to resume.
+weights (for a self-supervised objective: the backbone's, under classifier.*, and the projection
+head's), the objective, the epoch, the metrics history and the best epoch; last.ckpt also holds the
+optimizer, scheduler and grad-scaler states, every process's RNG states, and the epoch in progress
+when it was saved mid-epoch: everything needed to resume.
 """
 
 from __future__ import annotations
