@@ -7,14 +7,13 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import tempfile
 from importlib import resources
 from pathlib import Path
 
 from mnist_cli import __version__, distributed
-from mnist_cli.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE
+from mnist_cli.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, UserError
 from mnist_cli.interrupts import raise_on_sigterm
 
 STAGES = {
@@ -114,35 +113,6 @@ def fail(message: str, code: int = EXIT_USAGE) -> None:
     sys.exit(code)
 
 
-def check_resume_arg(args: list[str]) -> None:
-    """Refuse `resume=<dir>` before Hydra would create that directory."""
-    for arg in args:
-        if arg.startswith("resume=") and arg != "resume=null":
-            path = Path(arg.removeprefix("resume=")).expanduser()
-            if not (path / "checkpoints" / "last.ckpt").is_file():
-                fail(
-                    f"resume={path}: not a run directory with checkpoints/last.ckpt; "
-                    "pass a directory under outputs/pretrain or outputs/finetune"
-                )
-
-
-def check_group_choices(args: list[str]) -> None:
-    """Refuse `group=option` for an option that has no YAML file, naming the ones that exist.
-    Sweep syntax (`a,b`) is checked value by value; Hydra's sweep functions and --config-dir
-    (which may add options) are left to Hydra."""
-    if any(arg in ("--config-dir", "-cd") or arg.startswith("--config-dir=") for arg in args):
-        return
-    conf = config_dir()
-    for arg in args:
-        group, sep, value = arg.lstrip("+~").partition("=")
-        if not sep or group not in GROUPS or "(" in value:
-            continue
-        options = sorted(p.stem for p in (conf / group).glob("*.yaml"))
-        for choice in value.split(","):
-            if choice not in options:
-                fail(f"unknown {group} '{choice}': choose one of {', '.join(options)} (see `mnist --help`)")
-
-
 def torchrun_args(stage: str, args: list[str]) -> list[str]:
     """Under torchrun, every rank runs this command; rank 0 alone makes and writes the run
     directory, the others keep no record (their Hydra output goes nowhere)."""
@@ -155,93 +125,6 @@ def torchrun_args(stage: str, args: list[str]) -> list[str]:
     resume = [arg.removeprefix("resume=") for arg in args if arg.startswith("resume=")]
     scratch = resume[-1] if resume else tempfile.gettempdir()  # Hydra makes this folder; nothing is written in it
     return [*args, f"hydra.run.dir={scratch}", "hydra.output_subdir=null", "hydra/job_logging=disabled"]
-
-
-# Flags after which Hydra prints something and exits, or composes a config the check cannot see.
-NO_CHECK_FLAGS = {"--help", "-h", "--hydra-help", "--info", "-i", "--shell-completion", "-sc",
-                  "--config-name", "-cn", "--experimental-rerun", "--config-path", "-cp"}
-
-
-def first_job(overrides: list[str]) -> list[str]:
-    """The overrides of a sweep's first job: the first value of each `a,b`/range sweep; other
-    sweeps (glob, interval) are left out, for Hydra and the sweeper to check."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException
-
-    job = []
-    for text, override in zip(overrides, OverridesParser.create().parse_overrides(overrides)):
-        if not override.is_sweep_override():
-            job.append(text)
-            continue
-        try:
-            job.append(f"{override.get_key_element()}={next(iter(override.sweep_string_iterator()))}")
-        except HydraException:
-            pass
-    return job
-
-
-def one_line(error: BaseException) -> str:
-    """Hydra's and OmegaConf's multi-line messages as one line, without the internals."""
-    details = ("full_key:", "object_type", "reference_type", "See https://", "Config search path", "provider=")
-    lines = [line.strip() for line in str(error).splitlines() if line.strip() and not line.strip().startswith(details)]
-    cause = [line.strip() for line in str(error.__cause__ or "").splitlines() if line.strip() and not line.strip().startswith(details)]
-    if cause:
-        lines[:1] = [f"{lines[0].rstrip('.')}: {cause[0]}"] if lines else cause[:1]
-    key = getattr(error, "full_key", None)  # OmegaConf names the key whose value failed
-    return (f"{key}: " if key else "") + (" ".join(lines) or type(error).__name__)
-
-
-def check_writable(root: Path) -> None:
-    """Refuse an outputs_root that cannot be created or written, without creating it."""
-    from mnist_cli.errors import UserError
-
-    existing = root
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    problem = "is not a folder" if not existing.is_dir() else "is not writable" if not os.access(existing, os.W_OK) else None
-    if problem:
-        raise UserError(f"outputs_root={root}: {existing} {problem}, so no run directory can be made there; choose another with outputs_root=...")
-
-
-def check_config(stage: str, args: list[str]) -> None:
-    """Compose and validate the config the way the job will, so a typo, a bad value or an
-    unwritable outputs_root ends in one line before Hydra creates a run directory."""
-    if any(arg.partition("=")[0] in NO_CHECK_FLAGS for arg in args):
-        return
-    modes = {"-m": "-m", "--multirun": "-m", "--cfg": "--cfg", "-c": "--cfg"}
-    if len({modes[arg] for arg in args if arg in modes}) > 1:
-        fail("-m and --cfg do not go together: use one of them")
-    from omegaconf import OmegaConf
-
-    from mnist_cli.errors import UserError
-    from mnist_cli.validate import validate
-
-    flags, overrides = split_args(args)
-    overrides = [f"stage={stage}", *overrides]
-    config_dirs = [value for flag, value in zip(flags, flags[1:]) if flag in ("--config-dir", "-cd")]
-    config_dirs += [a.partition("=")[2] for a in flags if a.startswith("--config-dir=")]
-    sweep = any(flag in ("-m", "--multirun") for flag in flags)
-    try:
-        if sweep:  # each job validates its own values; a bad one fails that job alone
-            overrides = first_job(overrides)
-        if config_dirs:
-            overrides.append(f"hydra.searchpath=[{','.join('file://' + str(Path(d).resolve()) for d in config_dirs)}]")
-        cfg = compose_config(*overrides)
-        OmegaConf.to_container(cfg, resolve=True)  # every ${...} resolves
-        if not sweep:
-            validate(cfg)
-        if cfg.resume is None:
-            check_writable(Path(cfg.outputs_root).expanduser())
-    except UserError as e:
-        fail(str(e))
-    except Exception as e:  # Hydra's and OmegaConf's composition errors
-        message = one_line(e)
-        if message.startswith("Ambiguous value for argument"):
-            given = message.split("'")[1]
-            message = f"{given} has several values: add -m to sweep over them, or write a list as [a,b]"
-        elif message.startswith("Could not override"):
-            message += f" (`mnist {stage} --cfg job` lists the keys)"
-        fail(message)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -257,6 +140,8 @@ def main(argv: list[str] | None = None) -> None:
         fail(f"unknown stage '{stage}': use one of {', '.join(STAGES)} (see `mnist --help`)")
     raise_on_sigterm()
     try:
+        from mnist_cli.checks import check_config, check_group_choices, check_resume_arg
+
         check_group_choices(args)
         check_resume_arg(args)
         if distributed.world_size() > 1:
@@ -271,6 +156,8 @@ def main(argv: list[str] | None = None) -> None:
         register_resolvers()
         sys.argv = [sys.argv[0], *hydra_argv(stage, args)]
         hydra.main(version_base="1.3", config_path="pkg://mnist_cli.conf", config_name="config")(run_job)()
+    except UserError as e:
+        fail(str(e))
     except KeyboardInterrupt as e:
         fail("interrupted; the run keeps its last complete checkpoint: continue it with resume=<run dir>",
              getattr(e, "exit_code", EXIT_INTERRUPTED))
