@@ -32,6 +32,7 @@ from mnist_cli.contrastive import ContrastiveObjective
 from mnist_cli.data import Split
 from mnist_cli.errors import Interrupted, UserError
 from mnist_cli.interrupts import StopRequest
+from mnist_cli.lora import merged_state_dict
 from mnist_cli.run_dir import RunDir
 
 log = logging.getLogger(__name__)
@@ -362,8 +363,8 @@ class Trainer:
             "best_epoch": state.best_epoch,
             "best_val_acc": state.best_val_acc,
         }
-        if improved:
-            save_checkpoint(run.best_ckpt, common)
+        if improved:  # as a plain model: LoRA adapters merged into the weights
+            save_checkpoint(run.best_ckpt, {**common, "model": merged_state_dict(model)})
         save_checkpoint(
             run.last_ckpt,
             {

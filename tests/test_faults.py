@@ -267,6 +267,7 @@ BAD = [
     (["finetune", "ckpt={run}", "model=resnet18"], "does not match the checkpoint, which holds a cnn"),
     (["eval", "ckpt={run}", "dataset.classes=[a,b]"], "predicts 10 classes but mnist has 2"),
     (["finetune", "ckpt={run}", "objective=contrastive"], "objective=contrastive is for `mnist pretrain`"),
+    (["finetune", "ckpt={run}", "finetune.strategy=lora"], "finetune.strategy=lora adapts a vit's linear layers"),
     # resume
     (["pretrain", "resume=nowhere"], "not a run directory with checkpoints/last.ckpt"),
     (["pretrain", "resume={run}"], "that run already finished"),

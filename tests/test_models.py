@@ -8,11 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 from omegaconf import OmegaConf
+from torch import nn
 
 from conftest import mnist, run_dirs
 from mnist_cli.cli import compose_config
 from mnist_cli.checkpoint import inherit_config, load_checkpoint, model_from_checkpoint, save_checkpoint
 from mnist_cli.errors import UserError
+from mnist_cli.lora import LoRALinear, add_adapters, merged_state_dict
 from mnist_cli.models import build_model
 from mnist_cli.validate import validate
 
@@ -71,8 +73,9 @@ def test_bad_model_settings_are_refused(override: str, message: str) -> None:
 
 
 # cnn: tests/test_cli.py; the frozen resnet18 backbone, in process: tests/test_trainer.py
-def test_vit_pretrain_eval_round_trip_and_frozen_finetune(tmp_path: Path, tiny_data: Path) -> None:
-    """pretrain -> eval gives the recorded accuracy; finetune with a frozen backbone keeps it."""
+def test_vit_pretrain_eval_round_trip_and_frozen_or_lora_finetune(tmp_path: Path, tiny_data: Path) -> None:
+    """pretrain -> eval gives the recorded accuracy; finetuning with a frozen backbone or with LoRA
+    adapters keeps the pretrained weights."""
     assert mnist("pretrain", f"dataset.root={tiny_data}", *TINY_VIT, "trainer.epochs=1", "trainer.batch_size=32",
                  cwd=tmp_path).returncode == 0
     [run] = run_dirs(tmp_path, "pretrain")
@@ -91,6 +94,16 @@ def test_vit_pretrain_eval_round_trip_and_frozen_finetune(tmp_path: Path, tiny_d
     backbone = [k for k in before if k.startswith("backbone.")]
     assert backbone and all(torch.equal(before[k], after[k]) for k in backbone)
     assert not all(torch.equal(before[k], after[k]) for k in after if k.startswith("head."))
+
+    # LoRA: only the adapters (and the head) train; best.ckpt holds them merged, as a plain model
+    lora = mnist("finetune", f"ckpt={run}", "finetune.strategy=lora", "trainer.epochs=1", "trainer.batch_size=32", cwd=tmp_path)
+    assert lora.returncode == 0, lora.stderr
+    lora_run = run_dirs(tmp_path, "finetune")[-1]
+    last = load_checkpoint(lora_run / "checkpoints" / "last.ckpt")["model"]
+    assert all(torch.equal(before[k], last[k]) for k in backbone)
+    assert any(".lora_b" in k and last[k].abs().sum() > 0 for k in last)
+    assert load_checkpoint(lora_run / "checkpoints" / "best.ckpt")["model"].keys() == before.keys()
+    assert mnist("eval", f"ckpt={lora_run}", cwd=tmp_path).returncode == 0
 
 
 def test_experiment_presets_pick_each_models_recipe() -> None:
@@ -115,3 +128,21 @@ def test_finetune_accepts_the_checkpoints_model_option_and_refuses_another() -> 
 def test_a_model_config_naming_no_registered_model_is_refused() -> None:
     with pytest.raises(UserError, match="model.name='vgg' is not valid: it must be one of the registered models"):
         validate(compose_config("model.name=vgg"))
+
+
+def test_lora_merged_weights_give_the_adapted_models_outputs() -> None:
+    cfg = compose_config(*TINY_VIT)
+    model = build_model(cfg.model, 10).eval()
+    model.freeze_backbone()
+    assert add_adapters(model.backbone, rank=2, alpha=4) == 2 * 4  # qkv, proj and two MLP layers per block
+    for module in model.modules():
+        if isinstance(module, LoRALinear):
+            nn.init.normal_(module.lora_b)  # an update as training would make
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all(".lora_" in name or name.startswith("head.") for name in trainable)
+    plain = build_model(cfg.model, 10).eval()
+    plain.load_state_dict(merged_state_dict(model))  # the plain layer names, no lora_* keys
+    x = torch.randn(3, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.allclose(plain(x), model(x), atol=1e-5)
+        assert not torch.allclose(build_model(cfg.model, 10).eval()(x), model(x))

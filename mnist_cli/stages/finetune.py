@@ -2,7 +2,8 @@
 
 The model is rebuilt from the checkpoint's saved config; a head for another class count replaces
 the saved one. finetune.strategy: full (every weight, optionally with layer-wise lr decay),
-linear (the head only) or partial (the head and the backbone's last blocks).
+linear (the head only), partial (the head and the backbone's last blocks) or lora (the head and
+low-rank adapters on a ViT's linear layers, merged into the weights of the best checkpoint).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from typing import Any
 from omegaconf import DictConfig
 
 from mnist_cli.checkpoint import inherit_config, load_checkpoint, model_from_checkpoint, resolve_checkpoint
+from mnist_cli.errors import UserError
+from mnist_cli.lora import add_adapters
 from mnist_cli.models import build_model
 from mnist_cli.run_dir import RunDir
 from mnist_cli.stages import task_overrides
@@ -40,5 +43,11 @@ def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str
         model.freeze_backbone()
     elif cfg.finetune.strategy == "partial":
         model.freeze_backbone(train_last_blocks=cfg.finetune.unfreeze_blocks)
+    elif cfg.finetune.strategy == "lora":
+        if cfg.model.name != "vit":
+            raise UserError(f"finetune.strategy=lora adapts a vit's linear layers; this checkpoint holds a {cfg.model.name}")
+        model.freeze_backbone()
+        count = add_adapters(model.backbone, cfg.finetune.lora_rank, cfg.finetune.lora_alpha)
+        log.info(f"LoRA adapters of rank {cfg.finetune.lora_rank} on {count} linear layers")
     results = train_and_test(cfg, run, model, device, resume)
     return {**results, "source_checkpoint": cfg.ckpt}
