@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import nn
 
-from mnist_cli.data import Split
 from mnist_cli.models.classifier import Classifier
+from mnist_cli.self_supervised import Objective
 
 
 class ContrastiveLearner(nn.Module):
@@ -45,11 +45,6 @@ class ContrastiveLearner(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.projector(self.features(x))
-
-
-def classifier_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The classifier's weights out of a ContrastiveLearner's state_dict (the projector dropped)."""
-    return {key.removeprefix("classifier."): value for key, value in state.items() if key.startswith("classifier.")}
 
 
 def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -104,38 +99,22 @@ class Views:
         return x.sub_(self.mean).div_(self.std).contiguous(memory_format=torch.channels_last)
 
 
-class ContrastiveObjective:
-    """What the trainer calls for `objective=contrastive`: the loss of a batch, and the k-NN
-    monitor for validation and the final test."""
+class ContrastiveObjective(Objective):
+    """NT-Xent between two random views of each image."""
 
-    name = "contrastive"
-
-    def __init__(self, objective: DictConfig, dataset: DictConfig, prep):
-        self.cfg = objective
-        self.views = Views(objective, dataset)
-        self.prep = prep  # the plain normalization for the k-NN features
+    def __init__(self, cfg: DictConfig, dataset: DictConfig, prep):
+        super().__init__(cfg, dataset, prep)
+        self.views = Views(cfg, dataset)
 
     def loss(self, forward, images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         z = forward(torch.cat([self.views(images, generator), self.views(images, generator)]))
         z1, z2 = z.chunk(2)
         return nt_xent(z1, z2, self.cfg.temperature)
 
-    @torch.no_grad()
-    def features(self, learner: ContrastiveLearner, split: Split, batch: int) -> torch.Tensor:
-        learner.eval()
-        chunks = [learner.features(self.prep(split.images[i : i + batch], train=False)).float() for i in range(0, len(split), batch)]
-        return F.normalize(torch.cat(chunks), dim=1)
 
-    @torch.no_grad()
-    def knn_accuracy(self, learner: ContrastiveLearner, bank: Split, queries: Split, batch: int) -> float:
-        """Accuracy of a weighted k-nearest-neighbour vote over `bank`'s features and labels."""
-        bank_features = self.features(learner, bank, batch)
-        query_features = self.features(learner, queries, batch)
-        classes = int(bank.labels.max()) + 1
-        correct = 0
-        for i in range(0, len(queries), batch):
-            similarity, nearest = (query_features[i : i + batch] @ bank_features.T).topk(self.cfg.knn_k, dim=1)
-            votes = torch.zeros(len(nearest), classes, device=nearest.device)
-            votes.scatter_add_(1, bank.labels[nearest], (similarity / 0.07).exp())
-            correct += int((votes.argmax(1) == queries.labels[i : i + batch]).sum())
-        return correct / len(queries)
+def build_learner(classifier: Classifier, cfg: DictConfig) -> ContrastiveLearner:
+    return ContrastiveLearner(classifier, cfg)
+
+
+def build_objective(cfg: DictConfig, dataset: DictConfig, prep) -> ContrastiveObjective:
+    return ContrastiveObjective(cfg, dataset, prep)

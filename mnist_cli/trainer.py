@@ -28,12 +28,12 @@ from mnist_cli import distributed
 from mnist_cli.batches import BatchPrep
 from mnist_cli.checkpoint import save_checkpoint
 from mnist_cli.console import training_progress
-from mnist_cli.contrastive import ContrastiveObjective
 from mnist_cli.data import Split
 from mnist_cli.errors import Interrupted, UserError
 from mnist_cli.interrupts import StopRequest
 from mnist_cli.lora import merged_state_dict
 from mnist_cli.run_dir import RunDir
+from mnist_cli.self_supervised import Objective
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ class EpochProgress:
 
 
 class Trainer:
-    def __init__(self, cfg: DictConfig, device: torch.device, prep: BatchPrep, objective: ContrastiveObjective | None = None):
+    def __init__(self, cfg: DictConfig, device: torch.device, prep: BatchPrep, objective: Objective | None = None):
         """`objective`: None trains a classifier on the labels (cross-entropy); a self-supervised
         objective supplies the loss of a batch and the validation metric instead."""
         self.cfg = cfg

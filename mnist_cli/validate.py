@@ -105,11 +105,16 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "trainer.early_stopping_patience": (non_negative_int, "a whole number >= 0 (0: off)"),
     "trainer.log_every_steps": (positive_int, "a whole number >= 1"),
     "trainer.num_threads": (optional(positive_int), "null or a whole number >= 1"),
-    "objective.name": (one_of("supervised", "contrastive"), "supervised or contrastive"),
+    "objective.name": (one_of("supervised", "contrastive", "mae"), "supervised, contrastive or mae"),
+    "objective.mask_ratio": (lambda v: _is_num(v) and 0 < v < 1, "a fraction in (0, 1), e.g. 0.75"),
+    "objective.decoder_dim": (positive_int, "a whole number >= 1"),
+    "objective.decoder_depth": (positive_int, "a whole number >= 1"),
+    "objective.decoder_heads": (positive_int, "a whole number >= 1"),
     "objective.temperature": (positive, "a number > 0 (e.g. 0.2)"),
     "objective.projection_hidden": (positive_int, "a whole number >= 1"),
     "objective.projection_dim": (positive_int, "a whole number >= 1"),
     "objective.knn_k": (positive_int, "a whole number >= 1"),
+    "objective.knn_temperature": (positive, "a number > 0 (e.g. 0.07)"),
     "objective.views.crop_min_area": (lambda v: _is_num(v) and 0 < v <= 1, "a fraction in (0, 1]"),
     "objective.views.max_rotate": (non_negative, "a number of degrees >= 0"),
     "objective.views.blur_prob": (lambda v: _is_num(v) and 0 <= v <= 1, "a probability in [0, 1]"),
@@ -147,6 +152,11 @@ def validate(cfg: DictConfig) -> None:
             raise UserError(f"objective={cfg.objective.name} is for `mnist pretrain`; {cfg.stage.name} learns from labels (drop objective=)")
         if distributed.world_size() > 1:
             raise UserError(f"objective={cfg.objective.name} runs in one process; run it without torchrun")
+    if cfg.objective.name == "mae":
+        if cfg.model.name != "vit":
+            raise UserError(f"objective=mae masks a ViT's patches; use model=vit or model=vit_mini (not {cfg.model.name})")
+        if cfg.objective.decoder_dim % cfg.objective.decoder_heads:
+            raise UserError("objective.decoder_dim must be divisible by objective.decoder_heads; change one of them")
 
     world = distributed.world_size()
     if cfg.trainer.batch_size % world:

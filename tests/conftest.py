@@ -53,6 +53,7 @@ def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 # Overrides that make a run take a second or two on tiny data.
 FAST = ["trainer.epochs=2", "trainer.batch_size=32", "model.channels=[8,16]", "model.hidden=32"]
+TINY_VIT = ["model=vit", "model.dim=32", "model.depth=2", "model.heads=2"]  # a ViT that trains in a second
 
 
 def mnist(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:

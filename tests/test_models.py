@@ -10,7 +10,7 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from conftest import mnist, run_dirs
+from conftest import TINY_VIT, mnist, run_dirs
 from mnist_cli.cli import compose_config
 from mnist_cli.checkpoint import inherit_config, load_checkpoint, model_from_checkpoint, save_checkpoint
 from mnist_cli.errors import UserError
@@ -28,7 +28,6 @@ MODELS = {
     "vit_mini": (["model=vit_mini"], 128),
 }
 # Small versions of each family for training on tiny data in a few seconds.
-TINY_VIT = ["model=vit", "model.dim=32", "model.depth=2", "model.heads=2"]  # a ViT that trains in a second
 
 
 @pytest.mark.parametrize("name", MODELS)

@@ -14,12 +14,12 @@ from mnist_cli import distributed
 from mnist_cli.batches import BatchPrep
 from mnist_cli.checkpoint import load_checkpoint, model_from_checkpoint
 from mnist_cli.console import print_key_values
-from mnist_cli.contrastive import ContrastiveObjective
 from mnist_cli.data import limit_labels, load_split, train_val_split
 from mnist_cli.lora import LoRALinear
 from mnist_cli.models.classifier import Classifier
 from mnist_cli.optim import build_optimizer, build_scheduler
 from mnist_cli.run_dir import RunDir
+from mnist_cli.self_supervised import build_objective
 from mnist_cli.trainer import Trainer, pick_device
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ def train_and_test(
     train, val = train.to(device), val.to(device)
     model.to(device, memory_format=torch.channels_last)
     prep = BatchPrep(cfg.dataset)
-    trainer = Trainer(cfg.trainer, device, prep, None if supervised else ContrastiveObjective(cfg.objective, cfg.dataset, prep))
+    trainer = Trainer(cfg.trainer, device, prep, None if supervised else build_objective(cfg.objective, cfg.dataset, prep))
     optimizer = build_optimizer(cfg.optimizer, model, OmegaConf.select(cfg, "finetune.layer_decay", default=1.0))
     scheduler = build_scheduler(cfg.scheduler, optimizer, trainer.steps_per_epoch(len(train)), cfg.trainer.epochs)
     run.write_config(cfg)

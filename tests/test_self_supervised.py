@@ -1,23 +1,26 @@
-"""Self-supervised pretraining by contrast: the loss, the views, no use of labels, and the
-pretrain -> finetune path through the command line."""
+"""Self-supervised pretraining (contrastive, masked autoencoder): the losses, the views, no use of
+labels, and the pretrain -> finetune path through the command line."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import pytest
 import torch
 from omegaconf import OmegaConf
 
-from conftest import FAST, mnist, run_dirs
+from conftest import FAST, TINY_VIT, mnist, run_dirs
 from mnist_cli.batches import BatchPrep
 from mnist_cli.checkpoint import load_checkpoint
 from mnist_cli.cli import compose_config
-from mnist_cli.contrastive import ContrastiveLearner, ContrastiveObjective, Views, classifier_state, nt_xent
+from mnist_cli.contrastive import Views, nt_xent
 from mnist_cli.data import Split, load_split, train_val_split
 from mnist_cli.models import build_model
 from mnist_cli.optim import build_optimizer, build_scheduler
 from mnist_cli.run_dir import RunDir
+from mnist_cli.mae import patchify
+from mnist_cli.self_supervised import build_learner, build_objective, classifier_state
 from mnist_cli.trainer import Trainer
 
 
@@ -40,38 +43,50 @@ def test_views_are_random_per_image_reproducible_and_normalized() -> None:
     assert a.max() <= (1 - cfg.dataset.mean) / cfg.dataset.std + 1e-5
 
 
-def ssl_fit(tmp_path: Path, data: Path, labels: str) -> dict[str, torch.Tensor]:
-    cfg = compose_config(f"dataset.root={data}", "objective=contrastive", *FAST, "trainer.epochs=1")
+OBJECTIVES = {"contrastive": ["objective=contrastive", *FAST], "mae": ["objective=mae", *TINY_VIT]}
+
+
+def ssl_fit(tmp_path: Path, data: Path, objective: str, labels: str) -> dict[str, torch.Tensor]:
+    cfg = compose_config(f"dataset.root={data}", *OBJECTIVES[objective], "trainer.epochs=1", "trainer.batch_size=32")
     torch.manual_seed(0)
     train, val = train_val_split(load_split(cfg.dataset, "train"), cfg.dataset.val_size, cfg.dataset.split_seed)
     if labels == "shuffled":
         train = Split(train.images, train.labels[torch.randperm(len(train), generator=torch.Generator().manual_seed(1))])
-    model = ContrastiveLearner(build_model(cfg.model, 10), cfg.objective)
+    model = build_learner(cfg.objective, build_model(cfg.model, 10))
     prep = BatchPrep(cfg.dataset)
-    trainer = Trainer(cfg.trainer, torch.device("cpu"), prep, ContrastiveObjective(cfg.objective, cfg.dataset, prep))
+    trainer = Trainer(cfg.trainer, torch.device("cpu"), prep, build_objective(cfg.objective, cfg.dataset, prep))
     optimizer = build_optimizer(cfg.optimizer, model)
     scheduler = build_scheduler(cfg.scheduler, optimizer, trainer.steps_per_epoch(len(train)), cfg.trainer.epochs)
-    info = {"config": {"model": OmegaConf.to_container(cfg.model)}, "model_name": "cnn", "num_classes": 10, "objective": "contrastive"}
-    run = RunDir(tmp_path / labels)
+    info = {"config": {"model": OmegaConf.to_container(cfg.model)}, "model_name": cfg.model.name, "num_classes": 10, "objective": objective}
+    run = RunDir(tmp_path / f"{objective}-{labels}")
     trainer.fit(model, train, val, optimizer, scheduler, run, info)
     return load_checkpoint(run.last_ckpt)["model"]
 
 
-def test_contrastive_training_uses_no_labels(tmp_path: Path, tiny_data: Path) -> None:
-    true, shuffled = ssl_fit(tmp_path, tiny_data, "true"), ssl_fit(tmp_path, tiny_data, "shuffled")
-    assert true.keys() == shuffled.keys() and any(k.startswith("projector.") for k in true)
+@pytest.mark.parametrize(("objective", "head"), [("contrastive", "projector."), ("mae", "decoder.")])
+def test_self_supervised_training_uses_no_labels(tmp_path: Path, tiny_data: Path, objective: str, head: str) -> None:
+    true, shuffled = (ssl_fit(tmp_path, tiny_data, objective, labels) for labels in ("true", "shuffled"))
+    assert true.keys() == shuffled.keys() and any(k.startswith(head) for k in true)
     assert all(torch.equal(true[k], shuffled[k]) for k in true)  # the labels changed nothing
 
 
-def test_contrastive_pretrain_then_linear_probe_keeps_the_backbone(tmp_path: Path, tiny_data: Path) -> None:
-    pretrain = mnist("pretrain", "objective=contrastive", f"dataset.root={tiny_data}", *FAST, cwd=tmp_path)
+def test_patches_follow_the_vits_token_order() -> None:
+    x = torch.arange(28 * 28.0).reshape(1, 1, 28, 28)
+    patches = patchify(x, 7)
+    assert patches.shape == (1, 16, 49)
+    assert torch.equal(patches[0, 1], x[0, 0, :7, 7:14].flatten()) and torch.equal(patches[0, 4], x[0, 0, 7:14, :7].flatten())
+
+
+@pytest.mark.parametrize("objective", OBJECTIVES)
+def test_pretrain_without_labels_then_linear_probe_keeps_the_backbone(tmp_path: Path, tiny_data: Path, objective: str) -> None:
+    pretrain = mnist("pretrain", *OBJECTIVES[objective], f"dataset.root={tiny_data}", "trainer.epochs=2", cwd=tmp_path)
     assert pretrain.returncode == 0, pretrain.stderr
     [run] = run_dirs(tmp_path, "pretrain")
     summary = json.loads((run / "summary.json").read_text())
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert summary["objective"] == "contrastive" and summary["train_images"] == 243  # every training image
+    assert summary["objective"] == objective and summary["train_images"] == 243  # every training image
     assert all(0 <= row["val_acc"] <= 1 for row in rows) and len(rows) == 2  # the k-NN monitor
-    assert load_checkpoint(run / "checkpoints" / "best.ckpt")["objective"] == "contrastive"
+    assert load_checkpoint(run / "checkpoints" / "best.ckpt")["objective"] == objective
 
     probe = mnist("finetune", f"ckpt={run}", "finetune.strategy=linear", "dataset.labels_per_class=5",
                   "trainer.epochs=2", "trainer.batch_size=10", cwd=tmp_path)
@@ -80,5 +95,5 @@ def test_contrastive_pretrain_then_linear_probe_keeps_the_backbone(tmp_path: Pat
     assert json.loads((ft / "summary.json").read_text())["train_images"] == 50
     before = classifier_state(load_checkpoint(run / "checkpoints" / "best.ckpt")["model"])
     after = load_checkpoint(ft / "checkpoints" / "last.ckpt")["model"]
-    assert not any(k.startswith("projector") for k in after)  # the projector was dropped
+    assert after.keys() == before.keys()  # the projector or decoder was dropped
     assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("backbone."))

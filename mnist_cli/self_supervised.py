@@ -1,0 +1,67 @@
+"""What the self-supervised objectives share: building an objective's learner and loss by name, the
+k-NN monitor of the backbone's frozen features, and getting the classifier back out of a checkpoint.
+
+An objective module (contrastive.py, mae.py) defines `build_learner(classifier, cfg)`: an nn.Module
+that holds the classifier as `.classifier` plus the objective's own heads, with a `features(x)`
+method; and `build_objective(cfg, dataset, prep)`: an Objective whose `loss(forward, images,
+generator)` returns (loss, a count of correct answers, or 0).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig
+from torch import nn
+
+from mnist_cli.data import Split
+from mnist_cli.models.classifier import Classifier
+
+OBJECTIVES = {"contrastive": "mnist_cli.contrastive", "mae": "mnist_cli.mae"}
+
+
+def build_learner(cfg: DictConfig, classifier: Classifier) -> nn.Module:
+    return importlib.import_module(OBJECTIVES[cfg.name]).build_learner(classifier, cfg)
+
+
+def build_objective(cfg: DictConfig, dataset: DictConfig, prep) -> Objective:
+    return importlib.import_module(OBJECTIVES[cfg.name]).build_objective(cfg, dataset, prep)
+
+
+def classifier_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The classifier's weights out of a learner's state_dict (the objective's own heads dropped)."""
+    return {key.removeprefix("classifier."): value for key, value in state.items() if key.startswith("classifier.")}
+
+
+class Objective:
+    """The trainer's view of a self-supervised objective: the loss of a batch of uint8 images, and
+    the k-NN accuracy it reports for validation and the final test (labels used to measure only)."""
+
+    def __init__(self, cfg: DictConfig, dataset: DictConfig, prep):
+        self.cfg = cfg
+        self.prep = prep  # the plain normalization, for the k-NN features
+
+    def loss(self, forward, images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError  # each objective module defines its own
+
+    @torch.no_grad()
+    def features(self, learner: nn.Module, split: Split, batch: int) -> torch.Tensor:
+        learner.eval()
+        chunks = [learner.features(self.prep(split.images[i : i + batch], train=False)).float() for i in range(0, len(split), batch)]
+        return F.normalize(torch.cat(chunks), dim=1)
+
+    @torch.no_grad()
+    def knn_accuracy(self, learner: nn.Module, bank: Split, queries: Split, batch: int) -> float:
+        """Accuracy of a similarity-weighted vote of each query's knn_k nearest `bank` images."""
+        bank_features = self.features(learner, bank, batch)
+        query_features = self.features(learner, queries, batch)
+        classes = int(bank.labels.max()) + 1
+        correct = 0
+        for i in range(0, len(queries), batch):
+            similarity, nearest = (query_features[i : i + batch] @ bank_features.T).topk(self.cfg.knn_k, dim=1)
+            votes = torch.zeros(len(nearest), classes, device=nearest.device)
+            votes.scatter_add_(1, bank.labels[nearest], (similarity / self.cfg.knn_temperature).exp())
+            correct += int((votes.argmax(1) == queries.labels[i : i + batch]).sum())
+        return correct / len(queries)
