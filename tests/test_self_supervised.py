@@ -77,8 +77,8 @@ def test_patches_follow_the_vits_token_order() -> None:
     assert torch.equal(patches[0, 1], x[0, 0, :7, 7:14].flatten()) and torch.equal(patches[0, 4], x[0, 0, 7:14, :7].flatten())
 
 
-@pytest.mark.parametrize("objective", OBJECTIVES)
-def test_pretrain_without_labels_then_linear_probe_keeps_the_backbone(tmp_path: Path, tiny_data: Path, objective: str) -> None:
+def test_pretrain_without_labels_then_linear_probe_keeps_the_backbone(tmp_path: Path, tiny_data: Path) -> None:
+    objective = "contrastive"  # the command-line path is the same for mae, which is tested in process above
     pretrain = mnist("pretrain", *OBJECTIVES[objective], f"dataset.root={tiny_data}", "trainer.epochs=2", cwd=tmp_path)
     assert pretrain.returncode == 0, pretrain.stderr
     [run] = run_dirs(tmp_path, "pretrain")
