@@ -10,6 +10,7 @@ generator)` returns (loss, a count of correct answers, or 0).
 from __future__ import annotations
 
 import importlib
+from abc import ABC, abstractmethod
 
 import torch
 import torch.nn.functional as F
@@ -35,7 +36,7 @@ def classifier_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {key.removeprefix("classifier."): value for key, value in state.items() if key.startswith("classifier.")}
 
 
-class Objective:
+class Objective(ABC):
     """The trainer's view of a self-supervised objective: the loss of a batch of uint8 images, and
     the k-NN accuracy it reports for validation and the final test (labels used to measure only)."""
 
@@ -43,8 +44,9 @@ class Objective:
         self.cfg = cfg
         self.prep = prep  # the plain normalization, for the k-NN features
 
+    @abstractmethod
     def loss(self, forward, images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        raise NotImplementedError  # each objective module defines its own
+        """(loss of the batch, count of correct answers or 0); `forward` is the learner, maybe compiled."""
 
     @torch.no_grad()
     def features(self, learner: nn.Module, split: Split, batch: int) -> torch.Tensor:
