@@ -19,29 +19,20 @@ from omegaconf import DictConfig
 from torch import nn
 
 from mnist_cli.models.classifier import Classifier
-from mnist_cli.self_supervised import Objective
+from mnist_cli.self_supervised import Learner, Objective
 
 
-class ContrastiveLearner(nn.Module):
-    """A classifier's backbone with a projection head. Its checkpoint keeps `classifier.*` (the
-    backbone finetuning starts from; the head is replaced then) and `projector.*` (for resuming)."""
+class ContrastiveLearner(Learner):
+    """A classifier's backbone with a projection head."""
 
     def __init__(self, classifier: Classifier, cfg: DictConfig):
-        super().__init__()
-        self.classifier = classifier
+        super().__init__(classifier)
         self.projector = nn.Sequential(
             nn.Linear(classifier.feature_dim, cfg.projection_hidden),
             nn.BatchNorm1d(cfg.projection_hidden),
             nn.ReLU(inplace=True),
             nn.Linear(cfg.projection_hidden, cfg.projection_dim),
         )
-
-    @property
-    def num_classes(self) -> int:
-        return self.classifier.num_classes
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier.backbone(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.projector(self.features(x))
@@ -84,7 +75,9 @@ class Views:
         theta = torch.stack([torch.stack([cos, -sin, center[:, 0]], 1), torch.stack([sin, cos, center[:, 1]], 1)], 1)
         x = F.grid_sample(x, F.affine_grid(theta, [n, 1, h, w], align_corners=False), align_corners=False)
 
-        blurred = F.conv2d(x, self.blur_kernel.to(x.device), padding=2)
+        if self.blur_kernel.device != x.device:
+            self.blur_kernel = self.blur_kernel.to(x.device)  # once, not every batch
+        blurred = F.conv2d(x, self.blur_kernel, padding=2)
         x = torch.where(uniform(0, 1, n, 1, 1, 1) < cfg.blur_prob, blurred, x)
 
         # random erasing: one rectangle of random size and place, in some images

@@ -27,6 +27,14 @@ class LoRALinear(nn.Module):
         nn.init.kaiming_uniform_(self.lora_a, a=math.sqrt(5))
         self.scale = alpha / rank
 
+    def _load_from_state_dict(self, state_dict, prefix, *args) -> None:
+        """A plain layer's state (no lora_* keys: e.g. a merged best.ckpt) loads as that weight
+        with a zero update, so it computes what the merged layer computes."""
+        if prefix + "weight" in state_dict and prefix + "lora_a" not in state_dict:
+            state_dict[prefix + "lora_a"] = self.lora_a.detach().clone()
+            state_dict[prefix + "lora_b"] = torch.zeros_like(self.lora_b)
+        super()._load_from_state_dict(state_dict, prefix, *args)
+
     def merged_weight(self) -> torch.Tensor:
         return self.weight + self.scale * self.lora_b @ self.lora_a
 

@@ -13,7 +13,7 @@ from torch import nn
 
 from mnist_cli.models.classifier import Classifier
 from mnist_cli.models.vit import Block, ViTBackbone
-from mnist_cli.self_supervised import Objective
+from mnist_cli.self_supervised import Learner, Objective
 
 
 def patchify(x: torch.Tensor, patch: int) -> torch.Tensor:
@@ -22,13 +22,14 @@ def patchify(x: torch.Tensor, patch: int) -> torch.Tensor:
     return x.unfold(2, patch, patch).unfold(3, patch, patch).reshape(b, -1, patch * patch)
 
 
-class MaskedAutoencoder(nn.Module):
+class MaskedAutoencoder(Learner):
+    """A ViT classifier with the decoder that reconstructs hidden patches."""
+
     def __init__(self, classifier: Classifier, cfg: DictConfig):
-        super().__init__()
+        super().__init__(classifier)
         vit = classifier.backbone
         if not isinstance(vit, ViTBackbone):
             raise TypeError("objective=mae needs a ViT backbone (model=vit or vit_mini)")
-        self.classifier = classifier
         self.mask_ratio = cfg.mask_ratio
         self.patch = vit.patch_embed.kernel_size[0]
         dim = vit.pos_embed.shape[-1]
@@ -40,13 +41,6 @@ class MaskedAutoencoder(nn.Module):
         self.predict = nn.Linear(cfg.decoder_dim, self.patch * self.patch)
         nn.init.trunc_normal_(self.mask_token, std=0.02)
         nn.init.trunc_normal_(self.decoder_pos, std=0.02)
-
-    @property
-    def num_classes(self) -> int:
-        return self.classifier.num_classes
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier.backbone(x)
 
     def forward(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """The reconstruction loss of a normalized batch, with a fresh random mask per image."""

@@ -1,9 +1,8 @@
 """What the self-supervised objectives share: building an objective's learner and loss by name, the
 k-NN monitor of the backbone's frozen features, and getting the classifier back out of a checkpoint.
 
-An objective module (contrastive.py, mae.py) defines `build_learner(classifier, cfg)`: an nn.Module
-that holds the classifier as `.classifier` plus the objective's own heads, with a `features(x)`
-method; and `build_objective(cfg, dataset, prep)`: an Objective whose `loss(forward, images,
+An objective module (contrastive.py, mae.py) defines `build_learner(classifier, cfg)`: a Learner,
+the classifier plus the objective's own heads; and `build_objective(cfg, dataset, prep)`: an Objective whose `loss(forward, images,
 generator)` returns (loss, a count of correct answers, or 0).
 """
 
@@ -23,7 +22,7 @@ from mnist_cli.models.classifier import Classifier
 OBJECTIVES = {"contrastive": "mnist_cli.contrastive", "mae": "mnist_cli.mae"}
 
 
-def build_learner(cfg: DictConfig, classifier: Classifier) -> nn.Module:
+def build_learner(cfg: DictConfig, classifier: Classifier) -> Learner:
     return importlib.import_module(OBJECTIVES[cfg.name]).build_learner(classifier, cfg)
 
 
@@ -34,6 +33,23 @@ def build_objective(cfg: DictConfig, dataset: DictConfig, prep) -> Objective:
 def classifier_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The classifier's weights out of a learner's state_dict (the objective's own heads dropped)."""
     return {key.removeprefix("classifier."): value for key, value in state.items() if key.startswith("classifier.")}
+
+
+class Learner(nn.Module):
+    """A classifier with an objective's own heads. Its checkpoint keeps `classifier.*` (what
+    finetuning starts from; the classifier's head is replaced then) beside the heads (for resuming)."""
+
+    def __init__(self, classifier: Classifier):
+        super().__init__()
+        self.classifier = classifier
+
+    @property
+    def num_classes(self) -> int:
+        return self.classifier.num_classes
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The backbone's features: what the k-NN monitor compares and finetuning keeps."""
+        return self.classifier.backbone(x)
 
 
 class Objective(ABC):
@@ -49,13 +65,13 @@ class Objective(ABC):
         """(loss of the batch, count of correct answers or 0); `forward` is the learner, maybe compiled."""
 
     @torch.no_grad()
-    def features(self, learner: nn.Module, split: Split, batch: int) -> torch.Tensor:
+    def features(self, learner: Learner, split: Split, batch: int) -> torch.Tensor:
         learner.eval()
         chunks = [learner.features(self.prep(split.images[i : i + batch], train=False)).float() for i in range(0, len(split), batch)]
         return F.normalize(torch.cat(chunks), dim=1)
 
     @torch.no_grad()
-    def knn_accuracy(self, learner: nn.Module, bank: Split, queries: Split, batch: int) -> float:
+    def knn_accuracy(self, learner: Learner, bank: Split, queries: Split, batch: int) -> float:
         """Accuracy of a similarity-weighted vote of each query's knn_k nearest `bank` images."""
         bank_features = self.features(learner, bank, batch)
         query_features = self.features(learner, queries, batch)

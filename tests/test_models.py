@@ -143,5 +143,9 @@ def test_lora_merged_weights_give_the_adapted_models_outputs() -> None:
     plain.load_state_dict(merged_state_dict(model))  # the plain layer names, no lora_* keys
     x = torch.randn(3, 1, 28, 28)
     with torch.no_grad():
-        assert torch.allclose(plain(x), model(x), atol=1e-5)
-        assert not torch.allclose(build_model(cfg.model, 10).eval()(x), model(x))
+        expected = model(x)
+        assert torch.allclose(plain(x), expected, atol=1e-5)
+        assert not torch.allclose(build_model(cfg.model, 10).eval()(x), expected)
+        model.load_state_dict(merged_state_dict(model))  # the adapted model loads a merged best.ckpt too
+        assert torch.allclose(model(x), expected, atol=1e-5)
+        assert all(not m.lora_b.any() for m in model.modules() if isinstance(m, LoRALinear))

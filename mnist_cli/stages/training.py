@@ -12,10 +12,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from mnist_cli import distributed
 from mnist_cli.batches import BatchPrep
-from mnist_cli.checkpoint import load_checkpoint, model_from_checkpoint
+from mnist_cli.checkpoint import load_checkpoint
 from mnist_cli.console import print_key_values
 from mnist_cli.data import limit_labels, load_split, train_val_split
-from mnist_cli.lora import LoRALinear
 from mnist_cli.models.classifier import Classifier
 from mnist_cli.optim import build_optimizer, build_scheduler
 from mnist_cli.run_dir import RunDir
@@ -80,11 +79,7 @@ def train_and_test(
     if not run.writable:  # another rank of a torchrun job: rank 0 tests and reports
         return {"metric": fit.best_val_acc}
 
-    best = load_checkpoint(run.best_ckpt)
-    if any(isinstance(m, LoRALinear) for m in model.modules()):  # best.ckpt holds the merged, plain model
-        model = model_from_checkpoint(best).to(device, memory_format=torch.channels_last)
-    else:
-        model.load_state_dict(best["model"])
+    model.load_state_dict(load_checkpoint(run.best_ckpt)["model"])
     tested = trainer.validate(model, train, test.to(device))  # self-supervised: k-NN accuracy
     train_time = sum(row["epoch_time_s"] for row in fit.history)
     target = cfg.trainer.target_accuracy
