@@ -3,6 +3,7 @@
 Layout of a run directory (outputs/<stage>/<date>_<time>[_<n>]/):
     config.yaml            the composed, resolved config of the run
     metrics.jsonl          one line per epoch
+    metrics.csv            the same rows as a table (for spreadsheets and pandas)
     summary.json           status, final metrics, paths, wall time, device, versions
     checkpoints/best.ckpt  weights with the best validation accuracy
     checkpoints/last.ckpt  everything needed to resume
@@ -12,6 +13,8 @@ Layout of a run directory (outputs/<stage>/<date>_<time>[_<n>]/):
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 from contextlib import contextmanager
@@ -57,12 +60,20 @@ def hydra_subdir_for(resume: str | None) -> str:
     return f".hydra/resumed_{datetime.now():%Y-%m-%d_%H-%M-%S}"
 
 
+def sqlite_url(path: str) -> str:
+    """An SQLite URL for `path` (e.g. an Optuna study), creating its folder."""
+    file = Path(path).expanduser().resolve()
+    file.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{file}"
+
+
 def register_resolvers() -> None:
     from omegaconf import OmegaConf
 
     OmegaConf.register_new_resolver("mnist_run_dir", run_dir_for, replace=True)
     OmegaConf.register_new_resolver("mnist_unique_dir", unique_dir, replace=True)
     OmegaConf.register_new_resolver("mnist_hydra_subdir", hydra_subdir_for, replace=True)
+    OmegaConf.register_new_resolver("mnist_sqlite", sqlite_url, replace=True)
 
 
 @contextmanager
@@ -88,6 +99,16 @@ def atomic_path(path: Path) -> Iterator[Path]:
         ) from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def csv_text(rows: list[dict[str, Any]]) -> str:
+    """Rows of dicts as CSV text, with a header of every key in order of first appearance."""
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
 
 
 def write_text(path: Path, text: str) -> None:
@@ -135,6 +156,7 @@ class RunDir:
     def write_metrics(self, history: list[dict[str, Any]]) -> None:
         if self.writable:
             write_text(self.path / "metrics.jsonl", "".join(json.dumps(row) + "\n" for row in history))
+            write_text(self.path / "metrics.csv", csv_text(history))
 
     def read_summary(self) -> dict[str, Any] | None:
         path = self.path / "summary.json"
