@@ -132,6 +132,14 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
 }
 
 
+# What each stage can give as its metric (`metric=`): keys of its results in summary.json.
+METRICS = {
+    "pretrain": ("best_val_acc", "test_acc", "test_loss"),
+    "finetune": ("best_val_acc", "test_acc", "test_loss"),
+    "eval": ("test_acc", "test_loss", "macro_f1"),
+}
+
+
 def validate(cfg: DictConfig) -> None:
     """Raise UserError naming the first bad value, what it should be, and the key to set."""
     for key, (rule, want) in RULES.items():
@@ -166,6 +174,8 @@ def validate(cfg: DictConfig) -> None:
         )
 
     stage = cfg.stage.name
+    if cfg.metric not in METRICS[stage]:
+        raise UserError(f"metric={cfg.metric} is not something {stage} measures: use one of {', '.join(METRICS[stage])}")
     if stage in ("finetune", "eval") and cfg.ckpt is None and cfg.resume is None:
         raise UserError(
             f"{stage} needs a checkpoint: add ckpt=<run dir, .ckpt file or latest> "

@@ -64,8 +64,8 @@ def resumed_config(cfg: DictConfig, run: RunDir) -> tuple[DictConfig, dict[str, 
 
 
 def run_job(cfg: DictConfig) -> float | None:
-    """Run one job; return the metric a sweeper optimizes (best validation accuracy; for eval,
-    test accuracy), or None when the job failed."""
+    """Run one job; return the metric a sweeper optimizes (cfg.metric: by default the best
+    validation accuracy, for eval the test accuracy), or None when the job failed."""
     hydra_cfg = HydraConfig.get()
     run = RunDir(hydra_cfg.runtime.output_dir, writable=distributed.is_main())
     started = time.time()
@@ -83,8 +83,8 @@ def run_job(cfg: DictConfig) -> float | None:
         run.write_summary(summary)
         runner = importlib.import_module(f"mnist_cli.stages.{RUNNERS[cfg.stage.name]}")
         results = runner.run(cfg, run, resume)
-        summary.update(status="completed", **results)
-        return results["metric"]
+        summary.update(status="completed", metric=cfg.metric, **results)
+        return results.get(cfg.metric)
     except UserError as e:
         summary.update(status="failed", error=str(e))
         print(f"mnist: error: {e}", file=sys.stderr)

@@ -41,7 +41,6 @@ def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str
     tested = Trainer(cfg.trainer, device, BatchPrep(cfg.dataset)).evaluate(model, test)
     report = classification_report(tested.predictions, test.labels.cpu(), len(classes))
     results = {
-        "metric": tested.acc,
         "checkpoint": str(source),
         "dataset": cfg.dataset.name,
         "device": str(device),
