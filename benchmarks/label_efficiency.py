@@ -5,10 +5,10 @@ without labels and then finetuned. Prints one table (mean and spread over seeds)
         [--labels 10 100] [--pretrain-epochs 50] [--finetune-epochs 60] [--methods contrastive mae]
 
 For each seed: (a) `mnist pretrain dataset.labels_per_class=K` (supervised, from scratch, on those
-labels only); (b) `mnist pretrain objective=contrastive` on every training image, no labels, then
+labels only); (b) `mnist pretrain experiment=cnn_contrastive` (SimCLR) on every training image, no labels, then
 `mnist finetune finetune.strategy=linear` (the linear probe: frozen backbone) and
-`finetune.strategy=full` on the same K labels per class; (c) the same with `objective=mae` for the
-ViT (`model=vit_mini`), against the same ViT from scratch with its supervised recipe. The K labels are a class-balanced sample
+`finetune.strategy=full` on the same K labels per class; (c) the same with `experiment=vit_mae` (a masked
+autoencoder of `model=vit_mini`), against that ViT from scratch with its supervised recipe. The K labels are a class-balanced sample
 (dataset.split_seed = the seed). Every run picks its best epoch on the 500-image validation split,
 the same for all methods.
 """
@@ -30,14 +30,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 from pretrain_cnn import DEFAULT_DATA  # noqa: E402
 
 
-# Each method's pretraining: the model it needs and its recipe; and the supervised recipe of that
-# model, for the from-scratch baseline (the ViT's own: lr 1e-3, weight decay, cosine).
-MODEL = {"contrastive": "model=cnn", "mae": "model=vit_mini"}
+# Each method's pretraining recipe (an experiment preset), the model it trains, and that model's
+# supervised recipe for the from-scratch baseline (the ViT's own: lr 1e-3, weight decay, cosine).
+PRETRAIN = {"contrastive": "experiment=cnn_contrastive", "mae": "experiment=vit_mae"}
+MODEL = {"contrastive": "cnn", "mae": "vit_mini"}
 SCRATCH = {"contrastive": ["model=cnn"], "mae": ["experiment=vit_mini"]}
-PRETRAIN = {
-    "contrastive": ["objective=contrastive", "trainer.batch_size=256", "optimizer.lr=2e-3"],
-    "mae": ["objective=mae", "trainer.batch_size=256", "optimizer.lr=1.5e-3", "optimizer.weight_decay=0.05", "scheduler=cosine"],
-}
 
 
 def mnist(cwd: Path, stage: str, *args: str) -> dict:
@@ -76,7 +73,7 @@ def main() -> None:
             for method in args.methods:
                 model = MODEL[method]
                 Console().print(f"seed {seed}: {method} pretraining ({model}) ...")
-                ssl = mnist(cwd, "pretrain", *common, model, *PRETRAIN[method], f"trainer.seed={seed}",
+                ssl = mnist(cwd, "pretrain", *common, PRETRAIN[method], f"trainer.seed={seed}",
                             f"trainer.epochs={args.pretrain_epochs}")
                 results.setdefault((f"{method}: k-NN, all training labels", 0), []).append(ssl["test_acc"])
                 for k in args.labels:

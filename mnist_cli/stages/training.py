@@ -15,6 +15,7 @@ from mnist_cli.batches import BatchPrep
 from mnist_cli.checkpoint import load_checkpoint
 from mnist_cli.console import print_key_values
 from mnist_cli.data import limit_labels, load_split, train_val_split
+from mnist_cli.loggers import epoch_logger
 from mnist_cli.models.classifier import Classifier
 from mnist_cli.optim import build_optimizer, build_scheduler
 from mnist_cli.run_dir import RunDir
@@ -73,11 +74,18 @@ def train_and_test(
         "objective": cfg.objective.name,
     }
     try:
-        fit = trainer.fit(model, train, val, optimizer, scheduler, run, info, resume, on_epoch_end)
+        with epoch_logger(cfg.logger, run) as log_epoch:
+            callbacks = [c for c in (log_epoch, on_epoch_end) if c is not None]
+
+            def after_epoch(row: dict[str, Any], trained: Classifier) -> None:
+                for callback in callbacks:
+                    callback(row, trained)
+
+            fit = trainer.fit(model, train, val, optimizer, scheduler, run, info, resume, after_epoch)
     finally:
         distributed.stop()
     if not run.writable:  # another rank of a torchrun job: rank 0 tests and reports
-        return {"metric": fit.best_val_acc}
+        return {"best_val_acc": fit.best_val_acc}
 
     model.load_state_dict(load_checkpoint(run.best_ckpt)["model"])
     tested = trainer.validate(model, train, test.to(device))  # self-supervised: k-NN accuracy
@@ -85,7 +93,6 @@ def train_and_test(
     target = cfg.trainer.target_accuracy
     reached = [row["elapsed_s"] for row in fit.history if target is not None and row["val_acc"] >= target]
     results = {
-        "metric": fit.best_val_acc,
         "device": str(device),
         "processes": distributed.world_size(),
         "objective": cfg.objective.name,
