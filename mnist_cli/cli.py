@@ -21,7 +21,12 @@ STAGES = {
     "finetune": "continue training a checkpoint (ckpt=...), on the same or another dataset",
     "eval": "measure a checkpoint (ckpt=...) on the test split",
 }
-GROUPS = ("dataset", "model", "objective", "optimizer", "scheduler", "trainer", "experiment")
+# Commands that are not Hydra stages: they read runs, not configs.
+COMMANDS = {
+    "report": "compare runs or sweeps: a ranked table, report.csv and plots (mnist report --help)",
+}
+GROUPS = ("dataset", "model", "objective", "optimizer", "scheduler", "trainer", "logger", "experiment",
+          "hparams_search", "launcher")
 EXAMPLES = """\
   mnist pretrain model=cnn
   mnist pretrain objective=contrastive     # self-supervised: no labels
@@ -31,6 +36,8 @@ EXAMPLES = """\
   mnist eval ckpt=outputs/finetune/<run>
   mnist pretrain resume=outputs/pretrain/<run>
   mnist pretrain -m optimizer=adam,sgd optimizer.lr=1e-3,1e-2
+  mnist pretrain -m hparams_search=optuna   # an Optuna search, continued when run again
+  mnist report                              # rank the latest sweep's runs
   mnist pretrain --cfg job          # print the composed config and exit"""
 
 
@@ -48,6 +55,9 @@ def usage() -> str:
         "",
         "Stages:",
         *(f"  {name:<{width}}  {text}" for name, text in STAGES.items()),
+        "",
+        "Other commands:",
+        *(f"  {name:<{width}}  {text}" for name, text in COMMANDS.items()),
         "",
         "Config groups (choose with group=option; set any field with group.key=value):",
     ]
@@ -136,8 +146,16 @@ def main(argv: list[str] | None = None) -> None:
         print(f"mnist {__version__}")
         return
     stage, args = argv[0], argv[1:]
+    if stage == "report":
+        from mnist_cli.report import main as report
+
+        try:
+            report(args)
+        except UserError as e:
+            fail(str(e))
+        return
     if stage not in STAGES:
-        fail(f"unknown stage '{stage}': use one of {', '.join(STAGES)} (see `mnist --help`)")
+        fail(f"unknown stage '{stage}': use one of {', '.join([*STAGES, *COMMANDS])} (see `mnist --help`)")
     raise_on_sigterm()
     try:
         from mnist_cli.checks import check_config, check_group_choices, check_resume_arg

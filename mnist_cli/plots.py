@@ -1,0 +1,78 @@
+"""PNG figures drawn with matplotlib (no display needed): learning curves of several runs and a
+sweep's metric against each swept parameter."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no window
+
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+from mnist_cli.run_dir import atomic_path  # noqa: E402
+
+LEGEND_MAX = 12  # runs named in a legend; more runs are drawn unnamed
+PANELS_PER_ROW = 3
+
+
+def save(fig: plt.Figure, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+    plt.close(fig)
+
+
+def learning_curves(histories: dict[str, list[dict[str, Any]]], path: Path) -> None:
+    """Train/val loss and val accuracy per epoch, one line colour per run."""
+    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for i, (label, rows) in enumerate(histories.items()):
+        epochs = [row["epoch"] for row in rows]
+        name = label if i < LEGEND_MAX else None
+        line, = loss_ax.plot(epochs, [row["train_loss"] for row in rows], marker="o", markersize=3, label=name)
+        loss_ax.plot(epochs, [row["val_loss"] for row in rows], linestyle="--", marker="o", markersize=3, color=line.get_color())
+        acc_ax.plot(epochs, [row["val_acc"] for row in rows], marker="o", markersize=3, color=line.get_color(), label=name)
+    loss_ax.set(title="loss (solid: train, dashed: validation)", xlabel="epoch", ylabel="loss")
+    acc_ax.set(title="validation accuracy", xlabel="epoch", ylabel="accuracy")
+    for ax in (loss_ax, acc_ax):
+        ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    acc_ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize="small", title="run")
+    save(fig, path)
+
+
+def as_number(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def metric_vs_params(points: dict[str, list[tuple[Any, float | None]]], metric: str, path: Path) -> None:
+    """One panel per swept parameter: each run's metric against its value of the parameter
+    (numbers on a numeric axis, logarithmic when they span 20x or more; other values as categories).
+    Runs without the metric (failed) or without the parameter (on its default) are left out."""
+    cols = min(len(points), PANELS_PER_ROW)
+    rows = -(-len(points) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 4 * rows), squeeze=False)
+    for ax in axes.flat[len(points):]:
+        ax.set_visible(False)
+    for ax, (param, pairs) in zip(axes.flat, points.items()):
+        pairs = [(x, y) for x, y in pairs if x is not None and isinstance(y, (int, float))]
+        numbers = [as_number(x) for x, _ in pairs]
+        if pairs and all(n is not None for n in numbers):
+            ax.scatter(numbers, [y for _, y in pairs])
+            positive = [n for n in numbers if n > 0]
+            if len(positive) == len(numbers) and max(positive) >= 20 * min(positive):
+                ax.set_xscale("log")
+        else:
+            categories = sorted({str(x) for x, _ in pairs})
+            ax.scatter([categories.index(str(x)) for x, _ in pairs], [y for _, y in pairs])
+            ax.set_xticks(range(len(categories)), categories, rotation=30, ha="right")
+        ax.set(title=param, xlabel=param, ylabel=metric)
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"{metric} against each swept parameter")
+    fig.tight_layout()
+    save(fig, path)
