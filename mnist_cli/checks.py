@@ -40,6 +40,11 @@ def check_group_choices(args: list[str]) -> None:
                 raise UserError(f"unknown {group} '{choice}': choose one of {', '.join(options)} (see `mnist --help`)")
 
 
+# Hydra plugins that presets need, and the extra that installs each.
+PLUGINS = {"hydra/sweeper/optuna": ("hparams_search=optuna", "optuna"),
+           "hydra/launcher/submitit": ("launcher=submitit_local|slurm", "cluster")}
+
+
 # Flags after which Hydra prints something and exits, or composes a config the check cannot see.
 NO_CHECK_FLAGS = {"--help", "-h", "--hydra-help", "--info", "-i", "--shell-completion", "-sc",
                   "--config-name", "-cn", "--experimental-rerun", "--config-path", "-cp"}
@@ -101,6 +106,9 @@ def check_config(stage: str, args: list[str]) -> None:
     config_dirs = [value for flag, value in zip(flags, flags[1:]) if flag in ("--config-dir", "-cd")]
     config_dirs += [a.partition("=")[2] for a in flags if a.startswith("--config-dir=")]
     sweep = any(flag in ("-m", "--multirun") for flag in flags)
+    for group in ("hparams_search", "launcher"):
+        if not sweep and any(o.startswith(f"{group}=") and o != f"{group}=null" for o in overrides):
+            raise UserError(f"{group}=... is for sweeps: add -m (mnist {stage} -m {group}=...)")
     try:
         if sweep:  # each job validates its own values; a bad one fails that job alone
             overrides = first_job(overrides)
@@ -116,7 +124,11 @@ def check_config(stage: str, args: list[str]) -> None:
         raise
     except Exception as e:  # Hydra's and OmegaConf's composition errors
         message = one_line(e)
-        if message.startswith("Ambiguous value for argument"):
+        missing = [(preset, extra) for plugin, (preset, extra) in PLUGINS.items() if f"Could not find '{plugin}" in message]
+        if missing:
+            preset, extra = missing[0]
+            message = f"{preset} needs a Hydra plugin that is not installed: pip install 'mnist-cli[{extra}]'"
+        elif message.startswith("Ambiguous value for argument"):
             given = message.split("'")[1]
             message = f"{given} has several values: add -m to sweep over them, or write a list as [a,b]"
         elif message.startswith("Could not override"):

@@ -169,7 +169,8 @@ def main(argv: list[str] | None = None) -> None:
         import hydra
 
         from mnist_cli.run_dir import register_resolvers
-        from mnist_cli.stages import failed_jobs, run_job
+        from mnist_cli.stages import run_job
+        from mnist_cli.sweeps import failed_jobs
 
         register_resolvers()
         sys.argv = [sys.argv[0], *hydra_argv(stage, args)]

@@ -49,23 +49,6 @@ def test_pretrain_finetune_eval(tmp_path: Path, tiny_data: Path) -> None:
     assert (tmp_path / summary(newest_eval)["checkpoint"]).resolve() == ft_run / "checkpoints" / "best.ckpt"
 
 
-def test_sweep_runs_every_job_and_records_a_failing_one(tmp_path: Path, tiny_data: Path) -> None:
-    result = mnist("pretrain", "-m", f"dataset.root={tiny_data}", *FAST, "trainer.epochs=1",
-                   "optimizer=adam,sgd", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    [sweep] = run_dirs(tmp_path, "multirun")
-    jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
-    assert [j.name for j in jobs] == ["0", "1"]
-    assert [summary(j)["status"] for j in jobs] == ["completed", "completed"]
-    assert "optimizer=sgd" in summary(jobs[1])["overrides"]
-
-    failing = mnist("pretrain", "-m", f"dataset.root={tiny_data}", *FAST, "trainer.epochs=1",
-                    "optimizer.lr=-1,0.01", cwd=tmp_path)
-    assert failing.returncode == 1 and "1 job(s) failed" in failing.stderr
-    newest = run_dirs(tmp_path, "multirun")[-1]
-    assert [summary(newest / n)["status"] for n in ("0", "1")] == ["failed", "completed"]
-
-
 def test_config_errors_do_not_import_torch(tmp_path: Path) -> None:
     code = (
         "import sys\nfrom mnist_cli.cli import main\n"

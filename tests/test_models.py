@@ -78,31 +78,32 @@ def test_vit_pretrain_eval_round_trip_and_frozen_or_lora_finetune(tmp_path: Path
     assert mnist("pretrain", f"dataset.root={tiny_data}", *TINY_VIT, "trainer.epochs=1", "trainer.batch_size=32",
                  cwd=tmp_path).returncode == 0
     [run] = run_dirs(tmp_path, "pretrain")
-    summary = json.loads((run / "summary.json").read_text())
-    evaluate = mnist("eval", f"ckpt={run}", cwd=tmp_path)
-    assert evaluate.returncode == 0, evaluate.stderr
-    [eval_run] = run_dirs(tmp_path, "eval")
-    assert json.loads((eval_run / "eval.json").read_text())["test_acc"] == summary["test_acc"]
 
-    finetune = mnist("finetune", f"ckpt={run}", "finetune.strategy=linear", "trainer.epochs=1", "trainer.batch_size=32",
-                     cwd=tmp_path)
+    # One sweep for both strategies; best.ckpt of LoRA holds the adapters merged, as a plain model.
+    finetune = mnist("finetune", "-m", f"ckpt={run}", "finetune.strategy=linear,lora", "trainer.epochs=1",
+                     "trainer.batch_size=32", cwd=tmp_path)
     assert finetune.returncode == 0, finetune.stderr
-    [ft_run] = run_dirs(tmp_path, "finetune")
+    [sweep] = run_dirs(tmp_path, "multirun")
+    linear_run, lora_run = sweep / "0", sweep / "1"
     before = load_checkpoint(run / "checkpoints" / "best.ckpt")["model"]
-    after = load_checkpoint(ft_run / "checkpoints" / "last.ckpt")["model"]
+    after = load_checkpoint(linear_run / "checkpoints" / "last.ckpt")["model"]
     backbone = [k for k in before if k.startswith("backbone.")]
     assert backbone and all(torch.equal(before[k], after[k]) for k in backbone)
     assert not all(torch.equal(before[k], after[k]) for k in after if k.startswith("head."))
 
-    # LoRA: only the adapters (and the head) train; best.ckpt holds them merged, as a plain model
-    lora = mnist("finetune", f"ckpt={run}", "finetune.strategy=lora", "trainer.epochs=1", "trainer.batch_size=32", cwd=tmp_path)
-    assert lora.returncode == 0, lora.stderr
-    lora_run = run_dirs(tmp_path, "finetune")[-1]
+    # LoRA: only the adapters (and the head) train
     last = load_checkpoint(lora_run / "checkpoints" / "last.ckpt")["model"]
     assert all(torch.equal(before[k], last[k]) for k in backbone)
     assert any(".lora_b" in k and last[k].abs().sum() > 0 for k in last)
     assert load_checkpoint(lora_run / "checkpoints" / "best.ckpt")["model"].keys() == before.keys()
-    assert mnist("eval", f"ckpt={lora_run}", cwd=tmp_path).returncode == 0
+
+    # eval of the pretrained and of the LoRA-merged model (one sweep): each gives its recorded accuracy
+    evaluate = mnist("eval", "-m", f"ckpt={run},{lora_run}", cwd=tmp_path)
+    assert evaluate.returncode == 0, evaluate.stderr
+    eval_sweep = run_dirs(tmp_path, "multirun")[-1]
+    for job, trained in (("0", run), ("1", lora_run)):
+        recorded = json.loads((trained / "summary.json").read_text())["test_acc"]
+        assert json.loads((eval_sweep / job / "eval.json").read_text())["test_acc"] == recorded
 
 
 def test_experiment_presets_pick_each_models_recipe() -> None:
