@@ -30,22 +30,29 @@ class BatchPrep:
         x = images.float().div_(255)
         if train and self.augment:
             x = self.random_affine(x, generator, shard)
-        x = x.sub_(self.mean).div_(self.std)
-        return x.contiguous(memory_format=self.memory_format)
+        return self.normalize(x)
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """Pixels in [0, 1] -> the model's input (a new tensor, so gradients flow through it)."""
+        return ((x - self.mean) / self.std).contiguous(memory_format=self.memory_format)
 
     def random_affine(self, x: torch.Tensor, generator: torch.Generator | None, shard: tuple[int, int]) -> torch.Tensor:
         """Rotate, scale and shift each image by its own random amount (one grid_sample call)."""
-        n, _, h, w = x.shape
+        n = x.shape[0]
         rank, world = shard
 
         def uniform(*shape: int) -> torch.Tensor:  # in [-1, 1), this shard's rows of the global draw
             return torch.rand(shape[0] * world, *shape[1:], device=x.device, generator=generator)[rank::world] * 2 - 1
 
-        angle = uniform(n) * self.max_rotate
-        scale = 1 + uniform(n) * self.max_scale
-        # affine_grid works in [-1, 1] coordinates: one pixel is 2 / size
-        shift = uniform(n, 2) * self.max_shift * torch.tensor([2 / w, 2 / h], device=x.device)
-        cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
-        theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
-        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-        return F.grid_sample(x, grid, align_corners=False, padding_mode="zeros")
+        return affine(x, uniform(n) * self.max_rotate, 1 + uniform(n) * self.max_scale, uniform(n, 2) * self.max_shift)
+
+
+def affine(x: torch.Tensor, angle: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """Rotate (radians), scale and shift (pixels, x then y) each image of the batch by its own
+    amount, in one grid_sample call; what moves in from outside is black."""
+    n, _, h, w = x.shape
+    shift = shift * torch.tensor([2 / w, 2 / h], device=x.device)  # affine_grid's [-1, 1] coordinates
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+    grid = F.affine_grid(theta, [n, x.shape[1], h, w], align_corners=False)
+    return F.grid_sample(x, grid, align_corners=False, padding_mode="zeros")

@@ -53,3 +53,17 @@ def print_confusion(classes: Sequence[str], matrix: list[list[int]]) -> None:
         cells = [f"[bold]{v}[/]" if i == j else (str(v) if v else "[dim]0[/]") for j, v in enumerate(row)]
         table.add_row(name[:12], *cells)
     console.print(table)
+
+
+def print_robustness(clean: float, attacks: dict[str, dict[str, float]], corruptions: dict[str, float]) -> None:
+    table = Table(title="Robustness (test accuracy)", title_justify="left")
+    table.add_column("condition")
+    table.add_column("accuracy", justify="right")
+    table.add_column("change", justify="right")
+    table.add_row("clean", f"{clean:.4f}", "")
+    for name, by_eps in attacks.items():
+        for eps, acc in by_eps.items():
+            table.add_row(f"{name.upper()} eps={eps}", f"{acc:.4f}", f"{acc - clean:+.4f}")
+    for name, acc in corruptions.items():
+        table.add_row(name, f"{acc:.4f}", f"{acc - clean:+.4f}")
+    console.print(table)

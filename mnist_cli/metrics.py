@@ -1,4 +1,4 @@
-"""Classification metrics from predicted and true labels."""
+"""Classification metrics from predicted (or probabilities of) and true labels."""
 
 from __future__ import annotations
 
@@ -30,4 +30,30 @@ def classification_report(predictions: torch.Tensor, labels: torch.Tensor, num_c
             for p, r, f, s in zip(precision.tolist(), recall.tolist(), f1.tolist(), support.tolist())
         ],
         "confusion_matrix": matrix.long().tolist(),
+    }
+
+
+def top_k_accuracy(probabilities: torch.Tensor, labels: torch.Tensor, k: int) -> float:
+    """Share of images whose true class is among the k most probable."""
+    top = probabilities.topk(min(k, probabilities.shape[1]), dim=1).indices
+    return (top == labels[:, None]).any(1).double().mean().item()
+
+
+def calibration(probabilities: torch.Tensor, labels: torch.Tensor, bins: int) -> dict[str, Any]:
+    """Expected calibration error: the images are binned by confidence (the top probability) in
+    `bins` equal-width bins; ECE is the image-weighted mean |accuracy - mean confidence| over bins.
+    Returns it with each bin's range, count, mean confidence and accuracy (the reliability diagram)."""
+    confidence, predicted = probabilities.max(1)
+    correct = (predicted == labels).double()
+    index = (confidence.double() * bins).long().clamp(max=bins - 1)  # a confidence of 1.0 goes in the last bin
+    count = torch.bincount(index, minlength=bins).double()
+    mean_conf = torch.bincount(index, confidence.double(), minlength=bins) / count.clamp(min=1)
+    accuracy = torch.bincount(index, correct, minlength=bins) / count.clamp(min=1)
+    ece = ((count / len(labels)) * (accuracy - mean_conf).abs()).sum().item()
+    return {
+        "ece": ece,
+        "bins": [
+            {"low": i / bins, "high": (i + 1) / bins, "count": int(n), "confidence": c, "accuracy": a}
+            for i, (n, c, a) in enumerate(zip(count.tolist(), mean_conf.tolist(), accuracy.tolist()))
+        ],
     }

@@ -1,5 +1,6 @@
-"""PNG figures drawn with matplotlib (no display needed): learning curves of several runs and a
-sweep's metric against each swept parameter."""
+"""PNG figures drawn with matplotlib (no display needed): learning curves of several runs, a
+sweep's metric against each swept parameter, and an evaluation's confusion matrix, reliability
+diagram and grid of images."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")  # files only, no window
 
@@ -74,5 +76,54 @@ def metric_vs_params(points: dict[str, list[tuple[Any, float | None]]], metric: 
         ax.set(title=param, xlabel=param, ylabel=metric)
         ax.grid(alpha=0.3)
     fig.suptitle(f"{metric} against each swept parameter")
+    fig.tight_layout()
+    save(fig, path)
+
+
+def confusion_heatmap(matrix: list[list[int]], classes: list[str], path: Path) -> None:
+    """Counts per (true, predicted) pair, coloured by each true class's share (row-normalized)."""
+    counts = np.array(matrix)
+    shares = counts / np.maximum(counts.sum(1, keepdims=True), 1)
+    size = max(5.0, 0.55 * len(classes) + 2)
+    fig, ax = plt.subplots(figsize=(size, size * 0.85))
+    image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    for (i, j), count in np.ndenumerate(counts):
+        if count:
+            ax.text(j, i, str(count), ha="center", va="center", fontsize=8, color="white" if shares[i, j] > 0.5 else "black")
+    ax.set_xticks(range(len(classes)), classes, rotation=45 if max(map(len, classes)) > 2 else 0)
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set(xlabel="predicted", ylabel="true", title="confusion matrix (colour: share of the true class)")
+    fig.colorbar(image, ax=ax, fraction=0.046)
+    save(fig, path)
+
+
+def reliability_diagram(bins: list[dict[str, float]], ece: float, path: Path) -> None:
+    """Accuracy against confidence per bin (bars), the diagonal of perfect calibration, and how
+    many images fall in each bin."""
+    fig, (ax, count_ax) = plt.subplots(2, 1, figsize=(5.5, 6.5), height_ratios=[3, 1], sharex=True)
+    lows = [b["low"] for b in bins]
+    width = bins[0]["high"] - bins[0]["low"]
+    filled = [b for b in bins if b["count"]]
+    ax.bar([b["low"] for b in filled], [b["accuracy"] for b in filled], width=width, align="edge",
+           edgecolor="black", label="accuracy")
+    ax.bar([b["low"] for b in filled], [b["confidence"] - b["accuracy"] for b in filled], bottom=[b["accuracy"] for b in filled],
+           width=width, align="edge", color="red", alpha=0.3, label="gap to confidence")
+    ax.plot([0, 1], [0, 1], "k--", label="perfect calibration")
+    ax.set(ylabel="accuracy", xlim=(0, 1), ylim=(0, 1), title=f"reliability diagram (ECE {ece:.4f})")
+    ax.legend(loc="upper left")
+    count_ax.bar(lows, [b["count"] for b in bins], width=width, align="edge", edgecolor="black")
+    count_ax.set(xlabel="confidence (top class probability)", ylabel="images", yscale="log")
+    save(fig, path)
+
+
+def image_grid(images: list[Any], titles: list[str], path: Path, columns: int = 5) -> None:
+    """Grayscale images (H x W arrays, 0-255) in a grid, each with its title."""
+    rows = max(1, -(-len(images) // columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(2.1 * columns, 2.4 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, image, title in zip(axes.flat, images, titles):
+        ax.imshow(image, cmap="gray", vmin=0, vmax=255)
+        ax.set_title(title, fontsize=8)
     fig.tight_layout()
     save(fig, path)

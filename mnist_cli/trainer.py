@@ -73,6 +73,7 @@ class EvalResult:
     loss: float
     acc: float
     predictions: torch.Tensor  # (N,) predicted class per image, on the CPU
+    probabilities: torch.Tensor | None = None  # (N, classes) softmax, on the CPU
 
 
 @dataclass
@@ -334,17 +335,18 @@ class Trainer:
         """Mean cross-entropy (without label smoothing), accuracy and predictions, in large batches."""
         model.eval()
         loss_sum = torch.zeros((), device=self.device)
-        predictions = []
+        probabilities = []
         for start in range(0, len(split), self.cfg.eval_batch_size):
             x = self.prep(split.images[start : start + self.cfg.eval_batch_size], train=False)
             y = split.labels[start : start + self.cfg.eval_batch_size]
             with self.autocast():
                 logits = model(x).float()
             loss_sum += F.cross_entropy(logits, y, reduction="sum")
-            predictions.append(logits.argmax(1))
-        predictions_cpu = torch.cat(predictions).cpu()
-        correct = int((predictions_cpu == split.labels.cpu()).sum())
-        return EvalResult(loss_sum.item() / len(split), correct / len(split), predictions_cpu)
+            probabilities.append(logits.softmax(1))
+        probabilities_cpu = torch.cat(probabilities).cpu()
+        predictions = probabilities_cpu.argmax(1)
+        correct = int((predictions == split.labels.cpu()).sum())
+        return EvalResult(loss_sum.item() / len(split), correct / len(split), predictions, probabilities_cpu)
 
     def save(self, run: RunDir, model, optimizer, scheduler, scaler, state: TrainState, info: dict, improved: bool,
              current: EpochProgress | None = None) -> None:

@@ -49,6 +49,15 @@ def optional(rule: Callable[[Any], bool]) -> Callable[[Any], bool]:
     return lambda v: v is None or rule(v)
 
 
+def boolean(v: Any) -> bool:
+    return isinstance(v, bool)
+
+
+def attacks(v: Any) -> bool:
+    names = [v] if isinstance(v, str) or v is None else list(v) if isinstance(v, Sequence) else [0]
+    return all(name in (None, "fgsm", "pgd") for name in names)
+
+
 def val_size(v: Any) -> bool:
     return positive_int(v) or (_is_num(v) and 0 < v < 1)
 
@@ -127,6 +136,25 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "finetune.lora_alpha": (positive, "a number > 0"),
     "finetune.unfreeze_blocks": (positive_int, "a whole number of blocks >= 1"),
     "finetune.layer_decay": (lambda v: _is_num(v) and 0 < v <= 1, "a factor in (0, 1] (1.0: off)"),
+    "eval.top_k": (positive_int, "a whole number >= 1"),
+    "eval.calibration_bins": (positive_int, "a whole number of bins >= 1"),
+    "eval.worst_images": (non_negative_int, "a whole number >= 0 (0: no grid)"),
+    "eval.tta": (boolean, "true or false"),
+    "eval.tta_shift": (positive_int, "a whole number of pixels >= 1"),
+    "eval.attack": (attacks, "null, fgsm, pgd or a list of them, e.g. [fgsm,pgd]"),
+    "eval.eps": (lambda v: isinstance(v, Sequence) and len(v) > 0 and all(_is_num(e) and 0 < e <= 1 for e in v),
+                 "a list of strengths in (0, 1], e.g. [0.1,0.3]"),
+    "eval.pgd_steps": (positive_int, "a whole number >= 1"),
+    "eval.pgd_step_size": (optional(positive), "null or a number > 0"),
+    "eval.pgd_random_start": (boolean, "true or false"),
+    "eval.attack_images": (optional(positive_int), "null or a whole number >= 1"),
+    "eval.corruptions": (boolean, "true or false"),
+    "eval.corruption.seed": (_is_int, "an integer"),
+    "eval.corruption.noise_std": (non_negative, "a number >= 0"),
+    "eval.corruption.blur_sigma": (positive, "a number of pixels > 0"),
+    "eval.corruption.shift_pixels": (non_negative, "a number of pixels >= 0"),
+    "eval.corruption.rotate_degrees": (non_negative, "a number of degrees >= 0"),
+    "eval.corruption.contrast": (lambda v: _is_num(v) and 0 <= v <= 1, "a fraction in [0, 1]"),
     "dataset.labels_per_class": (optional(positive_int), "null or a whole number >= 1"),
     "dataset.label_fraction": (optional(lambda v: _is_num(v) and 0 < v <= 1), "null or a fraction in (0, 1]"),
 }

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from PIL import Image
+
 from conftest import FAST, mnist, run_dirs
 
 
@@ -35,13 +37,22 @@ def test_pretrain_finetune_eval(tmp_path: Path, tiny_data: Path) -> None:
     assert ft["status"] == "completed" and ft["source_checkpoint"] == str(run / "checkpoints" / "best.ckpt")
     assert "channels:\n  - 8\n  - 16" in (ft_run / "config.yaml").read_text()
 
-    evaluate = mnist("eval", f"ckpt={ft_run}", cwd=tmp_path)
+    evaluate = mnist("eval", f"ckpt={ft_run}", "eval.attack=[fgsm,pgd]", "eval.eps=[0.1]", "eval.pgd_steps=3",
+                     "eval.corruptions=true", "eval.tta=true", cwd=tmp_path)
     assert evaluate.returncode == 0, evaluate.stderr
     [eval_run] = run_dirs(tmp_path, "eval")
     report = json.loads((eval_run / "eval.json").read_text())
-    assert report["test_acc"] == ft["test_acc"]
+    assert report["test_acc"] == ft["test_acc"] <= report["top2_acc"] and 0 <= report["ece"] <= 1
     assert len(report["per_class"]) == 10 and sum(map(sum, report["confusion_matrix"])) == 128
-    assert "Confusion matrix" in evaluate.stdout and "test accuracy" in evaluate.stdout
+    assert sum(b["count"] for b in report["calibration_bins"]) == 128 and 0 <= report["tta_acc"] <= 1
+    assert report["attacks"]["pgd"]["0.1"] <= report["attacks"]["fgsm"]["0.1"] <= report["test_acc"]
+    assert set(report["corruptions"]) == {"noise", "blur", "shift", "rotation", "contrast"}
+    for name in ("confusion_matrix.png", "reliability.png"):
+        with Image.open(eval_run / name) as image:
+            assert image.format == "PNG" and image.width > 300
+            image.load()
+    for line in ("Confusion matrix", "test accuracy", "calibration error (ECE)", "FGSM eps=0.1", "PGD eps=0.1", "rotation"):
+        assert line in evaluate.stdout
 
     latest = mnist("eval", "ckpt=latest", cwd=tmp_path)
     assert latest.returncode == 0, latest.stderr

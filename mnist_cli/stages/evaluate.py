@@ -1,17 +1,23 @@
-"""`mnist eval ckpt=...`: measure a checkpoint on the test split; print it and write eval.json."""
+"""`mnist eval ckpt=...`: measure a checkpoint on the test split (accuracy, top-k, per-class
+P/R/F1, calibration; with eval.* also TTA, adversarial attacks and corruptions); print it, write
+eval.json and draw the confusion matrix, reliability diagram and most confidently wrong images."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import torch
 from omegaconf import DictConfig
+from torch import nn
 
 from mnist_cli.batches import BatchPrep
 from mnist_cli.checkpoint import inherit_config, load_checkpoint, model_from_checkpoint, resolve_checkpoint
-from mnist_cli.console import print_confusion, print_key_values, print_per_class
-from mnist_cli.data import load_split
+from mnist_cli.console import print_confusion, print_key_values, print_per_class, print_robustness
+from mnist_cli.data import Split, load_split
 from mnist_cli.errors import UserError
-from mnist_cli.metrics import classification_report
+from mnist_cli.metrics import calibration, classification_report, top_k_accuracy
+from mnist_cli.robustness import attacked_accuracy, batches, corrupted_accuracy, tta_probabilities
 from mnist_cli.run_dir import RunDir
 from mnist_cli.stages import task_overrides
 from mnist_cli.stages.training import setup
@@ -38,8 +44,13 @@ def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str
     run.write_config(cfg)
     model = model_from_checkpoint(ckpt).to(device)
     test = load_split(cfg.dataset, "test").to(device)
-    tested = Trainer(cfg.trainer, device, BatchPrep(cfg.dataset)).evaluate(model, test)
-    report = classification_report(tested.predictions, test.labels.cpu(), len(classes))
+    prep = BatchPrep(cfg.dataset)
+    trainer = Trainer(cfg.trainer, device, prep)
+    tested = trainer.evaluate(model, test)
+    labels = test.labels.cpu()
+    report = classification_report(tested.predictions, labels, len(classes))
+    calibrated = calibration(tested.probabilities, labels, cfg.eval.calibration_bins)
+    k = cfg.eval.top_k
     results = {
         "checkpoint": str(source),
         "dataset": cfg.dataset.name,
@@ -47,19 +58,74 @@ def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str
         "test_images": len(test),
         "test_loss": tested.loss,
         "test_acc": tested.acc,
+        f"top{k}_acc": top_k_accuracy(tested.probabilities, labels, k),
         "macro_f1": report["macro_f1"],
+        "ece": calibrated["ece"],
     }
-    run.write_json("eval.json", {**results, "classes": classes, **report})
+    robustness = measure_robustness(cfg, model, test, trainer)
+    results.update(robustness)
+    figures = draw_figures(cfg, run, classes, test, tested.probabilities, report, calibrated)
+    run.write_json("eval.json", {**results, "classes": classes, **report, "calibration_bins": calibrated["bins"]})
+
     print_per_class(f"Per class ({cfg.dataset.name} test)", classes, report["per_class"])
     print_confusion(classes, report["confusion_matrix"])
+    if "attacks" in robustness or "corruptions" in robustness:
+        print_robustness(tested.acc, robustness.get("attacks", {}), robustness.get("corruptions", {}))
     print_key_values(
         f"eval: {source}",
         {
             "test accuracy": tested.acc,
+            f"top-{k} accuracy": results[f"top{k}_acc"],
+            **({"with TTA": results["tta_acc"]} if "tta_acc" in results else {}),
             "test loss": tested.loss,
             "macro F1": report["macro_f1"],
+            "calibration error (ECE)": calibrated["ece"],
             "images": len(test),
-            "written": str(run.path / "eval.json"),
+            "written": ", ".join(str(p.relative_to(run.path)) for p in [run.path / "eval.json", *figures]) + f" in {run.path}",
         },
     )
     return results
+
+
+def measure_robustness(cfg: DictConfig, model: nn.Module, test: Split, trainer: Trainer) -> dict[str, Any]:
+    """TTA accuracy, accuracy under attacks and under corruptions, as eval.* asks."""
+    model.eval()
+
+    def forward(x: torch.Tensor) -> torch.Tensor:  # pixels in [0, 1] -> logits
+        with trainer.autocast():
+            return model(trainer.prep.normalize(x)).float()
+
+    size = cfg.trainer.eval_batch_size
+    found: dict[str, Any] = {}
+    if cfg.eval.tta:
+        with torch.no_grad():
+            hits = sum(int((tta_probabilities(forward, x, cfg.eval.tta_shift).argmax(1) == y).sum())
+                       for x, y in batches(test.images, test.labels, size))
+        found["tta_acc"] = hits / len(test)
+    if cfg.eval.attack:
+        n = cfg.eval.attack_images or len(test)
+        found["attacks"] = attacked_accuracy(cfg.eval, forward, test.images[:n], test.labels[:n], size)
+        found["attack_images"] = min(n, len(test))
+    if cfg.eval.corruptions:
+        found["corruptions"] = corrupted_accuracy(cfg.eval.corruption, forward, test.images, test.labels, size)
+    return found
+
+
+def draw_figures(cfg: DictConfig, run: RunDir, classes: list[str], test: Split, probabilities: torch.Tensor,
+                 report: dict[str, Any], calibrated: dict[str, Any]) -> list[Path]:
+    """confusion_matrix.png, reliability.png and the grid of the most confidently wrong images."""
+    from mnist_cli import plots
+
+    drawn = [run.path / "confusion_matrix.png", run.path / "reliability.png"]
+    plots.confusion_heatmap(report["confusion_matrix"], classes, drawn[0])
+    plots.reliability_diagram(calibrated["bins"], calibrated["ece"], drawn[1])
+    confidence, predicted = probabilities.max(1)
+    labels = test.labels.cpu()
+    wrong = (predicted != labels).nonzero().flatten()
+    worst = wrong[confidence[wrong].argsort(descending=True)][: cfg.eval.worst_images]
+    if len(worst):
+        drawn.append(run.path / "confidently_wrong.png")
+        images = test.images[worst.to(test.images.device)].cpu()[:, 0].numpy()
+        titles = [f"true {classes[labels[i]]}, said {classes[predicted[i]]} ({confidence[i]:.2f})" for i in worst.tolist()]
+        plots.image_grid(list(images), titles, drawn[-1])
+    return drawn
