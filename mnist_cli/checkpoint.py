@@ -71,6 +71,17 @@ def resolve_checkpoint(arg: str, outputs_root: str) -> Path:
     return path
 
 
+def load_classifier_checkpoint(path: Path) -> dict[str, Any]:
+    """A checkpoint whose classifier head was trained (eval, predict); a self-supervised one is refused."""
+    ckpt = load_checkpoint(path)
+    if ckpt["objective"] != "supervised":
+        raise UserError(
+            f"{path} was pretrained with objective={ckpt['objective']} and has no trained classifier head; "
+            f"finetune it first (mnist finetune ckpt=... finetune.strategy=linear for a linear probe)"
+        )
+    return ckpt
+
+
 def model_from_checkpoint(ckpt: dict[str, Any]) -> Classifier:
     """Rebuild the classifier from the config saved in the checkpoint and load its weights (of a
     self-supervised checkpoint: the backbone, and a head that was never trained)."""

@@ -20,6 +20,7 @@ STAGES = {
     "pretrain": "train a fresh model",
     "finetune": "continue training a checkpoint (ckpt=...), on the same or another dataset",
     "eval": "measure a checkpoint (ckpt=...) on the test split",
+    "predict": "label your own images (ckpt=... input=<image, folder or glob>)",
 }
 # Commands that are not Hydra stages: they read runs, not configs.
 COMMANDS = {
@@ -33,7 +34,8 @@ EXAMPLES = """\
   mnist pretrain dataset.root=~/data/mnist trainer.epochs=4
   mnist finetune ckpt=outputs/pretrain/<run> finetune.strategy=linear dataset.labels_per_class=10
   mnist finetune ckpt=latest dataset=fashion_mnist
-  mnist eval ckpt=outputs/finetune/<run>
+  mnist eval ckpt=outputs/finetune/<run> eval.attack=pgd eval.corruptions=true
+  mnist predict ckpt=latest input='my_digits/*.png'
   mnist pretrain resume=outputs/pretrain/<run>
   mnist pretrain -m optimizer=adam,sgd optimizer.lr=1e-3,1e-2
   mnist pretrain -m hparams_search=optuna   # an Optuna search, continued when run again
@@ -128,8 +130,8 @@ def torchrun_args(stage: str, args: list[str]) -> list[str]:
     directory, the others keep no record (their Hydra output goes nowhere)."""
     if any(arg in ("-m", "--multirun") for arg in args):
         fail("sweeps (-m) do not run under torchrun; run each job with torchrun, or sweep without it")
-    if stage == "eval":
-        fail("eval runs in one process; run it without torchrun")
+    if stage in ("eval", "predict"):
+        fail(f"{stage} runs in one process; run it without torchrun")
     if distributed.is_main():
         return args
     resume = [arg.removeprefix("resume=") for arg in args if arg.startswith("resume=")]

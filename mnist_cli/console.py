@@ -67,3 +67,15 @@ def print_robustness(clean: float, attacks: dict[str, dict[str, float]], corrupt
     for name, acc in corruptions.items():
         table.add_row(name, f"{acc:.4f}", f"{acc - clean:+.4f}")
     console.print(table)
+
+
+def print_predictions(rows: list[dict[str, Any]], title: str) -> None:
+    table = Table(title=title, title_justify="left")
+    for name in ("file", "label", "confidence", "next"):
+        table.add_column(name, justify="right" if name == "confidence" else "left", overflow="fold")
+    for row in rows:
+        if row["error"]:
+            table.add_row(row["file"], "[red]unreadable[/]", "", f"[red]{row['error']}[/]")
+        else:
+            table.add_row(row["file"], f"[bold]{row['label']}[/]", f"{row['confidence']:.4f}", row["next"])
+    console.print(table)

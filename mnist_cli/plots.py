@@ -117,7 +117,8 @@ def reliability_diagram(bins: list[dict[str, float]], ece: float, path: Path) ->
 
 
 def image_grid(images: list[Any], titles: list[str], path: Path, columns: int = 5) -> None:
-    """Grayscale images (H x W arrays, 0-255) in a grid, each with its title."""
+    """Grayscale images (H x W arrays, 0-255) in a grid of up to `columns` per row, each with its title."""
+    columns = max(1, min(columns, len(images)))
     rows = max(1, -(-len(images) // columns))
     fig, axes = plt.subplots(rows, columns, figsize=(2.1 * columns, 2.4 * rows), squeeze=False)
     for ax in axes.flat:

@@ -136,6 +136,10 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "finetune.lora_alpha": (positive, "a number > 0"),
     "finetune.unfreeze_blocks": (positive_int, "a whole number of blocks >= 1"),
     "finetune.layer_decay": (lambda v: _is_num(v) and 0 < v <= 1, "a factor in (0, 1] (1.0: off)"),
+    "predict.invert": (lambda v: v in ("auto", True, False), "auto, true or false"),
+    "predict.threshold": (fraction, "a fraction in [0, 1)"),
+    "predict.digit_size": (lambda v: positive_int(v) and v <= 28, "a whole number of pixels from 1 to 28"),
+    "predict.top_k": (positive_int, "a whole number >= 1"),
     "eval.top_k": (positive_int, "a whole number >= 1"),
     "eval.calibration_bins": (positive_int, "a whole number of bins >= 1"),
     "eval.worst_images": (non_negative_int, "a whole number >= 0 (0: no grid)"),
@@ -165,6 +169,7 @@ METRICS = {
     "pretrain": ("best_val_acc", "test_acc", "test_loss"),
     "finetune": ("best_val_acc", "test_acc", "test_loss"),
     "eval": ("test_acc", "test_loss", "macro_f1"),
+    "predict": ("mean_confidence",),
 }
 
 
@@ -204,12 +209,14 @@ def validate(cfg: DictConfig) -> None:
     stage = cfg.stage.name
     if cfg.metric not in METRICS[stage]:
         raise UserError(f"metric={cfg.metric} is not something {stage} measures: use one of {', '.join(METRICS[stage])}")
-    if stage in ("finetune", "eval") and cfg.ckpt is None and cfg.resume is None:
+    if stage in ("finetune", "eval", "predict") and cfg.ckpt is None and cfg.resume is None:
         raise UserError(
             f"{stage} needs a checkpoint: add ckpt=<run dir, .ckpt file or latest> "
             "(e.g. ckpt=outputs/pretrain/<run>)"
         )
     if stage == "pretrain" and cfg.ckpt is not None:
         raise UserError("pretrain starts from scratch and takes no ckpt=; to train a checkpoint further use `mnist finetune ckpt=...`")
-    if stage == "eval" and cfg.resume is not None:
-        raise UserError("eval takes no resume=; measure a run with `mnist eval ckpt=<run dir>`")
+    if stage in ("eval", "predict") and cfg.resume is not None:
+        raise UserError(f"{stage} takes no resume=; use `mnist {stage} ckpt=<run dir>`")
+    if stage == "predict" and not cfg.input:
+        raise UserError("predict needs images: add input=<image file, folder or glob> (e.g. input='digits/*.png')")

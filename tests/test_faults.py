@@ -251,6 +251,9 @@ BAD = [
     (["pretrain", "dataset.root=${oc.env:NO_SUCH_VARIABLE}"], "NO_SUCH_VARIABLE"),
     (["pretrain", "outputs_root=notes.txt/runs"], "notes.txt is not a folder"),
     (["pretrain", "-m", "--cfg", "job"], "-m and --cfg do not go together"),
+    (["pretrain", "hparams_search=optuna"], "hparams_search=... is for sweeps: add -m"),
+    (["predict", "ckpt=x.ckpt"], "predict needs images: add input="),
+    (["predict", "ckpt={run}", "input=nowhere/*.png"], "input=nowhere/*.png: no image files there"),
     # data files
     (["pretrain", "dataset.root=nowhere", "dataset.download=false"], "not found in nowhere or nowhere/MNIST/raw"),
     (["pretrain", "dataset.root={data:magic}"], "magic"),

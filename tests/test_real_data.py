@@ -3,6 +3,7 @@ Runs only where MNIST_CLI_REAL_DATA names a folder with the four IDX files (.ci/
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -28,3 +29,36 @@ def test_default_cnn_recipe_reaches_98_8_percent_and_eval_agrees(tmp_path: Path)
     assert evaluate.returncode == 0, evaluate.stderr
     [eval_run] = run_dirs(tmp_path, "eval")
     assert json.loads((eval_run / "eval.json").read_text())["test_acc"] == summary["test_acc"]
+
+    # Digits drawn on white paper (any size, colour, format) get their labels; a broken file is
+    # reported on its row and the others are still predicted.
+    truth = draw_digits(tmp_path / "digits")
+    predict = mnist("predict", f"ckpt={run}", f"input={tmp_path / 'digits'}", cwd=tmp_path)
+    assert predict.returncode == 0, predict.stderr
+    [predict_run] = run_dirs(tmp_path, "predict")
+    with open(predict_run / "predictions.csv") as f:
+        rows = {Path(row["file"]).name: row for row in csv.DictReader(f)}
+    assert {name: rows[name]["label"] for name in truth} == truth
+    assert rows["notes.png"]["label"] == "" and "not a readable image" in rows["notes.png"]["error"]
+    assert "unreadable" in predict.stdout
+
+
+def draw_digits(folder: Path) -> dict[str, str]:
+    """Digits drawn in black on white paper of different sizes and formats, as a person might
+    photograph or draw them, and a file that is no image: {file name: its true label}."""
+    from PIL import Image, ImageDraw
+
+    folder.mkdir()
+    strokes = {
+        "one.png": ((300, 400), [("line", [(150, 60), (160, 340)])]),
+        "seven.png": ((320, 380), [("line", [(70, 80), (240, 80)]), ("line", [(240, 80), (120, 330)])]),
+        "zero.jpg": ((280, 360), [("ellipse", [(60, 50), (220, 310)])]),
+    }
+    for name, (size, shapes) in strokes.items():
+        image = Image.new("RGB", size, (250, 248, 240))  # off-white paper
+        draw = ImageDraw.Draw(image)
+        for kind, points in shapes:
+            getattr(draw, kind)(points, **({"fill": "black"} if kind == "line" else {"outline": "black"}), width=30)
+        image.save(folder / name)
+    (folder / "notes.png").write_text("not an image")
+    return {"one.png": "1", "seven.png": "7", "zero.jpg": "0"}

@@ -2,6 +2,7 @@
 the run directory's summary.json. Each runner lives in its own module:
 
     pretrain -> stages/pretrain.py    finetune -> stages/finetune.py    eval -> stages/evaluate.py
+    predict -> stages/predict.py
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from mnist_cli.validate import validate
 
 log = logging.getLogger(__name__)
 
-RUNNERS = {"pretrain": "pretrain", "finetune": "finetune", "eval": "evaluate"}
+RUNNERS = {"pretrain": "pretrain", "finetune": "finetune", "eval": "evaluate", "predict": "predict"}
 
 def task_overrides() -> list[str]:
     """The key=value overrides given on the command line for this job."""

@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from mnist_cli.batches import BatchPrep
-from mnist_cli.checkpoint import inherit_config, load_checkpoint, model_from_checkpoint, resolve_checkpoint
+from mnist_cli.checkpoint import inherit_config, load_classifier_checkpoint, model_from_checkpoint, resolve_checkpoint
 from mnist_cli.console import print_confusion, print_key_values, print_per_class, print_robustness
 from mnist_cli.data import Split, load_split
 from mnist_cli.errors import UserError
@@ -27,12 +27,7 @@ from mnist_cli.trainer import Trainer
 def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str, Any]:
     device = setup(cfg)
     source = resolve_checkpoint(cfg.ckpt, cfg.outputs_root)
-    ckpt = load_checkpoint(source)
-    if ckpt["objective"] != "supervised":
-        raise UserError(
-            f"{source} was pretrained with objective={ckpt['objective']} and has no trained classifier head; "
-            f"finetune it first (mnist finetune ckpt=... finetune.strategy=linear for a linear probe)"
-        )
+    ckpt = load_classifier_checkpoint(source)
     inherit_config(cfg, ckpt, task_overrides())
     classes = list(cfg.dataset.classes)
     if len(classes) != ckpt["num_classes"]:

@@ -1,0 +1,75 @@
+"""Reading people's image files (PNG, JPEG, ... of any size or colour) and turning each into a
+28x28 digit the way MNIST's were made: light digit on black, cropped to the digit, scaled to fit
+a 20x20 box keeping its aspect, and placed in the 28x28 frame with its centre of mass at the centre."""
+
+from __future__ import annotations
+
+import glob
+from pathlib import Path
+
+import numpy as np
+from omegaconf import DictConfig
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from mnist_cli.errors import UserError
+
+SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+SIZE = 28
+
+
+def find_images(pattern: str) -> list[Path]:
+    """An image file, a folder (its image files), or a glob pattern, in name order."""
+    path = Path(pattern).expanduser()
+    if path.is_dir():
+        files = [p for p in path.iterdir() if p.suffix.lower() in SUFFIXES]
+    elif path.is_file():
+        files = [path]
+    else:
+        files = [Path(p) for p in glob.glob(str(path), recursive=True) if Path(p).is_file()]
+    if not files:
+        raise UserError(f"input={pattern}: no image files there; give an image, a folder of images or a glob such as 'digits/*.png'")
+    return sorted(files)
+
+
+def load_grayscale(path: Path) -> np.ndarray:
+    """The image as 2-D float pixels in [0, 255]; transparent parts count as white paper."""
+    try:
+        with Image.open(path) as image:
+            image = ImageOps.exif_transpose(image)
+            if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+                paper = Image.new("RGBA", image.size, "white")
+                image = Image.alpha_composite(paper, image.convert("RGBA"))
+            return np.asarray(image.convert("L"), dtype=np.float32)
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise UserError(f"not a readable image ({e.__class__.__name__}: {e})") from None
+
+
+def to_mnist(pixels: np.ndarray, cfg: DictConfig) -> np.ndarray:
+    """MNIST-style 28x28 uint8 digit from grayscale pixels (see the module docstring).
+
+    cfg: invert (auto: when the border is lighter than the middle grey), threshold (share of the
+    brightest ink that counts as the digit when cropping), digit_size (the box the digit is scaled into)."""
+    border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
+    invert = np.median(border) > 127 if cfg.invert == "auto" else bool(cfg.invert)
+    ink = 255 - pixels if invert else pixels.copy()
+    ink -= np.median(np.concatenate([ink[0], ink[-1], ink[:, 0], ink[:, -1]]))  # the paper becomes 0
+    ink = ink.clip(0, None)
+    if ink.max() <= 0:
+        raise UserError("the image is blank: no digit found")
+    rows, cols = np.nonzero(ink > cfg.threshold * ink.max())
+    digit = ink[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+    digit = digit * (255 / digit.max())
+    h, w = digit.shape
+    scale = cfg.digit_size / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    resized = np.asarray(Image.fromarray(digit.astype(np.float32), mode="F").resize(size, Image.Resampling.LANCZOS)).clip(0, 255)
+    frame = np.zeros((SIZE, SIZE), dtype=np.float32)
+    top, left = (SIZE - size[1]) // 2, (SIZE - size[0]) // 2
+    frame[top : top + size[1], left : left + size[0]] = resized
+    # Move the centre of mass to the centre, as MNIST did (whole pixels; what leaves the frame is lost).
+    ys, xs = np.indices(frame.shape)
+    mass = frame.sum()
+    dy, dx = round(SIZE / 2 - 0.5 - (ys * frame).sum() / mass), round(SIZE / 2 - 0.5 - (xs * frame).sum() / mass)
+    moved = np.zeros_like(frame)
+    moved[max(dy, 0) : SIZE + min(dy, 0), max(dx, 0) : SIZE + min(dx, 0)] = frame[max(-dy, 0) : SIZE + min(-dy, 0), max(-dx, 0) : SIZE + min(-dx, 0)]
+    return moved.round().astype(np.uint8)
