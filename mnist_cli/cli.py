@@ -21,6 +21,7 @@ STAGES = {
     "finetune": "continue training a checkpoint (ckpt=...), on the same or another dataset",
     "eval": "measure a checkpoint (ckpt=...) on the test split",
     "predict": "label your own images (ckpt=... input=<image, folder or glob>)",
+    "export": "write a checkpoint as ONNX, TorchScript or int8, checked on test images (ckpt=... format=...)",
 }
 # Commands that are not Hydra stages: they read runs, not configs.
 COMMANDS = {
@@ -36,6 +37,7 @@ EXAMPLES = """\
   mnist finetune ckpt=latest dataset=fashion_mnist
   mnist eval ckpt=outputs/finetune/<run> eval.attack=pgd eval.corruptions=true
   mnist predict ckpt=latest input='my_digits/*.png'
+  mnist export ckpt=latest format=onnx      # or torchscript, int8; prune=0.5 first
   mnist pretrain resume=outputs/pretrain/<run>
   mnist pretrain -m optimizer=adam,sgd optimizer.lr=1e-3,1e-2
   mnist pretrain -m hparams_search=optuna   # an Optuna search, continued when run again
@@ -130,7 +132,7 @@ def torchrun_args(stage: str, args: list[str]) -> list[str]:
     directory, the others keep no record (their Hydra output goes nowhere)."""
     if any(arg in ("-m", "--multirun") for arg in args):
         fail("sweeps (-m) do not run under torchrun; run each job with torchrun, or sweep without it")
-    if stage in ("eval", "predict"):
+    if stage in ("eval", "predict", "export"):
         fail(f"{stage} runs in one process; run it without torchrun")
     if distributed.is_main():
         return args

@@ -79,3 +79,14 @@ def print_predictions(rows: list[dict[str, Any]], title: str) -> None:
         else:
             table.add_row(row["file"], f"[bold]{row['label']}[/]", f"{row['confidence']:.4f}", row["next"])
     console.print(table)
+
+
+def print_export(rows: list[dict[str, Any]], title: str) -> None:
+    table = Table(title=title, title_justify="left")
+    for name in ("model", "size", "gzipped", "accuracy", "largest logit difference"):
+        table.add_column(name, justify="left" if name == "model" else "right")
+    for row in rows:
+        diff = "" if row["max_diff"] is None else f"{row['max_diff']:.2e}"
+        table.add_row(row["model"], f"{row['bytes'] / 1024:,.1f} KiB", f"{row['gzip_bytes'] / 1024:,.1f} KiB",
+                      f"{row['accuracy']:.4f}", diff)
+    console.print(table)

@@ -136,6 +136,12 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "finetune.lora_alpha": (positive, "a number > 0"),
     "finetune.unfreeze_blocks": (positive_int, "a whole number of blocks >= 1"),
     "finetune.layer_decay": (lambda v: _is_num(v) and 0 < v <= 1, "a factor in (0, 1] (1.0: off)"),
+    "format": (one_of("onnx", "torchscript", "int8"), "onnx, torchscript or int8"),
+    "prune": (fraction, "a share of the weights in [0, 1), e.g. 0.5"),
+    "export.check_images": (optional(positive_int), "null or a whole number >= 1"),
+    "export.tolerance": (positive, "a number > 0, e.g. 1e-3"),
+    "export.max_accuracy_drop": (lambda v: _is_num(v) and 0 <= v <= 1, "an accuracy difference in [0, 1], e.g. 0.01"),
+    "export.opset": (lambda v: positive_int(v) and v >= 18, "an ONNX opset version >= 18"),
     "predict.invert": (lambda v: v in ("auto", True, False), "auto, true or false"),
     "predict.threshold": (fraction, "a fraction in [0, 1)"),
     "predict.digit_size": (lambda v: positive_int(v) and v <= 28, "a whole number of pixels from 1 to 28"),
@@ -170,6 +176,7 @@ METRICS = {
     "finetune": ("best_val_acc", "test_acc", "test_loss"),
     "eval": ("test_acc", "test_loss", "macro_f1"),
     "predict": ("mean_confidence",),
+    "export": ("exported_acc", "file_bytes", "max_logit_diff"),
 }
 
 
@@ -209,14 +216,14 @@ def validate(cfg: DictConfig) -> None:
     stage = cfg.stage.name
     if cfg.metric not in METRICS[stage]:
         raise UserError(f"metric={cfg.metric} is not something {stage} measures: use one of {', '.join(METRICS[stage])}")
-    if stage in ("finetune", "eval", "predict") and cfg.ckpt is None and cfg.resume is None:
+    if stage in ("finetune", "eval", "predict", "export") and cfg.ckpt is None and cfg.resume is None:
         raise UserError(
             f"{stage} needs a checkpoint: add ckpt=<run dir, .ckpt file or latest> "
             "(e.g. ckpt=outputs/pretrain/<run>)"
         )
     if stage == "pretrain" and cfg.ckpt is not None:
         raise UserError("pretrain starts from scratch and takes no ckpt=; to train a checkpoint further use `mnist finetune ckpt=...`")
-    if stage in ("eval", "predict") and cfg.resume is not None:
+    if stage in ("eval", "predict", "export") and cfg.resume is not None:
         raise UserError(f"{stage} takes no resume=; use `mnist {stage} ckpt=<run dir>`")
     if stage == "predict" and not cfg.input:
         raise UserError("predict needs images: add input=<image file, folder or glob> (e.g. input='digits/*.png')")

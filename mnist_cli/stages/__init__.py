@@ -2,7 +2,7 @@
 the run directory's summary.json. Each runner lives in its own module:
 
     pretrain -> stages/pretrain.py    finetune -> stages/finetune.py    eval -> stages/evaluate.py
-    predict -> stages/predict.py
+    predict -> stages/predict.py      export -> stages/export.py
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from mnist_cli.validate import validate
 
 log = logging.getLogger(__name__)
 
-RUNNERS = {"pretrain": "pretrain", "finetune": "finetune", "eval": "evaluate", "predict": "predict"}
+RUNNERS = {"pretrain": "pretrain", "finetune": "finetune", "eval": "evaluate", "predict": "predict", "export": "export"}
 
 def task_overrides() -> list[str]:
     """The key=value overrides given on the command line for this job."""

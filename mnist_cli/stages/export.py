@@ -1,0 +1,95 @@
+"""`mnist export ckpt=... format=onnx|torchscript|int8 [prune=0.5]`: write the model as a file
+that runs without this package (export.py), load it back, check it on real test images against
+the float32 PyTorch model, and print and record the comparison (size, accuracy, largest logit
+difference). A check that fails leaves the file in place and ends in a one-line error."""
+
+from __future__ import annotations
+
+import gzip
+import io
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+
+from mnist_cli import export
+from mnist_cli.batches import BatchPrep
+from mnist_cli.checkpoint import inherit_config, load_classifier_checkpoint, model_from_checkpoint, resolve_checkpoint
+from mnist_cli.console import print_export
+from mnist_cli.data import load_split
+from mnist_cli.errors import UserError
+from mnist_cli.run_dir import RunDir
+from mnist_cli.stages import task_overrides
+
+SUFFIX = {"onnx": "onnx", "torchscript": "pt", "int8": "int8.pt"}
+
+
+def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str, Any]:
+    torch.manual_seed(cfg.trainer.seed)
+    source = resolve_checkpoint(cfg.ckpt, cfg.outputs_root)
+    ckpt = load_classifier_checkpoint(source)
+    inherit_config(cfg, ckpt, task_overrides())
+    cfg.ckpt = str(source)
+    run.write_config(cfg)
+
+    test = load_split(cfg.dataset, "test")
+    n = cfg.export.check_images or len(test)
+    images = BatchPrep(cfg.dataset, channels_last=False)(test.images[:n], train=False)
+    labels = test.labels[:n]
+    size = cfg.trainer.eval_batch_size
+
+    def accuracy(logits: torch.Tensor) -> float:
+        return (logits.argmax(1) == labels).double().mean().item()
+
+    model = model_from_checkpoint(ckpt).eval()
+    reference = export.logits_in_batches(model, images, size)
+    rows = [{"model": "checkpoint (float32, PyTorch)", **sizes(state_bytes(model)), "accuracy": accuracy(reference), "max_diff": 0.0}]
+    pruned = 0
+    if cfg.prune:
+        pruned = export.prune_weights(model, cfg.prune)
+        rows.append({"model": f"pruned {cfg.prune:.0%} (PyTorch)", **sizes(state_bytes(model)),
+                     "accuracy": accuracy(export.logits_in_batches(model, images, size)), "max_diff": None})
+
+    path = run.path / f"model.{SUFFIX[cfg.format]}"
+    predict = export.export(model, cfg.format, path, images[:2], export.preprocessing(cfg.dataset), cfg.export.opset)
+    exported = export.logits_in_batches(predict, images, size)
+    baseline = export.logits_in_batches(model, images, size)  # what the file should reproduce (pruned, if asked)
+    max_diff = (exported - baseline).abs().max().item()
+    rows.append({"model": f"{path.name} ({cfg.format})", **sizes(path.read_bytes()), "accuracy": accuracy(exported), "max_diff": max_diff})
+
+    results = {
+        "checkpoint": str(source),
+        "format": cfg.format,
+        "file": str(path),
+        "file_bytes": path.stat().st_size,
+        "check_images": n,
+        "reference_acc": rows[0]["accuracy"],
+        "exported_acc": rows[-1]["accuracy"],
+        "max_logit_diff": max_diff,
+        "pruned_weights": pruned,
+        "comparison": rows,
+        "preprocessing": export.preprocessing(cfg.dataset),
+    }
+    run.write_json("export.json", results)
+    print_export(rows, f"export: {source} -> {path} (checked on {n} {cfg.dataset.name} test images)")
+
+    drop = rows[0]["accuracy"] - rows[-1]["accuracy"]
+    if cfg.format in ("onnx", "torchscript") and max_diff > cfg.export.tolerance:
+        raise UserError(f"{path.name} differs from PyTorch by up to {max_diff:.2g} in its logits (tolerance "
+                        f"export.tolerance={cfg.export.tolerance}); the file is kept for inspection")
+    if drop > cfg.export.max_accuracy_drop:
+        raise UserError(f"{path.name} is {drop:.2%} less accurate than the float32 model (allowed: export.max_accuracy_drop="
+                        f"{cfg.export.max_accuracy_drop}); prune less, or keep float32 (format=torchscript)")
+    return results
+
+
+def sizes(data: bytes) -> dict[str, int]:
+    """A file's size, and gzipped (where zeroed weights pay off)."""
+    return {"bytes": len(data), "gzip_bytes": len(gzip.compress(data))}
+
+
+def state_bytes(model: torch.nn.Module) -> bytes:
+    """The model's weights as torch.save writes them: the float32 size to compare against."""
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    return buffer.getvalue()
