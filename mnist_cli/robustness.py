@@ -39,13 +39,13 @@ def pgd(forward: Forward, x: torch.Tensor, y: torch.Tensor, eps: float, steps: i
     return adv.detach()
 
 
-def attack(cfg: DictConfig, name: str, forward: Forward, x: torch.Tensor, y: torch.Tensor, eps: float,
-           generator: torch.Generator) -> torch.Tensor:
-    """The adversarial images of eval.attack=`name` (fgsm | pgd) at strength eps."""
+def attack(name: str, forward: Forward, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int,
+           step_size: float | None, random_start: bool, generator: torch.Generator) -> torch.Tensor:
+    """The adversarial images of attack `name` (fgsm | pgd) at strength eps; PGD's step size
+    defaults to 2.5 * eps / steps."""
     if name == "fgsm":
         return fgsm(forward, x, y, eps)
-    step_size = cfg.pgd_step_size if cfg.pgd_step_size is not None else 2.5 * eps / cfg.pgd_steps
-    return pgd(forward, x, y, eps, cfg.pgd_steps, step_size, cfg.pgd_random_start, generator)
+    return pgd(forward, x, y, eps, steps, step_size if step_size is not None else 2.5 * eps / steps, random_start, generator)
 
 
 def corrupt(name: str, x: torch.Tensor, cfg: DictConfig, generator: torch.Generator) -> torch.Tensor:
@@ -103,7 +103,7 @@ def attacked_accuracy(cfg: DictConfig, forward: Forward, images: torch.Tensor, l
             generator = torch.Generator(device=images.device).manual_seed(0)  # PGD's random starts
             correct = 0
             for x, y in batches(images, labels, batch_size):
-                adv = attack(cfg, name, forward, x, y, float(eps), generator)
+                adv = attack(name, forward, x, y, float(eps), cfg.pgd_steps, cfg.pgd_step_size, cfg.pgd_random_start, generator)
                 with torch.no_grad():
                     correct += int((forward(adv).argmax(1) == y).sum())
             results[name][str(eps)] = correct / len(labels)

@@ -29,9 +29,11 @@ from mnist_cli.batches import BatchPrep
 from mnist_cli.checkpoint import save_checkpoint
 from mnist_cli.console import training_progress
 from mnist_cli.data import Split
+from mnist_cli.distill import Distillation
 from mnist_cli.errors import Interrupted, UserError
 from mnist_cli.interrupts import StopRequest
 from mnist_cli.lora import merged_state_dict
+from mnist_cli.robustness import attack
 from mnist_cli.run_dir import RunDir
 from mnist_cli.self_supervised import Objective
 
@@ -128,13 +130,16 @@ class EpochProgress:
 
 
 class Trainer:
-    def __init__(self, cfg: DictConfig, device: torch.device, prep: BatchPrep, objective: Objective | None = None):
+    def __init__(self, cfg: DictConfig, device: torch.device, prep: BatchPrep, objective: Objective | None = None,
+                 distillation: Distillation | None = None):
         """`objective`: None trains a classifier on the labels (cross-entropy); a self-supervised
-        objective supplies the loss of a batch and the validation metric instead."""
+        objective supplies the loss of a batch and the validation metric instead. `distillation`:
+        the classifier also learns from a teacher's soft targets."""
         self.cfg = cfg
         self.device = device
         self.prep = prep
         self.objective = objective
+        self.distillation = distillation
         # Shuffling and augmentation draw from this generator. Every rank seeds it alike, so all
         # ranks shuffle alike and each trains on its own rows of every batch.
         self.generator = torch.Generator(device=device).manual_seed(cfg.seed)
@@ -269,8 +274,14 @@ class Trainer:
             with self.autocast():
                 if self.objective is None:
                     y = train.labels[idx]
-                    logits = forward(self.prep(train.images[idx], train=True, generator=self.generator, shard=self.shard))
-                    loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+                    x = self.prep(train.images[idx], train=True, generator=self.generator, shard=self.shard)
+                    if cfg.adversarial is not None:
+                        x = self.adversarial(model, x, y)
+                    logits = forward(x)
+                    if self.distillation is not None:
+                        loss = self.distillation.loss(x, logits, y, cfg.label_smoothing)
+                    else:
+                        loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
                     correct = (logits.detach().argmax(1) == y).sum()
                 else:  # no labels
                     loss, correct = self.objective.loss(forward, train.images[idx], self.generator)
@@ -301,6 +312,22 @@ class Trainer:
             torch.cuda.synchronize()
         current.time_s += time.perf_counter() - tic
         return mean_loss, acc, seen
+
+    def adversarial(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The batch attacked with cfg.adversarial (fgsm | pgd) on its pixels, for adversarial
+        training; the attack runs with BatchNorm in eval mode so its passes leave the running
+        statistics alone."""
+        cfg = self.cfg
+
+        def pixels_to_logits(pixels: torch.Tensor) -> torch.Tensor:
+            return model(self.prep.normalize(pixels)).float()
+
+        model.eval()
+        pixels = (x.float() * self.prep.std + self.prep.mean).clamp(0, 1)
+        attacked = attack(cfg.adversarial, pixels_to_logits, pixels, y, cfg.adversarial_eps, cfg.adversarial_steps,
+                          None, True, self.generator)
+        model.train()
+        return self.prep.normalize(attacked)
 
     def stop_signal(self, stop: StopRequest) -> int:
         """The signal that asked to stop (0: none); with several ranks, any rank's."""

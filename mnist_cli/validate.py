@@ -41,7 +41,7 @@ def fraction(v: Any) -> bool:
     return _is_num(v) and 0 <= v < 1
 
 
-def one_of(*choices: str) -> Callable[[Any], bool]:
+def one_of(*choices: Any) -> Callable[[Any], bool]:
     return lambda v: v in choices
 
 
@@ -109,6 +109,9 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "trainer.label_smoothing": (fraction, "a number in [0, 1)"),
     "trainer.grad_clip": (optional(positive), "null or a max gradient norm > 0"),
     "trainer.seed": (_is_int, "an integer"),
+    "trainer.adversarial": (one_of(None, "fgsm", "pgd"), "null, fgsm or pgd"),
+    "trainer.adversarial_eps": (lambda v: _is_num(v) and 0 < v <= 1, "a strength in (0, 1], e.g. 0.3"),
+    "trainer.adversarial_steps": (positive_int, "a whole number >= 1"),
     "trainer.deterministic": (lambda v: isinstance(v, bool), "true or false"),
     "trainer.checkpoint_every_steps": (non_negative_int, "a whole number >= 0 (0: at epoch ends only)"),
     "trainer.early_stopping_patience": (non_negative_int, "a whole number >= 0 (0: off)"),
@@ -131,6 +134,8 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "objective.views.erase_prob": (lambda v: _is_num(v) and 0 <= v <= 1, "a probability in [0, 1]"),
     "objective.views.erase_min": (lambda v: _is_num(v) and 0 < v <= 1, "a fraction in (0, 1]"),
     "objective.views.erase_max": (lambda v: _is_num(v) and 0 < v <= 1, "a fraction in (0, 1]"),
+    "distill.alpha": (lambda v: _is_num(v) and 0 <= v <= 1, "a weight in [0, 1]"),
+    "distill.temperature": (positive, "a number > 0, e.g. 4"),
     "finetune.strategy": (one_of("full", "linear", "partial", "lora"), "full, linear, partial or lora"),
     "finetune.lora_rank": (positive_int, "a whole number >= 1"),
     "finetune.lora_alpha": (positive, "a number > 0"),

@@ -18,14 +18,15 @@ from mnist_cli.validate import validate
 
 GROUP_OPTIONS = [
     (group, path.stem)
-    for group in ("dataset", "model", "optimizer", "scheduler", "trainer", "stage", "experiment")
+    for group in ("dataset", "model", "optimizer", "scheduler", "trainer", "stage", "logger", "experiment", "hparams_search", "launcher")
     for path in sorted((config_dir() / group).glob("*.yaml"))
 ]
 
 
 @pytest.mark.parametrize(("group", "option"), GROUP_OPTIONS)
 def test_every_group_option_composes_and_validates(group: str, option: str) -> None:
-    extra = ["ckpt=x.ckpt"] if (group, option) in (("stage", "finetune"), ("stage", "eval")) else []
+    extra = ["ckpt=x.ckpt"] if group == "stage" and option != "pretrain" else []
+    extra += ["input=x.png"] if option == "predict" else []
     cfg = compose_config(f"{group}={option}", *extra)
     validate(cfg)
     if group in ("dataset", "optimizer", "scheduler"):

@@ -4,6 +4,7 @@ The model is rebuilt from the checkpoint's saved config; a head for another clas
 the saved one. finetune.strategy: full (every weight, optionally with layer-wise lr decay),
 linear (the head only), partial (the head and the backbone's last blocks) or lora (the head and
 low-rank adapters on a ViT's linear layers, merged into the weights of the best checkpoint).
+With teacher=<ckpt>, the model also learns from that model's soft targets (distill.py).
 """
 
 from __future__ import annotations
@@ -11,9 +12,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import torch
 from omegaconf import DictConfig
 
-from mnist_cli.checkpoint import inherit_config, load_checkpoint, model_from_checkpoint, resolve_checkpoint
+from mnist_cli.checkpoint import (inherit_config, load_checkpoint, load_classifier_checkpoint, model_from_checkpoint,
+                                  resolve_checkpoint)
+from mnist_cli.distill import Distillation
 from mnist_cli.errors import UserError
 from mnist_cli.lora import add_adapters
 from mnist_cli.models import build_model
@@ -49,5 +53,22 @@ def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str
         model.freeze_backbone()
         count = add_adapters(model.backbone, cfg.finetune.lora_rank, cfg.finetune.lora_alpha)
         log.info(f"LoRA adapters of rank {cfg.finetune.lora_rank} on {count} linear layers")
-    results = train_and_test(cfg, run, model, device, resume)
-    return {**results, "source_checkpoint": cfg.ckpt}
+    results = train_and_test(cfg, run, model, device, resume, distillation=load_teacher(cfg, device))
+    return {**results, "source_checkpoint": cfg.ckpt, **({"teacher": cfg.teacher} if cfg.teacher else {})}
+
+
+def load_teacher(cfg: DictConfig, device: torch.device) -> Distillation | None:
+    """The teacher of teacher=<ckpt>, which must know the same classes as the student."""
+    if cfg.teacher is None:
+        return None
+    source = resolve_checkpoint(cfg.teacher, cfg.outputs_root)
+    ckpt = load_classifier_checkpoint(source)
+    classes = list(ckpt["config"]["dataset"]["classes"])
+    if classes != list(cfg.dataset.classes):
+        raise UserError(f"teacher={source} knows the classes {classes}, the student learns {list(cfg.dataset.classes)}; "
+                        "pick a teacher trained on the same data set")
+    cfg.teacher = str(source)
+    teacher = model_from_checkpoint(ckpt).to(device, memory_format=torch.channels_last)
+    log.info(f"distilling from {source} ({ckpt['model_name']}, {sum(p.numel() for p in teacher.parameters()):,} parameters), "
+             f"alpha {cfg.distill.alpha}, temperature {cfg.distill.temperature}")
+    return Distillation(teacher, cfg.distill.alpha, cfg.distill.temperature)

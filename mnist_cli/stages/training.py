@@ -15,6 +15,7 @@ from mnist_cli.batches import BatchPrep
 from mnist_cli.checkpoint import load_checkpoint
 from mnist_cli.console import print_key_values
 from mnist_cli.data import limit_labels, load_split, train_val_split
+from mnist_cli.distill import Distillation
 from mnist_cli.loggers import epoch_logger
 from mnist_cli.models.classifier import Classifier
 from mnist_cli.optim import build_optimizer, build_scheduler
@@ -47,6 +48,7 @@ def train_and_test(
     device: torch.device,
     resume: dict[str, Any] | None,
     on_epoch_end: Callable[[dict[str, Any], Classifier], None] | None = None,
+    distillation: Distillation | None = None,
 ) -> dict[str, Any]:
     train, val = train_val_split(load_split(cfg.dataset, "train"), cfg.dataset.val_size, cfg.dataset.split_seed)
     supervised = cfg.objective.name == "supervised"
@@ -56,7 +58,7 @@ def train_and_test(
     train, val = train.to(device), val.to(device)
     model.to(device, memory_format=torch.channels_last)
     prep = BatchPrep(cfg.dataset)
-    trainer = Trainer(cfg.trainer, device, prep, None if supervised else build_objective(cfg.objective, cfg.dataset, prep))
+    trainer = Trainer(cfg.trainer, device, prep, None if supervised else build_objective(cfg.objective, cfg.dataset, prep), distillation)
     optimizer = build_optimizer(cfg.optimizer, model, OmegaConf.select(cfg, "finetune.layer_decay", default=1.0))
     scheduler = build_scheduler(cfg.scheduler, optimizer, trainer.steps_per_epoch(len(train)), cfg.trainer.epochs)
     run.write_config(cfg)
