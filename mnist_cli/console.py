@@ -55,15 +55,20 @@ def print_confusion(classes: Sequence[str], matrix: list[list[int]]) -> None:
     console.print(table)
 
 
-def print_robustness(clean: float, attacks: dict[str, dict[str, float]], corruptions: dict[str, float]) -> None:
+def print_robustness(clean: float, attacks: dict[str, dict[str, float]], attack_clean: float | None,
+                     corruptions: dict[str, float]) -> None:
+    """Accuracy under each condition and its change from the clean accuracy of the same images
+    (attacks may cover only the first eval.attack_images)."""
     table = Table(title="Robustness (test accuracy)", title_justify="left")
     table.add_column("condition")
     table.add_column("accuracy", justify="right")
     table.add_column("change", justify="right")
     table.add_row("clean", f"{clean:.4f}", "")
+    if attack_clean is not None and attack_clean != clean:
+        table.add_row("clean, the attacked images", f"{attack_clean:.4f}", "")
     for name, by_eps in attacks.items():
         for eps, acc in by_eps.items():
-            table.add_row(f"{name.upper()} eps={eps}", f"{acc:.4f}", f"{acc - clean:+.4f}")
+            table.add_row(f"{name.upper()} eps={eps}", f"{acc:.4f}", f"{acc - (attack_clean or clean):+.4f}")
     for name, acc in corruptions.items():
         table.add_row(name, f"{acc:.4f}", f"{acc - clean:+.4f}")
     console.print(table)

@@ -57,7 +57,7 @@ def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str
         "macro_f1": report["macro_f1"],
         "ece": calibrated["ece"],
     }
-    robustness = measure_robustness(cfg, model, test, trainer)
+    robustness = measure_robustness(cfg, model, test, trainer, tested.predictions)
     results.update(robustness)
     figures = draw_figures(cfg, run, classes, test, tested.probabilities, report, calibrated)
     run.write_json("eval.json", {**results, "classes": classes, **report, "calibration_bins": calibrated["bins"]})
@@ -65,7 +65,7 @@ def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str
     print_per_class(f"Per class ({cfg.dataset.name} test)", classes, report["per_class"])
     print_confusion(classes, report["confusion_matrix"])
     if "attacks" in robustness or "corruptions" in robustness:
-        print_robustness(tested.acc, robustness.get("attacks", {}), robustness.get("corruptions", {}))
+        print_robustness(tested.acc, robustness.get("attacks", {}), robustness.get("attack_clean_acc"), robustness.get("corruptions", {}))
     print_key_values(
         f"eval: {source}",
         {
@@ -82,8 +82,9 @@ def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str
     return results
 
 
-def measure_robustness(cfg: DictConfig, model: nn.Module, test: Split, trainer: Trainer) -> dict[str, Any]:
-    """TTA accuracy, accuracy under attacks and under corruptions, as eval.* asks."""
+def measure_robustness(cfg: DictConfig, model: nn.Module, test: Split, trainer: Trainer, predictions: torch.Tensor) -> dict[str, Any]:
+    """TTA accuracy, accuracy under attacks (with the clean accuracy of the attacked images) and
+    under corruptions, as eval.* asks."""
     model.eval()
 
     def forward(x: torch.Tensor) -> torch.Tensor:  # pixels in [0, 1] -> logits
@@ -101,6 +102,7 @@ def measure_robustness(cfg: DictConfig, model: nn.Module, test: Split, trainer: 
         n = cfg.eval.attack_images or len(test)
         found["attacks"] = attacked_accuracy(cfg.eval, forward, test.images[:n], test.labels[:n], size)
         found["attack_images"] = min(n, len(test))
+        found["attack_clean_acc"] = (predictions[:n] == test.labels[:n].cpu()).double().mean().item()
     if cfg.eval.corruptions:
         found["corruptions"] = corrupted_accuracy(cfg.eval.corruption, forward, test.images, test.labels, size)
     return found
