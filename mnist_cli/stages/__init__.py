@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 RUNNERS = {"pretrain": "pretrain", "finetune": "finetune", "eval": "evaluate", "predict": "predict", "export": "export"}
 
+
 def task_overrides() -> list[str]:
     """The key=value overrides given on the command line for this job."""
     return list(HydraConfig.get().overrides.task)
