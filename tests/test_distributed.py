@@ -10,8 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from conftest import FAST, mnist, run_dirs, write_dataset
 from mnist_cli.checkpoint import load_checkpoint
 
@@ -38,42 +36,33 @@ def summary(run: Path) -> dict:
     return json.loads((run / "summary.json").read_text())
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_dataset(tmp_path_factory.mktemp("ddp-data"), n_train=1000, n_test=200)
-
-
-def test_two_processes_match_one_with_the_same_global_batch(tmp_path: Path, data: Path) -> None:
+def test_two_processes_stopped_and_resumed_match_one_with_the_same_global_batch(tmp_path: Path) -> None:
+    """torchrun with 2 processes, SIGTERMed after its first checkpoint and resumed under torchrun,
+    ends with the curves of one process on the same global batch."""
+    data = write_dataset(tmp_path / "data", n_train=2000, n_test=200)
     single = mnist("pretrain", f"dataset.root={data}", *ARGS, cwd=tmp_path)
     assert single.returncode == 0, single.stderr
     [one] = run_dirs(tmp_path, "pretrain")
-    (tmp_path / "ddp").mkdir()
-    finish(torchrun("pretrain", f"dataset.root={data}", *ARGS, cwd=tmp_path / "ddp"))
 
-    [ddp] = run_dirs(tmp_path / "ddp", "pretrain")  # the other rank made no run directory
+    cwd = tmp_path / "ddp"
+    cwd.mkdir()
+    proc = torchrun("pretrain", f"dataset.root={data}", *ARGS, cwd=cwd)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(cwd.glob("outputs/pretrain/*/checkpoints/last.ckpt")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)  # torchrun passes it on to both processes
+    proc.communicate(timeout=60)
+    [ddp] = run_dirs(cwd, "pretrain")  # the other rank made no run directory
+    assert summary(ddp)["status"] == "interrupted"
+    saved = load_checkpoint(ddp / "checkpoints" / "last.ckpt")
+    assert len(saved["rng"]["torch"]) == 2  # each process's random state, to resume it
+
+    out = finish(torchrun("pretrain", f"resume={ddp}", cwd=cwd))
+    assert "resuming after" in out and run_dirs(cwd, "pretrain") == [ddp]
     assert summary(ddp)["status"] == "completed" and summary(ddp)["processes"] == 2
     log = (ddp / "run.log").read_text()
-    assert "x 2 processes" in log and log.count("epoch 2/2") == 1  # and logged nothing there
+    assert "x 2 processes" in log and log.count("epoch 2/2 ") == 1  # and the other rank logged nothing there
     for a, b in zip(rows(one), rows(ddp), strict=True):
         assert abs(a["train_loss"] - b["train_loss"]) <= 0.05 * a["train_loss"]  # per-process BatchNorm and dropout differ
         assert abs(a["val_acc"] - b["val_acc"]) <= 0.02
     assert abs(summary(one)["test_acc"] - summary(ddp)["test_acc"]) <= 0.02
-
-
-def test_sigterm_then_resume_under_torchrun(tmp_path: Path) -> None:
-    data = write_dataset(tmp_path / "data", n_train=2000, n_test=100)
-    proc = torchrun("pretrain", f"dataset.root={data}", *ARGS, cwd=tmp_path)
-    deadline = time.time() + 120
-    while time.time() < deadline and not list(tmp_path.glob("outputs/pretrain/*/checkpoints/last.ckpt")):
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)  # torchrun passes it on to both processes
-    proc.communicate(timeout=60)
-    [run] = run_dirs(tmp_path, "pretrain")
-    assert summary(run)["status"] == "interrupted"
-    saved = load_checkpoint(run / "checkpoints" / "last.ckpt")
-    assert len(saved["rng"]["torch"]) == 2  # each process's random state, to resume it
-
-    out = finish(torchrun("pretrain", f"resume={run}", cwd=tmp_path))
-    assert "resuming after" in out
-    assert summary(run)["status"] == "completed" and [r["epoch"] for r in rows(run)] == [1, 2]
-    assert run_dirs(tmp_path, "pretrain") == [run]
