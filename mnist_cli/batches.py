@@ -27,10 +27,17 @@ class BatchPrep:
         """`shard=(rank, world)`: `images` are rows rank::world of a global batch; the random draws
         are made for the whole global batch, so every rank's generator stays in step with the others
         and each image is augmented as a single process would augment it."""
+        return self.normalize(self.pixels(images, train, generator, shard))
+
+    def pixels(
+        self, images: torch.Tensor, train: bool, generator: torch.Generator | None = None, shard: tuple[int, int] = (0, 1)
+    ) -> torch.Tensor:
+        """The batch as pixels in [0, 1], augmented when `train` (before normalization: what
+        attacks and corruptions work on)."""
         x = images.float().div_(255)
         if train and self.augment:
             x = self.random_affine(x, generator, shard)
-        return self.normalize(x)
+        return x
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """Pixels in [0, 1] -> the model's input (a new tensor, so gradients flow through it)."""
@@ -47,10 +54,15 @@ class BatchPrep:
         return affine(x, uniform(n) * self.max_rotate, 1 + uniform(n) * self.max_scale, uniform(n, 2) * self.max_shift)
 
 
-def affine(x: torch.Tensor, angle: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+def affine(x: torch.Tensor, angle: torch.Tensor | None = None, scale: torch.Tensor | None = None,
+           shift: torch.Tensor | None = None) -> torch.Tensor:
     """Rotate (radians), scale and shift (pixels, x then y) each image of the batch by its own
-    amount, in one grid_sample call; what moves in from outside is black."""
+    amount, in one grid_sample call (None: no rotation / scaling / shift); what moves in from
+    outside is black."""
     n, _, h, w = x.shape
+    angle = torch.zeros(n, device=x.device) if angle is None else angle
+    scale = torch.ones(n, device=x.device) if scale is None else scale
+    shift = torch.zeros(n, 2, device=x.device) if shift is None else shift
     shift = shift * torch.tensor([2 / w, 2 / h], device=x.device)  # affine_grid's [-1, 1] coordinates
     cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
     theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)

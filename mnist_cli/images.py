@@ -44,15 +44,19 @@ def load_grayscale(path: Path) -> np.ndarray:
         raise UserError(f"not a readable image ({e.__class__.__name__}: {e})") from None
 
 
+def paper_level(pixels: np.ndarray) -> float:
+    """The median of the image's border: the level of the paper around the digit."""
+    return float(np.median(np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])))
+
+
 def to_mnist(pixels: np.ndarray, cfg: DictConfig) -> np.ndarray:
     """MNIST-style 28x28 uint8 digit from grayscale pixels (see the module docstring).
 
     cfg: invert (auto: when the border is lighter than the middle grey), threshold (share of the
     brightest ink that counts as the digit when cropping), digit_size (the box the digit is scaled into)."""
-    border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
-    invert = np.median(border) > 127 if cfg.invert == "auto" else bool(cfg.invert)
+    invert = paper_level(pixels) > 127 if cfg.invert == "auto" else bool(cfg.invert)
     ink = 255 - pixels if invert else pixels.copy()
-    ink -= np.median(np.concatenate([ink[0], ink[-1], ink[:, 0], ink[:, -1]]))  # the paper becomes 0
+    ink -= paper_level(ink)  # the paper becomes 0
     ink = ink.clip(0, None)
     if ink.max() <= 0:
         raise UserError("the image is blank: no digit found")

@@ -51,7 +51,6 @@ def attack(name: str, forward: Forward, x: torch.Tensor, y: torch.Tensor, eps: f
 def corrupt(name: str, x: torch.Tensor, cfg: DictConfig, generator: torch.Generator) -> torch.Tensor:
     """Image corruption `name` (one of CORRUPTIONS) at the strength in `cfg` (eval.corruption)."""
     n = len(x)
-    no_turn, unit = torch.zeros(n, device=x.device), torch.ones(n, device=x.device)
     if name == "noise":
         return (x + torch.randn(x.shape, device=x.device, generator=generator) * cfg.noise_std).clamp(0, 1)
     if name == "blur":
@@ -60,10 +59,10 @@ def corrupt(name: str, x: torch.Tensor, cfg: DictConfig, generator: torch.Genera
     if name == "shift":
         direction = torch.rand(n, device=x.device, generator=generator) * 2 * math.pi
         shift = torch.stack([direction.cos(), direction.sin()], 1) * cfg.shift_pixels
-        return affine(x, no_turn, unit, shift)
+        return affine(x, shift=shift)
     if name == "rotation":  # each image turned one way or the other
         sign = torch.randint(0, 2, (n,), device=x.device, generator=generator) * 2 - 1
-        return affine(x, sign * math.radians(cfg.rotate_degrees), unit, torch.zeros(n, 2, device=x.device))
+        return affine(x, angle=sign * math.radians(cfg.rotate_degrees))
     if name == "contrast":
         mean = x.mean(dim=(1, 2, 3), keepdim=True)
         return (mean + (x - mean) * cfg.contrast).clamp(0, 1)
@@ -76,12 +75,10 @@ CORRUPTIONS = ("noise", "blur", "shift", "rotation", "contrast")
 def tta_probabilities(forward: Forward, x: torch.Tensor, shift: int) -> torch.Tensor:
     """Class probabilities averaged over the image and its copies moved `shift` pixels right, left,
     down and up (digits are not mirror-symmetric, so no flips)."""
-    n = len(x)
-    no_turn, unit = torch.zeros(n, device=x.device), torch.ones(n, device=x.device)
     total = forward(x).float().softmax(1)
     moves = ((shift, 0), (-shift, 0), (0, shift), (0, -shift))
     for move in moves:
-        moved = affine(x, no_turn, unit, torch.tensor(move, dtype=x.dtype, device=x.device).expand(n, 2))
+        moved = affine(x, shift=torch.tensor(move, dtype=x.dtype, device=x.device).expand(len(x), 2))
         total = total + forward(moved).float().softmax(1)
     return total / (1 + len(moves))
 

@@ -274,9 +274,10 @@ class Trainer:
             with self.autocast():
                 if self.objective is None:
                     y = train.labels[idx]
-                    x = self.prep(train.images[idx], train=True, generator=self.generator, shard=self.shard)
+                    pixels = self.prep.pixels(train.images[idx], train=True, generator=self.generator, shard=self.shard)
                     if cfg.adversarial is not None:
-                        x = self.adversarial(model, x, y)
+                        pixels = self.adversarial(model, pixels, y)
+                    x = self.prep.normalize(pixels)
                     logits = forward(x)
                     if self.distillation is not None:
                         loss = self.distillation.loss(x, logits, y, cfg.label_smoothing)
@@ -313,21 +314,15 @@ class Trainer:
         current.time_s += time.perf_counter() - tic
         return mean_loss, acc, seen
 
-    def adversarial(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """The batch attacked with cfg.adversarial (fgsm | pgd) on its pixels, for adversarial
-        training; the attack runs with BatchNorm in eval mode so its passes leave the running
-        statistics alone."""
+    def adversarial(self, model: nn.Module, pixels: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The batch's pixels attacked with cfg.adversarial (fgsm | pgd), for adversarial training;
+        the attack runs with BatchNorm in eval mode so its passes leave the running statistics alone."""
         cfg = self.cfg
-
-        def pixels_to_logits(pixels: torch.Tensor) -> torch.Tensor:
-            return model(self.prep.normalize(pixels)).float()
-
         model.eval()
-        pixels = (x.float() * self.prep.std + self.prep.mean).clamp(0, 1)
-        attacked = attack(cfg.adversarial, pixels_to_logits, pixels, y, cfg.adversarial_eps, cfg.adversarial_steps,
-                          None, True, self.generator)
+        attacked = attack(cfg.adversarial, lambda p: model(self.prep.normalize(p)).float(), pixels, y,
+                          cfg.adversarial_eps, cfg.adversarial_steps, None, True, self.generator)
         model.train()
-        return self.prep.normalize(attacked)
+        return attacked
 
     def stop_signal(self, stop: StopRequest) -> int:
         """The signal that asked to stop (0: none); with several ranks, any rank's."""

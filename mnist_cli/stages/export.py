@@ -45,15 +45,15 @@ def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str
     reference = export.logits_in_batches(model, images, size)
     rows = [{"model": "checkpoint (float32, PyTorch)", **sizes(state_bytes(model)), "accuracy": accuracy(reference), "max_diff": 0.0}]
     pruned = 0
+    baseline = reference  # what the exported file should reproduce
     if cfg.prune:
         pruned = export.prune_weights(model, cfg.prune)
-        rows.append({"model": f"pruned {cfg.prune:.0%} (PyTorch)", **sizes(state_bytes(model)),
-                     "accuracy": accuracy(export.logits_in_batches(model, images, size)), "max_diff": None})
+        baseline = export.logits_in_batches(model, images, size)
+        rows.append({"model": f"pruned {cfg.prune:.0%} (PyTorch)", **sizes(state_bytes(model)), "accuracy": accuracy(baseline), "max_diff": None})
 
     path = run.path / f"model.{SUFFIX[cfg.format]}"
     predict = export.export(model, cfg.format, path, images[:2], export.preprocessing(cfg.dataset), cfg.export.opset)
     exported = export.logits_in_batches(predict, images, size)
-    baseline = export.logits_in_batches(model, images, size)  # what the file should reproduce (pruned, if asked)
     max_diff = (exported - baseline).abs().max().item()
     rows.append({"model": f"{path.name} ({cfg.format})", **sizes(path.read_bytes()), "accuracy": accuracy(exported), "max_diff": max_diff})
 
