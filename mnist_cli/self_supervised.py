@@ -78,7 +78,10 @@ class Objective(ABC):
         classes = int(bank.labels.max()) + 1
         correct = 0
         for i in range(0, len(queries), batch):
-            similarity, nearest = (query_features[i : i + batch] @ bank_features.T).topk(self.cfg.knn_k, dim=1)
+            # float32 even under bf16/fp16 autocast: the vote weights are float32 and close
+            # similarities must not round together
+            with torch.autocast(queries.labels.device.type, enabled=False):
+                similarity, nearest = (query_features[i : i + batch] @ bank_features.T).topk(self.cfg.knn_k, dim=1)
             votes = torch.zeros(len(nearest), classes, device=nearest.device)
             votes.scatter_add_(1, bank.labels[nearest], (similarity / self.cfg.knn_temperature).exp())
             correct += int((votes.argmax(1) == queries.labels[i : i + batch]).sum())

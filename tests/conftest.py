@@ -12,7 +12,9 @@ import torch
 
 from mnist_cli.idx import write_idx
 
-REAL_DATA = os.environ.get("MNIST_CLI_REAL_DATA")  # a folder with the four real MNIST files
+# A folder with the four real MNIST files; a relative path is read from where pytest was started
+# (the tests run the CLI in temporary folders).
+REAL_DATA = str(Path(os.environ["MNIST_CLI_REAL_DATA"]).resolve()) if os.environ.get("MNIST_CLI_REAL_DATA") else None
 
 # (what was tried, what mnist said): listed at the end of the test output.
 BAD_INPUTS: list[tuple[str, str]] = []

@@ -47,7 +47,9 @@ OBJECTIVES = {"contrastive": ["objective=contrastive", *FAST], "mae": ["objectiv
 
 
 def ssl_fit(tmp_path: Path, data: Path, objective: str, labels: str) -> dict[str, torch.Tensor]:
-    cfg = compose_config(f"dataset.root={data}", *OBJECTIVES[objective], "trainer.epochs=1", "trainer.batch_size=32")
+    # bf16 on any CPU (slow without native support), so a dtype mismatch shows on every machine
+    cfg = compose_config(f"dataset.root={data}", *OBJECTIVES[objective], "trainer.epochs=1", "trainer.batch_size=32",
+                         "trainer.precision=bf16")
     torch.manual_seed(0)
     train, val = train_val_split(load_split(cfg.dataset, "train"), cfg.dataset.val_size, cfg.dataset.split_seed)
     if labels == "shuffled":
