@@ -29,7 +29,6 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).parent))
 from pretrain_cnn import DEFAULT_DATA  # noqa: E402
 
-
 # Each method's pretraining recipe (an experiment preset), the model it trains, and that model's
 # supervised recipe for the from-scratch baseline (the ViT's own: lr 1e-3, weight decay, cosine).
 PRETRAIN = {"contrastive": "experiment=cnn_contrastive", "mae": "experiment=vit_mae"}

@@ -20,9 +20,9 @@ import torch.nn.functional as F
 from rich.console import Console
 from rich.table import Table
 
-from mnist_cli.cli import compose_config
+from mnist_cli.config.compose import compose_config
 from mnist_cli.models import build_model
-from mnist_cli.trainer import pick_device
+from mnist_cli.training.runtime import pick_device
 
 sys.path.insert(0, str(Path(__file__).parent))
 from pretrain_cnn import DEFAULT_DATA, cli_pretrain  # noqa: E402

@@ -31,14 +31,15 @@ from rich.console import Console
 from rich.table import Table
 from torch import nn
 
-from mnist_cli.batches import BatchPrep
-from mnist_cli.cli import compose_config
-from mnist_cli.data import load_split
+from mnist_cli.config.compose import compose_config
+from mnist_cli.data.batches import BatchPrep
+from mnist_cli.data.datasets import load_split
 from mnist_cli.models import build_model
 from mnist_cli.models.classifier import Classifier
 from mnist_cli.run_dir import RunDir
-from mnist_cli.stages.training import setup, train_and_test
-from mnist_cli.trainer import Trainer, pick_device
+from mnist_cli.stages.training import train_and_test
+from mnist_cli.training.runtime import autocast, pick_device, pick_precision, setup
+from mnist_cli.training.tasks.classification import evaluate
 
 sys.path.insert(0, str(Path(__file__).parent))
 from pretrain_cnn import DEFAULT_DATA, cli_pretrain, help_seconds, peak_child_rss_mb  # noqa: E402
@@ -114,13 +115,14 @@ def through_mnist(cfg, model: Classifier | None, curve: Curve) -> dict:
     device = setup(cfg)
     model = model or build_model(cfg.model, len(cfg.dataset.classes))
     test = load_split(cfg.dataset, "test").to(device)
-    tester = Trainer(cfg.trainer, device, BatchPrep(cfg.dataset))
+    prep, precision = BatchPrep(cfg.dataset), pick_precision(cfg.trainer.precision, device)
     seconds = 0.0
 
     def on_epoch_end(row: dict, trained: nn.Module) -> None:
         nonlocal seconds
         seconds += row["epoch_time_s"]
-        curve.record(tester.evaluate(trained, test).acc, seconds)
+        with autocast(device, precision):
+            curve.record(evaluate(trained, prep, test, cfg.trainer.eval_batch_size).acc, seconds)
 
     with tempfile.TemporaryDirectory() as tmp:
         return train_and_test(cfg, RunDir(tmp), model, device, None, on_epoch_end)

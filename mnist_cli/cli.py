@@ -9,26 +9,20 @@ from __future__ import annotations
 
 import sys
 import tempfile
-from importlib import resources
-from pathlib import Path
 
-from mnist_cli import __version__, distributed
+from mnist_cli import __version__
+from mnist_cli.config.arguments import hydra_argv, is_sweep
+from mnist_cli.config.checks import check_config, check_group_choices, check_resume_arg
+from mnist_cli.config.compose import groups, options
+from mnist_cli.config.stages import stages
 from mnist_cli.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, UserError
-from mnist_cli.interrupts import raise_on_sigterm
+from mnist_cli.training import distributed
+from mnist_cli.training.interrupts import raise_on_sigterm
 
-STAGES = {
-    "pretrain": "train a fresh model",
-    "finetune": "continue training a checkpoint (ckpt=...), on the same or another dataset",
-    "eval": "measure a checkpoint (ckpt=...) on the test split",
-    "predict": "label your own images (ckpt=... input=<image, folder or glob>)",
-    "export": "write a checkpoint as ONNX, TorchScript or int8, checked on test images (ckpt=... format=...)",
-}
 # Commands that are not Hydra stages: they read runs, not configs.
 COMMANDS = {
     "report": "compare runs or sweeps: a ranked table, report.csv and plots (mnist report --help)",
 }
-GROUPS = ("dataset", "model", "objective", "optimizer", "scheduler", "trainer", "logger", "experiment",
-          "hparams_search", "launcher")
 EXAMPLES = """\
   mnist pretrain model=cnn
   mnist pretrain objective=contrastive     # self-supervised: no labels
@@ -45,29 +39,22 @@ EXAMPLES = """\
   mnist pretrain --cfg job          # print the composed config and exit"""
 
 
-def config_dir() -> Path:
-    return Path(str(resources.files("mnist_cli.conf")))
-
-
 def usage() -> str:
-    conf = config_dir()
-    width = max(map(len, STAGES))
+    width = max(map(len, [*stages(), *COMMANDS]))
     lines = [
         f"mnist {__version__}: pretrain, finetune and evaluate image classifiers on MNIST-style data.",
         "",
         "Usage: mnist <stage> [key=value ...] [-m] [--cfg job] [--help] [--info]",
         "",
         "Stages:",
-        *(f"  {name:<{width}}  {text}" for name, text in STAGES.items()),
+        *(f"  {name:<{width}}  {stage.help}" for name, stage in stages().items()),
         "",
         "Other commands:",
         *(f"  {name:<{width}}  {text}" for name, text in COMMANDS.items()),
         "",
         "Config groups (choose with group=option; set any field with group.key=value):",
     ]
-    for group in GROUPS:
-        options = sorted(p.stem for p in (conf / group).glob("*.yaml"))
-        lines.append(f"  {group:<10} {', '.join(options)}")
+    lines += [f"  {group:<14} {', '.join(options(group))}" for group in groups()]
     lines += [
         "",
         "Examples:",
@@ -79,49 +66,6 @@ def usage() -> str:
     return "\n".join(lines)
 
 
-# Hydra's flags that take a value; --info takes one only when it is one of INFO_TOPICS.
-FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
-                    "--config-dir", "-cd", "--experimental-rerun"}
-INFO_TOPICS = {"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"}
-
-
-def split_args(args: list[str]) -> tuple[list[str], list[str]]:
-    """Hydra's flags (with their values) and the key=value overrides, each in their order."""
-    flags, overrides = [], []
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        if arg.startswith("-"):
-            flags.append(arg)
-            takes_value = arg in FLAGS_WITH_VALUE or (arg in ("--info", "-i") and i + 1 < len(args) and args[i + 1] in INFO_TOPICS)
-            if takes_value and i + 1 < len(args):
-                flags.append(args[i + 1])
-                i += 1
-        else:
-            overrides.append(arg)
-        i += 1
-    return flags, overrides
-
-
-def hydra_argv(stage: str, args: list[str]) -> list[str]:
-    """Hydra's arguments for `mnist <stage> ARGS`: its flags first (its parser does not take flags
-    after overrides), then the stage, then the overrides in their order."""
-    flags, overrides = split_args(args)
-    return [*flags, f"stage={stage}", *overrides]
-
-
-def compose_config(*overrides: str):
-    """The config `mnist` composes for these overrides, without running anything (for tests,
-    benchmarks and notebooks)."""
-    from hydra import compose, initialize_config_module
-
-    from mnist_cli.run_dir import register_resolvers
-
-    register_resolvers()
-    with initialize_config_module(config_module="mnist_cli.conf", version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides))
-
-
 def fail(message: str, code: int = EXIT_USAGE) -> None:
     print(f"mnist: error: {message}", file=sys.stderr)
     sys.exit(code)
@@ -130,9 +74,9 @@ def fail(message: str, code: int = EXIT_USAGE) -> None:
 def torchrun_args(stage: str, args: list[str]) -> list[str]:
     """Under torchrun, every rank runs this command; rank 0 alone makes and writes the run
     directory, the others keep no record (their Hydra output goes nowhere)."""
-    if any(arg in ("-m", "--multirun") for arg in args):
+    if is_sweep(args):
         fail("sweeps (-m) do not run under torchrun; run each job with torchrun, or sweep without it")
-    if stage in ("eval", "predict", "export"):
+    if stages()[stage].one_process:
         fail(f"{stage} runs in one process; run it without torchrun")
     if distributed.is_main():
         return args
@@ -151,19 +95,17 @@ def main(argv: list[str] | None = None) -> None:
         return
     stage, args = argv[0], argv[1:]
     if stage == "report":
-        from mnist_cli.report import main as report
+        from mnist_cli.report.runs import main as report
 
         try:
             report(args)
         except UserError as e:
             fail(str(e))
         return
-    if stage not in STAGES:
-        fail(f"unknown stage '{stage}': use one of {', '.join([*STAGES, *COMMANDS])} (see `mnist --help`)")
+    if stage not in stages():
+        fail(f"unknown stage '{stage}': use one of {', '.join([*stages(), *COMMANDS])} (see `mnist --help`)")
     raise_on_sigterm()
     try:
-        from mnist_cli.checks import check_config, check_group_choices, check_resume_arg
-
         check_group_choices(args)
         check_resume_arg(args)
         if distributed.world_size() > 1:
@@ -172,9 +114,9 @@ def main(argv: list[str] | None = None) -> None:
 
         import hydra
 
+        from mnist_cli.report.sweeps import failed_jobs
         from mnist_cli.run_dir import register_resolvers
         from mnist_cli.stages import run_job
-        from mnist_cli.sweeps import failed_jobs
 
         register_resolvers()
         sys.argv = [sys.argv[0], *hydra_argv(stage, args)]

@@ -1,7 +1,9 @@
-"""Shared fixtures: tiny generated IDX data sets and a helper that runs the `mnist` command."""
+"""Shared fixtures and helpers: tiny generated IDX data sets, running the `mnist` command, training
+in process, and reading a run directory."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -9,8 +11,17 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
-from mnist_cli.idx import write_idx
+from mnist_cli.config.compose import compose_config
+from mnist_cli.data.batches import BatchPrep
+from mnist_cli.data.datasets import Split, load_split, train_val_split
+from mnist_cli.data.idx import write_idx
+from mnist_cli.models import build_model
+from mnist_cli.run_dir import RunDir
+from mnist_cli.training.optim import build_optimizer, build_scheduler
+from mnist_cli.training.tasks import build_learner, build_task
+from mnist_cli.training.trainer import Trainer
 
 # A folder with the four real MNIST files; a relative path is read from where pytest was started
 # (the tests run the CLI in temporary folders).
@@ -70,3 +81,36 @@ def mnist(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subproces
 
 def run_dirs(cwd: Path, stage: str) -> list[Path]:
     return sorted(p for p in (cwd / "outputs" / stage).iterdir() if p.is_dir())
+
+
+def summary(run: Path) -> dict:
+    return json.loads((run / "summary.json").read_text())
+
+
+def metrics(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def fit(tmp_path: Path, data: Path, *overrides: str, model=None, shuffle_labels: bool = False):
+    """Train in process as `mnist pretrain` would (FAST unless overridden) into tmp_path/run:
+    (FitResult, RunDir, the trained model, the Trainer, the config). `shuffle_labels`: train on
+    the training images with their labels shuffled."""
+    fast = FAST if not any(o.startswith("model=") for o in overrides) else FAST[:2]  # FAST[2:] are the CNN's
+    cfg = compose_config(f"dataset.root={data}", "dataset.download=false", *fast, *overrides)
+    torch.manual_seed(cfg.trainer.seed)
+    train, val = train_val_split(load_split(cfg.dataset, "train"), cfg.dataset.val_size, cfg.dataset.split_seed)
+    if shuffle_labels:
+        train = Split(train.images, train.labels[torch.randperm(len(train), generator=torch.Generator().manual_seed(1))])
+    model = model or build_learner(cfg.objective, build_model(cfg.model, 10))
+    trainer = Trainer(cfg.trainer, torch.device("cpu"), build_task(cfg, model, BatchPrep(cfg.dataset)))
+    optimizer = build_optimizer(cfg.optimizer, model)
+    scheduler = build_scheduler(cfg.scheduler, optimizer, trainer.steps_per_epoch(len(train)), cfg.trainer.epochs)
+    run = RunDir(tmp_path / "run")
+    info = {"config": {"model": OmegaConf.to_container(cfg.model)}, "model_name": cfg.model.name, "num_classes": 10,
+            "objective": cfg.objective.name}
+    result = trainer.fit(model, train, val, optimizer, scheduler, run, info)
+    return result, run, model, trainer, cfg
+
+
+def accuracy_of(trainer: Trainer, model: torch.nn.Module, split: Split) -> float:
+    return trainer.validate(model, split, split).acc

@@ -80,7 +80,7 @@ def test_config_errors_do_not_import_torch(tmp_path: Path) -> None:
 
 def test_hydra_flags_keep_working(tmp_path: Path) -> None:
     cfg = mnist("pretrain", "optimizer=sgd", "--cfg", "job", cwd=tmp_path)
-    assert cfg.returncode == 0 and "name: sgd" in cfg.stdout and "momentum: 0.9" in cfg.stdout
+    assert cfg.returncode == 0 and "_target_: torch.optim.SGD" in cfg.stdout and "momentum: 0.9" in cfg.stdout
     help_text = mnist("finetune", "--help", cwd=tmp_path)
     assert help_text.returncode == 0 and "strategy: full" in help_text.stdout and "optimizer: adadelta, adam, adamw, sgd" in help_text.stdout
     assert not (tmp_path / "outputs").exists()  # neither ran a job

@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from hydra.utils import get_class, get_method
 from omegaconf import OmegaConf
 
-from mnist_cli.checks import check_group_choices
-from mnist_cli.cli import compose_config, config_dir, hydra_argv, usage
+from mnist_cli.cli import usage
+from mnist_cli.config.arguments import hydra_argv
+from mnist_cli.config.checks import check_group_choices
+from mnist_cli.config.compose import compose_config, config_dir, groups
+from mnist_cli.config.stages import stages
+from mnist_cli.config.validate import validate
 from mnist_cli.errors import UserError
 from mnist_cli.models import MODELS
 from mnist_cli.run_dir import RunDir, unique_dir
-from mnist_cli.validate import validate
 
 GROUP_OPTIONS = [
     (group, path.stem)
-    for group in ("dataset", "model", "optimizer", "scheduler", "trainer", "stage", "logger", "experiment", "hparams_search", "launcher")
+    for group in (*groups(), "stage")
     for path in sorted((config_dir() / group).glob("*.yaml"))
 ]
 
@@ -27,14 +32,17 @@ GROUP_OPTIONS = [
 def test_every_group_option_composes_and_validates(group: str, option: str) -> None:
     extra = ["ckpt=x.ckpt"] if group == "stage" and option != "pretrain" else []
     extra += ["input=x.png"] if option == "predict" else []
+    extra += ["model=vit_mini"] if group == "objective" and option == "mae" else []
     cfg = compose_config(f"{group}={option}", *extra)
     validate(cfg)
-    if group in ("dataset", "optimizer", "scheduler"):
-        assert cfg[group].name == option
+    if group == "dataset":
+        assert cfg.dataset.name == option
+    if group in ("optimizer", "scheduler"):  # a torch.optim class, a schedules.py function
+        assert callable((get_class if group == "optimizer" else get_method)(cfg[group]._target_))
     if group == "model":
         assert cfg.model.name in MODELS  # vit_mini is a size of the vit model
     if group == "stage":
-        assert cfg.stage.name == option
+        assert cfg.stage.name == option and callable(importlib.import_module(stages()[option].runner).run)
 
 
 def test_every_config_file_has_comments() -> None:

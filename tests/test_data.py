@@ -9,11 +9,12 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from conftest import write_dataset
-from mnist_cli.batches import BatchPrep
-from mnist_cli.data import load_split, train_val_split
+from mnist_cli.data.batches import BatchPrep
+from mnist_cli.data.datasets import load_split, train_val_split
+from mnist_cli.data.idx import read_idx, write_idx
 from mnist_cli.errors import UserError
-from mnist_cli.idx import read_idx, write_idx
+
+from conftest import write_dataset
 
 MNIST_CFG = OmegaConf.load(Path(__file__).parents[1] / "conf" / "dataset" / "mnist.yaml")
 

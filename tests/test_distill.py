@@ -7,12 +7,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import FAST
-from mnist_cli.batches import BatchPrep
-from mnist_cli.cli import compose_config
-from mnist_cli.distill import distillation_loss
+from mnist_cli.config.compose import compose_config
+from mnist_cli.data.batches import BatchPrep
 from mnist_cli.models import build_model
-from mnist_cli.trainer import Trainer
+from mnist_cli.training.tasks import build_task
+from mnist_cli.training.tasks.distillation import distillation_loss
+
+from conftest import FAST
 
 
 def test_distillation_loss_mixes_labels_and_the_teachers_soft_targets() -> None:
@@ -31,13 +32,13 @@ def test_distillation_loss_mixes_labels_and_the_teachers_soft_targets() -> None:
 def test_adversarial_batches_stay_within_eps_and_leave_batchnorm_statistics_alone() -> None:
     cfg = compose_config(*FAST, "trainer.adversarial=pgd", "trainer.adversarial_eps=0.1", "trainer.adversarial_steps=3")
     prep = BatchPrep(cfg.dataset)
-    trainer = Trainer(cfg.trainer, torch.device("cpu"), prep)
     model = build_model(cfg.model, 10).train()
+    task = build_task(cfg, model, prep)
     images = torch.randint(0, 256, (16, 1, 28, 28), dtype=torch.uint8)
     labels = torch.randint(0, 10, (16,))
     pixels = prep.pixels(images, train=False)
     stats = {k: v.clone() for k, v in model.state_dict().items() if "running" in k}
-    attacked = trainer.adversarial(model, pixels, labels)
+    attacked = task.adversarial(pixels, labels, torch.Generator().manual_seed(0))
     change = (attacked - pixels).abs().max().item()
     assert 0.05 < change <= 0.1 + 1e-5 and attacked.min() >= 0 and attacked.max() <= 1
     assert model.training and all(torch.equal(v, model.state_dict()[k]) for k, v in stats.items())

@@ -10,8 +10,9 @@ import sys
 import time
 from pathlib import Path
 
+from mnist_cli.training.checkpoint import load_checkpoint
+
 from conftest import FAST, mnist, run_dirs, write_dataset
-from mnist_cli.checkpoint import load_checkpoint
 
 ARGS = [*FAST, "trainer.batch_size=32"]  # the global batch: 16 images per process
 

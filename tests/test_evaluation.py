@@ -9,11 +9,12 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from mnist_cli.batches import BatchPrep
-from mnist_cli.data import load_split
-from mnist_cli.metrics import calibration, top_k_accuracy
-from mnist_cli.robustness import CORRUPTIONS, attacked_accuracy, corrupt, fgsm, pgd, tta_probabilities
-from test_trainer import fit
+from mnist_cli.data.batches import BatchPrep
+from mnist_cli.data.datasets import load_split
+from mnist_cli.evaluation.metrics import calibration, top_k_accuracy
+from mnist_cli.evaluation.robustness import CORRUPTIONS, attacked_accuracy, corrupt, fgsm, pgd, tta_probabilities
+
+from conftest import fit
 
 
 def test_calibration_error_of_a_known_case() -> None:
@@ -58,7 +59,7 @@ def test_pgd_is_at_least_as_strong_as_fgsm_which_is_at_least_as_strong_as_clean(
     with torch.no_grad():
         clean = (forward(test.images.float() / 255).argmax(1) == test.labels).double().mean().item()
     attacks = OmegaConf.create({"attack": ["fgsm", "pgd"], "eps": [0.1], "pgd_steps": 10, "pgd_step_size": None, "pgd_random_start": True})
-    found = attacked_accuracy(attacks, forward, test.images, test.labels, batch_size=64)
+    found = attacked_accuracy(attacks, forward, test.images.float() / 255, test.labels, batch_size=64)
     assert found["pgd"]["0.1"] <= found["fgsm"]["0.1"] <= clean
     assert found["pgd"]["0.1"] < clean > 0.9  # the attack does something to a model that works
 

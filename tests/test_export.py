@@ -9,10 +9,12 @@ import pytest
 import torch
 from torch import nn
 
-from mnist_cli import export
-from mnist_cli.batches import BatchPrep
-from mnist_cli.data import load_split
-from test_trainer import fit
+from mnist_cli.data.batches import BatchPrep
+from mnist_cli.data.datasets import load_split
+from mnist_cli.deploy import export
+from mnist_cli.evaluation.inference import outputs
+
+from conftest import fit
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +33,7 @@ def test_exported_file_matches_pytorch_and_records_its_preprocessing(trained, tm
     predict = export.export(model, fmt, path, images[:2], info, opset=18)
     with torch.no_grad():
         expected = model(images)
-    got = export.logits_in_batches(predict, images, 50)  # batch sizes other than the example's
+    got = outputs(predict, images, 50)  # batch sizes other than the example's
     assert got.shape == expected.shape and torch.allclose(got, expected, atol=1e-4)
     _, recorded = (export.load_onnx if fmt == "onnx" else export.load_torchscript)(path)
     assert recorded["mean"] == pytest.approx(0.1307) and recorded["std"] == pytest.approx(0.3081)
@@ -45,7 +47,7 @@ def test_int8_file_is_smaller_and_within_one_point_of_float32(trained, tmp_path:
     assert (tmp_path / "int8.pt").stat().st_size < 0.7 * (tmp_path / "fp32.pt").stat().st_size
     with torch.no_grad():
         fp32 = (model(images).argmax(1) == labels).double().mean().item()
-    int8 = (export.logits_in_batches(predict, images, 64).argmax(1) == labels).double().mean().item()
+    int8 = (outputs(predict, images, 64).argmax(1) == labels).double().mean().item()
     assert abs(int8 - fp32) <= 0.01 and fp32 > 0.9
 
 

@@ -20,10 +20,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import BAD_INPUTS, FAST, mnist, run_dirs, write_dataset
-from mnist_cli.checkpoint import load_checkpoint, save_checkpoint
 from mnist_cli.errors import UserError
 from mnist_cli.run_dir import write_text
+from mnist_cli.training.checkpoint import load_checkpoint, save_checkpoint
+
+from conftest import BAD_INPUTS, FAST, mnist, run_dirs, write_dataset
 
 pytestmark = pytest.mark.faults
 

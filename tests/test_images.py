@@ -9,8 +9,8 @@ import pytest
 from omegaconf import OmegaConf
 from PIL import Image
 
+from mnist_cli.data.images import find_images, load_grayscale, to_mnist
 from mnist_cli.errors import UserError
-from mnist_cli.images import find_images, load_grayscale, to_mnist
 
 CFG = OmegaConf.create({"invert": "auto", "threshold": 0.2, "digit_size": 20})
 

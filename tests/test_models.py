@@ -10,13 +10,14 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from conftest import TINY_VIT, mnist, run_dirs
-from mnist_cli.cli import compose_config
-from mnist_cli.checkpoint import inherit_config, load_checkpoint, model_from_checkpoint, save_checkpoint
+from mnist_cli.config.compose import compose_config
+from mnist_cli.config.validate import validate
 from mnist_cli.errors import UserError
-from mnist_cli.lora import LoRALinear, add_adapters, merged_state_dict
 from mnist_cli.models import build_model
-from mnist_cli.validate import validate
+from mnist_cli.models.lora import LoRALinear, add_adapters, merged_state_dict
+from mnist_cli.training.checkpoint import inherit_config, load_checkpoint, model_from_checkpoint, save_checkpoint
+
+from conftest import TINY_VIT, mnist, run_dirs
 
 # (overrides, feature width); sizes as the configs ship them.
 MODELS = {
@@ -108,10 +109,11 @@ def test_vit_pretrain_eval_round_trip_and_frozen_or_lora_finetune(tmp_path: Path
 
 def test_experiment_presets_pick_each_models_recipe() -> None:
     vit = compose_config("experiment=vit")
-    assert (vit.model.name, vit.optimizer.name, vit.scheduler.name, vit.scheduler.warmup_epochs) == ("vit", "adamw", "cosine", 2)
+    assert (vit.model.name, vit.optimizer._target_, vit.scheduler._target_, vit.scheduler.warmup_epochs) == (
+        "vit", "torch.optim.AdamW", "mnist_cli.training.schedules.cosine", 2)
     assert compose_config("experiment=vit_mini").model.patch == 7
     resnet = compose_config("experiment=resnet18", "model.stem=strided")
-    assert (resnet.model.name, resnet.model.stem, resnet.optimizer.name) == ("resnet18", "strided", "sgd")
+    assert (resnet.model.name, resnet.model.stem, resnet.optimizer._target_) == ("resnet18", "strided", "torch.optim.SGD")
     assert compose_config("experiment=vit").trainer.batch_size == compose_config().trainer.batch_size  # only differences
 
 

@@ -9,7 +9,7 @@ import pytest
 from omegaconf import OmegaConf
 from torch import nn
 
-from mnist_cli.optim import build_optimizer, lr_factor
+from mnist_cli.training.optim import build_optimizer, build_schedule, lr_factor
 
 CONF = Path(__file__).parents[1] / "conf"
 
@@ -19,7 +19,7 @@ def schedule(name: str, **changes):
 
 
 def factors(cfg, total: int = 100, per_epoch: int = 10) -> list[float]:
-    return [lr_factor(step, total, per_epoch, cfg) for step in range(total)]
+    return [lr_factor(step, total, per_epoch, cfg.warmup_epochs, build_schedule(cfg)) for step in range(total)]
 
 
 def test_warmup_ramps_linearly_then_hands_over() -> None:

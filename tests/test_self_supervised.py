@@ -8,20 +8,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 
-from conftest import FAST, TINY_VIT, mnist, run_dirs
-from mnist_cli.batches import BatchPrep
-from mnist_cli.checkpoint import load_checkpoint
-from mnist_cli.cli import compose_config
-from mnist_cli.contrastive import Views, nt_xent
-from mnist_cli.data import Split, load_split, train_val_split
-from mnist_cli.models import build_model
-from mnist_cli.optim import build_optimizer, build_scheduler
-from mnist_cli.run_dir import RunDir
-from mnist_cli.mae import patchify
-from mnist_cli.self_supervised import build_learner, build_objective, classifier_state
-from mnist_cli.trainer import Trainer
+from mnist_cli.config.compose import compose_config
+from mnist_cli.data.batches import BatchPrep
+from mnist_cli.training.checkpoint import load_checkpoint
+from mnist_cli.training.tasks.contrastive import Views, nt_xent
+from mnist_cli.training.tasks.mae import patchify
+from mnist_cli.training.tasks.self_supervised import classifier_state
+
+from conftest import FAST, TINY_VIT, fit, mnist, run_dirs
 
 
 def test_nt_xent_rewards_matching_views() -> None:
@@ -33,7 +28,7 @@ def test_nt_xent_rewards_matching_views() -> None:
 
 def test_views_are_random_per_image_reproducible_and_normalized() -> None:
     cfg = compose_config("objective=contrastive")
-    views = Views(cfg.objective, cfg.dataset)
+    views = Views(cfg.objective.views, BatchPrep(cfg.dataset))
     images = torch.full((4, 1, 28, 28), 128, dtype=torch.uint8)
     images[:, :, 8:20, 8:20] = 255
     a = views(images, torch.Generator().manual_seed(0))
@@ -48,20 +43,8 @@ OBJECTIVES = {"contrastive": ["objective=contrastive", *FAST], "mae": ["objectiv
 
 def ssl_fit(tmp_path: Path, data: Path, objective: str, labels: str) -> dict[str, torch.Tensor]:
     # bf16 on any CPU (slow without native support), so a dtype mismatch shows on every machine
-    cfg = compose_config(f"dataset.root={data}", *OBJECTIVES[objective], "trainer.epochs=1", "trainer.batch_size=32",
-                         "trainer.precision=bf16")
-    torch.manual_seed(0)
-    train, val = train_val_split(load_split(cfg.dataset, "train"), cfg.dataset.val_size, cfg.dataset.split_seed)
-    if labels == "shuffled":
-        train = Split(train.images, train.labels[torch.randperm(len(train), generator=torch.Generator().manual_seed(1))])
-    model = build_learner(cfg.objective, build_model(cfg.model, 10))
-    prep = BatchPrep(cfg.dataset)
-    trainer = Trainer(cfg.trainer, torch.device("cpu"), prep, build_objective(cfg.objective, cfg.dataset, prep))
-    optimizer = build_optimizer(cfg.optimizer, model)
-    scheduler = build_scheduler(cfg.scheduler, optimizer, trainer.steps_per_epoch(len(train)), cfg.trainer.epochs)
-    info = {"config": {"model": OmegaConf.to_container(cfg.model)}, "model_name": cfg.model.name, "num_classes": 10, "objective": objective}
-    run = RunDir(tmp_path / f"{objective}-{labels}")
-    trainer.fit(model, train, val, optimizer, scheduler, run, info)
+    _, run, *_ = fit(tmp_path / labels, data, *OBJECTIVES[objective], "trainer.epochs=1", "trainer.batch_size=32",
+                     "trainer.precision=bf16", shuffle_labels=labels == "shuffled")
     return load_checkpoint(run.last_ckpt)["model"]
 
 

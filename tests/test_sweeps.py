@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from mnist_cli.config.compose import config_dir
+from mnist_cli.report import runs as report
+
 from conftest import FAST, mnist, run_dirs, write_dataset
-from mnist_cli import report
-from mnist_cli.cli import config_dir
 
 TINY_CNN = ["trainer.batch_size=32", "model.channels=[8,16]"]
 

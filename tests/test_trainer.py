@@ -7,33 +7,16 @@ from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 
-from conftest import FAST
-from mnist_cli.batches import BatchPrep
-from mnist_cli.cli import compose_config
-from mnist_cli.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
-from mnist_cli.data import limit_labels, load_split, train_val_split
+from mnist_cli.config.compose import compose_config
+from mnist_cli.data.datasets import limit_labels, load_split
 from mnist_cli.errors import UserError
-from mnist_cli.metrics import classification_report
+from mnist_cli.evaluation.metrics import classification_report
 from mnist_cli.models import build_model
-from mnist_cli.optim import build_optimizer, build_scheduler
-from mnist_cli.run_dir import RunDir
-from mnist_cli.trainer import Trainer
+from mnist_cli.training.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from mnist_cli.training.optim import build_optimizer
 
-
-def fit(tmp_path: Path, data: Path, *overrides: str, model=None):
-    cfg = compose_config(f"dataset.root={data}", "dataset.download=false", *FAST, *overrides)
-    torch.manual_seed(cfg.trainer.seed)
-    train, val = train_val_split(load_split(cfg.dataset, "train"), cfg.dataset.val_size, cfg.dataset.split_seed)
-    model = model or build_model(cfg.model, 10)
-    trainer = Trainer(cfg.trainer, torch.device("cpu"), BatchPrep(cfg.dataset))
-    optimizer = build_optimizer(cfg.optimizer, model)
-    scheduler = build_scheduler(cfg.scheduler, optimizer, trainer.steps_per_epoch(len(train)), cfg.trainer.epochs)
-    run = RunDir(tmp_path / "run")
-    info = {"config": {"model": OmegaConf.to_container(cfg.model)}, "model_name": "cnn", "num_classes": 10, "objective": "supervised"}
-    result = trainer.fit(model, train, val, optimizer, scheduler, run, info)
-    return result, run, model, trainer, cfg
+from conftest import FAST, accuracy_of, fit
 
 
 def test_trainer_learns_and_writes_checkpoints_and_metrics(tmp_path: Path, tiny_data: Path) -> None:
@@ -48,7 +31,7 @@ def test_trainer_learns_and_writes_checkpoints_and_metrics(tmp_path: Path, tiny_
     assert best["epoch"] == result.best_epoch and "optimizer" not in best
     rebuilt = model_from_checkpoint(last)
     test = load_split(cfg.dataset, "test")
-    assert trainer.evaluate(rebuilt, test).acc == trainer.evaluate(model, test).acc
+    assert accuracy_of(trainer, rebuilt, test) == accuracy_of(trainer, model, test)
 
 
 @pytest.mark.parametrize("overrides", [FAST, ["model=resnet18", "model.stem=strided"]], ids=["cnn", "resnet18"])
@@ -112,7 +95,7 @@ def test_classification_report_on_a_known_case() -> None:
 
 
 def test_precision_auto_picks_what_the_hardware_computes_natively() -> None:
-    from mnist_cli.trainer import pick_precision
+    from mnist_cli.training.runtime import pick_precision
 
     native_bf16 = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
     assert pick_precision("auto", torch.device("cpu")) == ("bf16" if native_bf16 else "fp32")
@@ -125,7 +108,7 @@ def test_compiled_training_saves_checkpoints_an_uncompiled_model_loads(tmp_path:
     assert not any(key.startswith("_orig_mod") for key in ckpt["model"])
     plain = model_from_checkpoint(ckpt)
     test = load_split(cfg.dataset, "test")
-    assert trainer.evaluate(plain, test).acc == trainer.evaluate(model, test).acc
+    assert accuracy_of(trainer, plain, test) == accuracy_of(trainer, model, test)
 
 
 def test_few_labels_are_class_balanced_and_reproducible(tiny_data: Path) -> None:

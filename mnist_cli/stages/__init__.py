@@ -1,35 +1,33 @@
 """The Hydra task: validate the config, hand it to the stage's runner, and record the outcome in
-the run directory's summary.json. Each runner lives in its own module:
-
-    pretrain -> stages/pretrain.py    finetune -> stages/finetune.py    eval -> stages/evaluate.py
-    predict -> stages/predict.py      export -> stages/export.py
+the run directory's summary.json. Each runner lives in its own module, named by its stage's
+conf/stage/<name>.yaml (config/stages.py): pretrain.py, finetune.py, evaluate.py, predict.py,
+export.py; training.py is what pretrain and finetune share.
 """
 
 from __future__ import annotations
 
 import importlib
-from importlib import metadata
 import logging
 import platform
 import signal
 import sys
 import time
 from datetime import datetime
+from importlib import metadata
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from mnist_cli import __version__, distributed
+from mnist_cli import __version__
+from mnist_cli.config.stages import stages
+from mnist_cli.config.validate import validate
 from mnist_cli.errors import EXIT_USAGE, UserError
 from mnist_cli.run_dir import RunDir
-from mnist_cli.validate import validate
+from mnist_cli.training import distributed
 
 log = logging.getLogger(__name__)
-
-RUNNERS = {"pretrain": "pretrain", "finetune": "finetune", "eval": "evaluate", "predict": "predict", "export": "export"}
-
 
 def task_overrides() -> list[str]:
     """The key=value overrides given on the command line for this job."""
@@ -45,7 +43,7 @@ def versions() -> dict[str, str]:
 
 def resumed_config(cfg: DictConfig, run: RunDir) -> tuple[DictConfig, dict[str, Any]]:
     """The config and last checkpoint of the run being resumed."""
-    from mnist_cli.checkpoint import load_checkpoint
+    from mnist_cli.training.checkpoint import load_checkpoint
 
     summary = run.read_summary() or {}
     if summary.get("status") == "completed":
@@ -79,7 +77,7 @@ def run_job(cfg: DictConfig) -> float | None:
             run.remove_temporaries()
             summary = {**(run.read_summary() or summary), "status": "running", "resumed_at": now}
         run.write_summary(summary)
-        runner = importlib.import_module(f"mnist_cli.stages.{RUNNERS[cfg.stage.name]}")
+        runner = importlib.import_module(stages()[cfg.stage.name].runner)
         results = runner.run(cfg, run, resume)
         summary.update(status="completed", metric=cfg.metric, **results)
         return results.get(cfg.metric)

@@ -9,19 +9,24 @@ from typing import Any
 
 import torch
 from omegaconf import DictConfig
-from torch import nn
 
-from mnist_cli.batches import BatchPrep
-from mnist_cli.checkpoint import inherit_config, load_classifier_checkpoint, model_from_checkpoint, resolve_checkpoint
-from mnist_cli.console import print_confusion, print_key_values, print_per_class, print_robustness
-from mnist_cli.data import Split, load_split
+from mnist_cli.data.batches import BatchPrep
+from mnist_cli.data.datasets import Split, load_split
 from mnist_cli.errors import UserError
-from mnist_cli.metrics import calibration, classification_report, top_k_accuracy
-from mnist_cli.robustness import attacked_accuracy, batches, corrupted_accuracy, tta_probabilities
+from mnist_cli.evaluation.inference import chunks
+from mnist_cli.evaluation.metrics import calibration, classification_report, top_k_accuracy
+from mnist_cli.evaluation.robustness import Forward, attacked_accuracy, corrupted_accuracy, tta_probabilities
+from mnist_cli.report.console import print_confusion, print_key_values, print_per_class, print_robustness
 from mnist_cli.run_dir import RunDir
 from mnist_cli.stages import task_overrides
-from mnist_cli.stages.training import setup
-from mnist_cli.trainer import Trainer
+from mnist_cli.training.checkpoint import (
+    inherit_config,
+    load_classifier_checkpoint,
+    model_from_checkpoint,
+    resolve_checkpoint,
+)
+from mnist_cli.training.runtime import autocast, pick_precision, setup
+from mnist_cli.training.tasks.classification import evaluate
 
 
 def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str, Any]:
@@ -40,8 +45,14 @@ def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str
     model = model_from_checkpoint(ckpt).to(device)
     test = load_split(cfg.dataset, "test").to(device)
     prep = BatchPrep(cfg.dataset)
-    trainer = Trainer(cfg.trainer, device, prep)
-    tested = trainer.evaluate(model, test)
+    precision = pick_precision(cfg.trainer.precision, device)
+
+    def forward(x: torch.Tensor) -> torch.Tensor:  # pixels in [0, 1] -> logits
+        with autocast(device, precision):
+            return model(prep.normalize(x)).float()
+
+    with autocast(device, precision):
+        tested = evaluate(model, prep, test, cfg.trainer.eval_batch_size)
     labels = test.labels.cpu()
     report = classification_report(tested.predictions, labels, len(classes))
     calibrated = calibration(tested.probabilities, labels, cfg.eval.calibration_bins)
@@ -57,7 +68,7 @@ def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str
         "macro_f1": report["macro_f1"],
         "ece": calibrated["ece"],
     }
-    robustness = measure_robustness(cfg, model, test, trainer, tested.predictions)
+    robustness = measure_robustness(cfg, forward, prep.pixels(test.images, train=False), test.labels, tested.predictions)
     results.update(robustness)
     figures = draw_figures(cfg, run, classes, test, tested.probabilities, report, calibrated)
     run.write_json("eval.json", {**results, "classes": classes, **report, "calibration_bins": calibrated["bins"]})
@@ -82,36 +93,31 @@ def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str
     return results
 
 
-def measure_robustness(cfg: DictConfig, model: nn.Module, test: Split, trainer: Trainer, predictions: torch.Tensor) -> dict[str, Any]:
+def measure_robustness(cfg: DictConfig, forward: Forward, pixels: torch.Tensor, labels: torch.Tensor,
+                       predictions: torch.Tensor) -> dict[str, Any]:
     """TTA accuracy, accuracy under attacks (with the clean accuracy of the attacked images) and
-    under corruptions, as eval.* asks."""
-    model.eval()
-
-    def forward(x: torch.Tensor) -> torch.Tensor:  # pixels in [0, 1] -> logits
-        with trainer.autocast():
-            return model(trainer.prep.normalize(x)).float()
-
+    under corruptions, as eval.* asks; `forward` maps pixels in [0, 1] to logits."""
     size = cfg.trainer.eval_batch_size
     found: dict[str, Any] = {}
     if cfg.eval.tta:
         with torch.no_grad():
             hits = sum(int((tta_probabilities(forward, x, cfg.eval.tta_shift).argmax(1) == y).sum())
-                       for x, y in batches(test.images, test.labels, size))
-        found["tta_acc"] = hits / len(test)
+                       for x, y in chunks(pixels, labels, size=size))
+        found["tta_acc"] = hits / len(labels)
     if cfg.eval.attack:
-        n = cfg.eval.attack_images or len(test)
-        found["attacks"] = attacked_accuracy(cfg.eval, forward, test.images[:n], test.labels[:n], size)
-        found["attack_images"] = min(n, len(test))
-        found["attack_clean_acc"] = (predictions[:n] == test.labels[:n].cpu()).double().mean().item()
+        n = cfg.eval.attack_images or len(labels)
+        found["attacks"] = attacked_accuracy(cfg.eval, forward, pixels[:n], labels[:n], size)
+        found["attack_images"] = min(n, len(labels))
+        found["attack_clean_acc"] = (predictions[:n] == labels[:n].cpu()).double().mean().item()
     if cfg.eval.corruptions:
-        found["corruptions"] = corrupted_accuracy(cfg.eval.corruption, forward, test.images, test.labels, size)
+        found["corruptions"] = corrupted_accuracy(cfg.eval.corruption, forward, pixels, labels, size)
     return found
 
 
 def draw_figures(cfg: DictConfig, run: RunDir, classes: list[str], test: Split, probabilities: torch.Tensor,
                  report: dict[str, Any], calibrated: dict[str, Any]) -> list[Path]:
     """confusion_matrix.png, reliability.png and the grid of the most confidently wrong images."""
-    from mnist_cli import plots
+    from mnist_cli.report import plots
 
     drawn = [run.path / "confusion_matrix.png", run.path / "reliability.png"]
     plots.confusion_heatmap(report["confusion_matrix"], classes, drawn[0])

@@ -12,20 +12,27 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
-from mnist_cli import export
-from mnist_cli.batches import BatchPrep
-from mnist_cli.checkpoint import inherit_config, load_classifier_checkpoint, model_from_checkpoint, resolve_checkpoint
-from mnist_cli.console import print_export
-from mnist_cli.data import load_split
+from mnist_cli.data.batches import BatchPrep
+from mnist_cli.data.datasets import load_split
+from mnist_cli.deploy import export
 from mnist_cli.errors import UserError
+from mnist_cli.evaluation.inference import outputs
+from mnist_cli.report.console import print_export
 from mnist_cli.run_dir import RunDir
 from mnist_cli.stages import task_overrides
+from mnist_cli.training.checkpoint import (
+    inherit_config,
+    load_classifier_checkpoint,
+    model_from_checkpoint,
+    resolve_checkpoint,
+)
+from mnist_cli.training.runtime import setup
 
 SUFFIX = {"onnx": "onnx", "torchscript": "pt", "int8": "int8.pt"}
 
 
 def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str, Any]:
-    torch.manual_seed(cfg.trainer.seed)
+    setup(cfg)  # seeds, threads, deterministic kernels; the export itself runs on the CPU, in float32
     source = resolve_checkpoint(cfg.ckpt, cfg.outputs_root)
     ckpt = load_classifier_checkpoint(source)
     inherit_config(cfg, ckpt, task_overrides())
@@ -42,18 +49,18 @@ def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str
         return (logits.argmax(1) == labels).double().mean().item()
 
     model = model_from_checkpoint(ckpt).eval()
-    reference = export.logits_in_batches(model, images, size)
+    reference = outputs(model, images, size)
     rows = [{"model": "checkpoint (float32, PyTorch)", **sizes(state_bytes(model)), "accuracy": accuracy(reference), "max_diff": 0.0}]
     pruned = 0
     baseline = reference  # what the exported file should reproduce
     if cfg.prune:
         pruned = export.prune_weights(model, cfg.prune)
-        baseline = export.logits_in_batches(model, images, size)
+        baseline = outputs(model, images, size)
         rows.append({"model": f"pruned {cfg.prune:.0%} (PyTorch)", **sizes(state_bytes(model)), "accuracy": accuracy(baseline), "max_diff": None})
 
     path = run.path / f"model.{SUFFIX[cfg.format]}"
     predict = export.export(model, cfg.format, path, images[:2], export.preprocessing(cfg.dataset), cfg.export.opset)
-    exported = export.logits_in_batches(predict, images, size)
+    exported = outputs(predict, images, size)
     max_diff = (exported - baseline).abs().max().item()
     rows.append({"model": f"{path.name} ({cfg.format})", **sizes(path.read_bytes()), "accuracy": accuracy(exported), "max_diff": max_diff})
 

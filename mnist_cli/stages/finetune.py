@@ -10,20 +10,28 @@ With teacher=<ckpt>, the model also learns from that model's soft targets (disti
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from omegaconf import DictConfig
 
-from mnist_cli.checkpoint import (inherit_config, load_checkpoint, load_classifier_checkpoint, model_from_checkpoint,
-                                  resolve_checkpoint)
-from mnist_cli.distill import Distillation
 from mnist_cli.errors import UserError
-from mnist_cli.lora import add_adapters
 from mnist_cli.models import build_model
+from mnist_cli.models.lora import add_adapters
 from mnist_cli.run_dir import RunDir
 from mnist_cli.stages import task_overrides
-from mnist_cli.stages.training import setup, train_and_test
+from mnist_cli.stages.training import train_and_test
+from mnist_cli.training.checkpoint import (
+    inherit_config,
+    load_checkpoint,
+    load_classifier_checkpoint,
+    model_from_checkpoint,
+    resolve_checkpoint,
+)
+from mnist_cli.training.runtime import setup
+from mnist_cli.training.tasks.base import Task
+from mnist_cli.training.tasks.distillation import Distillation
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +61,13 @@ def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str
         model.freeze_backbone()
         count = add_adapters(model.backbone, cfg.finetune.lora_rank, cfg.finetune.lora_alpha)
         log.info(f"LoRA adapters of rank {cfg.finetune.lora_rank} on {count} linear layers")
-    results = train_and_test(cfg, run, model, device, resume, distillation=load_teacher(cfg, device))
+    results = train_and_test(cfg, run, model, device, resume, wrap_task=distill_from_teacher(cfg, device))
     return {**results, "source_checkpoint": cfg.ckpt, **({"teacher": cfg.teacher} if cfg.teacher else {})}
 
 
-def load_teacher(cfg: DictConfig, device: torch.device) -> Distillation | None:
-    """The teacher of teacher=<ckpt>, which must know the same classes as the student."""
+def distill_from_teacher(cfg: DictConfig, device: torch.device) -> Callable[[Task], Task] | None:
+    """With teacher=<ckpt> (a model that knows the same classes as the student): the supervised
+    task wrapped in distillation from it."""
     if cfg.teacher is None:
         return None
     source = resolve_checkpoint(cfg.teacher, cfg.outputs_root)
@@ -71,4 +80,4 @@ def load_teacher(cfg: DictConfig, device: torch.device) -> Distillation | None:
     teacher = model_from_checkpoint(ckpt).to(device, memory_format=torch.channels_last)
     log.info(f"distilling from {source} ({ckpt['model_name']}, {sum(p.numel() for p in teacher.parameters()):,} parameters), "
              f"alpha {cfg.distill.alpha}, temperature {cfg.distill.temperature}")
-    return Distillation(teacher, cfg.distill.alpha, cfg.distill.temperature)
+    return lambda task: Distillation(task, teacher, cfg.distill.alpha, cfg.distill.temperature)

@@ -11,15 +11,20 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from mnist_cli import plots
-from mnist_cli.batches import BatchPrep
-from mnist_cli.checkpoint import inherit_config, load_classifier_checkpoint, model_from_checkpoint, resolve_checkpoint
-from mnist_cli.console import print_predictions
+from mnist_cli.data.batches import BatchPrep
+from mnist_cli.data.images import find_images, load_grayscale, to_mnist
 from mnist_cli.errors import UserError
-from mnist_cli.images import find_images, load_grayscale, to_mnist
+from mnist_cli.report import plots
+from mnist_cli.report.console import print_predictions
 from mnist_cli.run_dir import RunDir, csv_text, write_text
 from mnist_cli.stages import task_overrides
-from mnist_cli.stages.training import setup
+from mnist_cli.training.checkpoint import (
+    inherit_config,
+    load_classifier_checkpoint,
+    model_from_checkpoint,
+    resolve_checkpoint,
+)
+from mnist_cli.training.runtime import setup
 
 
 def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str, Any]:

@@ -1,64 +1,50 @@
-"""The flow shared by the training stages (pretrain, finetune): set up, train with the trainer,
-test the best checkpoint once, and report."""
+"""The flow shared by the training stages (pretrain, finetune): read the data, build the task,
+optimizer and schedule, train with the trainer, test the best checkpoint once, and report."""
 
 from __future__ import annotations
 
 import logging
-import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
+from torch import nn
 
-from mnist_cli import distributed
-from mnist_cli.batches import BatchPrep
-from mnist_cli.checkpoint import load_checkpoint
-from mnist_cli.console import print_key_values
-from mnist_cli.data import limit_labels, load_split, train_val_split
-from mnist_cli.distill import Distillation
-from mnist_cli.loggers import epoch_logger
-from mnist_cli.models.classifier import Classifier
-from mnist_cli.optim import build_optimizer, build_scheduler
+from mnist_cli.data.batches import BatchPrep
+from mnist_cli.data.datasets import limit_labels, load_split, train_val_split
+from mnist_cli.report.console import print_key_values
 from mnist_cli.run_dir import RunDir
-from mnist_cli.self_supervised import build_objective
-from mnist_cli.trainer import Trainer, pick_device
+from mnist_cli.training import distributed
+from mnist_cli.training.checkpoint import load_checkpoint
+from mnist_cli.training.loggers import epoch_logger
+from mnist_cli.training.optim import build_optimizer, build_scheduler
+from mnist_cli.training.tasks import build_task
+from mnist_cli.training.tasks.base import Task
+from mnist_cli.training.trainer import Trainer
 
 log = logging.getLogger(__name__)
-
-
-def setup(cfg: DictConfig) -> torch.device:
-    """Seed every random number generator, choose deterministic kernels if asked, join the
-    torchrun process group if there is one, and pick the device; call before building a model."""
-    if cfg.trainer.num_threads:
-        torch.set_num_threads(cfg.trainer.num_threads)
-    if cfg.trainer.deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS's condition for determinism
-        torch.use_deterministic_algorithms(True)
-        torch.backends.cudnn.benchmark = False
-    torch.manual_seed(cfg.trainer.seed)
-    if distributed.world_size() > 1:
-        return distributed.start(cfg.trainer.device)
-    return pick_device(cfg.trainer.device)
 
 
 def train_and_test(
     cfg: DictConfig,
     run: RunDir,
-    model: Classifier,
+    model: nn.Module,
     device: torch.device,
     resume: dict[str, Any] | None,
-    on_epoch_end: Callable[[dict[str, Any], Classifier], None] | None = None,
-    distillation: Distillation | None = None,
+    on_epoch_end: Callable[[dict[str, Any], nn.Module], None] | None = None,
+    wrap_task: Callable[[Task], Task] | None = None,
 ) -> dict[str, Any]:
+    """Train `model` (the objective's learner) as cfg says; `on_epoch_end(metrics row, model)` is
+    called after each epoch besides the logger; `wrap_task` may change the task (distillation)."""
     train, val = train_val_split(load_split(cfg.dataset, "train"), cfg.dataset.val_size, cfg.dataset.split_seed)
-    supervised = cfg.objective.name == "supervised"
-    if supervised:  # self-supervised pretraining uses every training image
+    if cfg.objective.name == "supervised":  # self-supervised pretraining uses every training image
         train = limit_labels(train, cfg.dataset.labels_per_class, cfg.dataset.label_fraction, cfg.dataset.split_seed)
     test = load_split(cfg.dataset, "test")  # read now so a missing file fails before training
     train, val = train.to(device), val.to(device)
     model.to(device, memory_format=torch.channels_last)
-    prep = BatchPrep(cfg.dataset)
-    trainer = Trainer(cfg.trainer, device, prep, None if supervised else build_objective(cfg.objective, cfg.dataset, prep), distillation)
+    task = build_task(cfg, model, BatchPrep(cfg.dataset))
+    trainer = Trainer(cfg.trainer, device, wrap_task(task) if wrap_task else task)
     optimizer = build_optimizer(cfg.optimizer, model, OmegaConf.select(cfg, "finetune.layer_decay", default=1.0))
     scheduler = build_scheduler(cfg.scheduler, optimizer, trainer.steps_per_epoch(len(train)), cfg.trainer.epochs)
     run.write_config(cfg)
@@ -68,6 +54,7 @@ def train_and_test(
         f"{cfg.stage.name} {cfg.model.name} ({n_params:,} parameters, {n_trainable:,} trainable) on {device}"
         + (f" x {distributed.world_size()} processes" if distributed.world_size() > 1 else "") + ": "
         f"{len(train)} train / {len(val)} val images from {cfg.dataset.name}, {cfg.trainer.epochs} epochs"
+        + (f", {trainer.effective_batch_size} images per step" if cfg.trainer.accumulate_steps > 1 else "")
     )
     info = {
         "config": OmegaConf.to_container(cfg, resolve=True),
@@ -79,7 +66,7 @@ def train_and_test(
         with epoch_logger(cfg.logger, run) as log_epoch:
             callbacks = [c for c in (log_epoch, on_epoch_end) if c is not None]
 
-            def after_epoch(row: dict[str, Any], trained: Classifier) -> None:
+            def after_epoch(row: dict[str, Any], trained: nn.Module) -> None:
                 for callback in callbacks:
                     callback(row, trained)
 
@@ -99,6 +86,8 @@ def train_and_test(
         "processes": distributed.world_size(),
         "objective": cfg.objective.name,
         "train_images": len(train),
+        "batch_size": cfg.trainer.batch_size,
+        "effective_batch_size": trainer.effective_batch_size,
         "epochs_run": len(fit.history),
         "stopped_early": fit.stopped_early,
         "best_epoch": fit.best_epoch,

@@ -18,8 +18,10 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import nn
 
+from mnist_cli.data.batches import BatchPrep, affine
 from mnist_cli.models.classifier import Classifier
-from mnist_cli.self_supervised import Learner, Objective
+from mnist_cli.training.tasks.base import Batch, Forward
+from mnist_cli.training.tasks.self_supervised import Learner, SelfSupervised
 
 
 class ContrastiveLearner(Learner):
@@ -53,27 +55,25 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> tuple[tor
 class Views:
     """Random views of uint8 image batches, normalized like the data set's inputs."""
 
-    def __init__(self, objective: DictConfig, dataset: DictConfig):
-        self.cfg = objective.views
-        self.mean, self.std = float(dataset.mean), float(dataset.std)
-        kernel = torch.exp(-torch.arange(-2, 3) ** 2 / (2 * float(self.cfg.blur_sigma) ** 2))
+    def __init__(self, cfg: DictConfig, prep: BatchPrep):
+        self.cfg = cfg  # objective.views
+        self.prep = prep
+        kernel = torch.exp(-torch.arange(-2, 3) ** 2 / (2 * float(cfg.blur_sigma) ** 2))
         self.blur_kernel = (kernel[:, None] * kernel[None, :] / kernel.sum() ** 2)[None, None]
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         cfg = self.cfg
-        x = images.float().div_(255)
+        x = self.prep.pixels(images, train=False)
         n, _, h, w = x.shape
 
         def uniform(low: float, high: float, *shape: int) -> torch.Tensor:
             return low + (high - low) * torch.rand(*shape, device=x.device, generator=generator)
 
-        # random resized crop: a square of side sqrt(area) anywhere inside the image, rotated
+        # random resized crop: a square of side sqrt(area) (a zoom of 1 / side) anywhere inside the image, rotated
         side = uniform(cfg.crop_min_area, 1.0, n).sqrt()
         angle = uniform(-1, 1, n) * math.radians(cfg.max_rotate)
-        center = uniform(-1, 1, n, 2) * (1 - side)[:, None]
-        cos, sin = torch.cos(angle) * side, torch.sin(angle) * side
-        theta = torch.stack([torch.stack([cos, -sin, center[:, 0]], 1), torch.stack([sin, cos, center[:, 1]], 1)], 1)
-        x = F.grid_sample(x, F.affine_grid(theta, [n, 1, h, w], align_corners=False), align_corners=False)
+        center = uniform(-1, 1, n, 2) * (1 - side)[:, None]  # in [-1, 1] image coordinates
+        x = affine(x, angle, 1 / side, center * torch.tensor([w / 2, h / 2], device=x.device))
 
         if self.blur_kernel.device != x.device:
             self.blur_kernel = self.blur_kernel.to(x.device)  # once, not every batch
@@ -88,20 +88,19 @@ class Views:
         box = ((rows >= top[:, None, None]) & (rows < (top + eh)[:, None, None])
                & (cols >= left[:, None, None]) & (cols < (left + ew)[:, None, None]))
         erase = (uniform(0, 1, n) < cfg.erase_prob)[:, None, None] & box
-        x = x.masked_fill(erase[:, None], 0.0)
-        return x.sub_(self.mean).div_(self.std).contiguous(memory_format=torch.channels_last)
+        return self.prep.normalize(x.masked_fill(erase[:, None], 0.0))
 
 
-class ContrastiveObjective(Objective):
+class Contrastive(SelfSupervised):
     """NT-Xent between two random views of each image."""
 
-    def __init__(self, cfg: DictConfig, dataset: DictConfig, prep):
-        super().__init__(cfg, dataset, prep)
-        self.views = Views(cfg, dataset)
+    def __init__(self, cfg: DictConfig, prep: BatchPrep, seed: int):
+        super().__init__(cfg, prep, seed)
+        self.views = Views(cfg.views, prep)
 
-    def loss(self, forward, images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        z = forward(torch.cat([self.views(images, generator), self.views(images, generator)]))
-        z1, z2 = z.chunk(2)
+    def loss(self, forward: Forward, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        views = [self.views(batch.images, batch.generator) for _ in range(2)]
+        z1, z2 = forward(torch.cat(views)).chunk(2)
         return nt_xent(z1, z2, self.cfg.temperature)
 
 
@@ -109,5 +108,5 @@ def build_learner(classifier: Classifier, cfg: DictConfig) -> ContrastiveLearner
     return ContrastiveLearner(classifier, cfg)
 
 
-def build_objective(cfg: DictConfig, dataset: DictConfig, prep) -> ContrastiveObjective:
-    return ContrastiveObjective(cfg, dataset, prep)
+def build_task(cfg: DictConfig, learner: ContrastiveLearner, prep: BatchPrep) -> Contrastive:
+    return Contrastive(cfg.objective, prep, cfg.trainer.seed)

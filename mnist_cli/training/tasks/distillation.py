@@ -1,5 +1,6 @@
 """Knowledge distillation (Hinton et al., 2015): a student learns from the labels and from a
-teacher's softened class probabilities. `mnist finetune ckpt=<student> teacher=<ckpt>`."""
+teacher's softened class probabilities. `mnist finetune ckpt=<student> teacher=<ckpt>`; it wraps
+the supervised task (same inputs, same validation), changing only the loss."""
 
 from __future__ import annotations
 
@@ -7,21 +8,34 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mnist_cli.data.datasets import Split
+from mnist_cli.evaluation.inference import EvalResult
+from mnist_cli.training.tasks.base import Batch, Forward, Task
+from mnist_cli.training.tasks.classification import Classification, correct
 
-class Distillation:
+
+class Distillation(Task):
     """The student's loss for a batch: (1 - alpha) * cross-entropy with the labels
     + alpha * T^2 * KL(teacher's softmax(logits / T) || student's), the T^2 keeping the soft
     term's gradients on the scale of the hard one's."""
 
-    def __init__(self, teacher: nn.Module, alpha: float, temperature: float):
+    def __init__(self, task: Classification, teacher: nn.Module, alpha: float, temperature: float):
+        self.task = task
         self.teacher = teacher.eval().requires_grad_(False)
         self.alpha = alpha
         self.temperature = temperature
 
-    def loss(self, x: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float) -> torch.Tensor:
+    def loss(self, forward: Forward, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.task.inputs(batch)
+        logits = forward(x)
         with torch.no_grad():
             teacher_logits = self.teacher(x).float()
-        return distillation_loss(logits.float(), teacher_logits, labels, self.alpha, self.temperature, label_smoothing)
+        loss = distillation_loss(logits.float(), teacher_logits, batch.labels, self.alpha, self.temperature,
+                                 self.task.label_smoothing)
+        return loss, correct(logits, batch.labels)
+
+    def validate(self, model: nn.Module, bank: Split, split: Split, batch_size: int) -> EvalResult:
+        return self.task.validate(model, bank, split, batch_size)
 
 
 def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor, alpha: float,

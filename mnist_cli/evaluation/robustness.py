@@ -5,14 +5,15 @@ fixed set of seeded image corruptions, and test-time augmentation. Images are pi
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
 from torchvision.transforms.v2.functional import gaussian_blur
 
-from mnist_cli.batches import affine
+from mnist_cli.data.batches import affine
+from mnist_cli.evaluation.inference import chunks
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
 
@@ -83,13 +84,7 @@ def tta_probabilities(forward: Forward, x: torch.Tensor, shift: int) -> torch.Te
     return total / (1 + len(moves))
 
 
-def batches(images: torch.Tensor, labels: torch.Tensor, size: int):
-    """(pixels in [0, 1], labels) batches of a uint8 split."""
-    for start in range(0, len(labels), size):
-        yield images[start : start + size].float() / 255, labels[start : start + size]
-
-
-def attacked_accuracy(cfg: DictConfig, forward: Forward, images: torch.Tensor, labels: torch.Tensor,
+def attacked_accuracy(cfg: DictConfig, forward: Forward, pixels: torch.Tensor, labels: torch.Tensor,
                       batch_size: int) -> dict[str, dict[str, float]]:
     """{attack: {eps: accuracy}} for each attack of eval.attack and each eps of eval.eps."""
     names = [cfg.attack] if isinstance(cfg.attack, str) else list(cfg.attack or [])
@@ -97,9 +92,9 @@ def attacked_accuracy(cfg: DictConfig, forward: Forward, images: torch.Tensor, l
     for name in names:
         results[name] = {}
         for eps in cfg.eps:
-            generator = torch.Generator(device=images.device).manual_seed(0)  # PGD's random starts
+            generator = torch.Generator(device=pixels.device).manual_seed(0)  # PGD's random starts
             correct = 0
-            for x, y in batches(images, labels, batch_size):
+            for x, y in chunks(pixels, labels, size=batch_size):
                 adv = attack(name, forward, x, y, float(eps), cfg.pgd_steps, cfg.pgd_step_size, cfg.pgd_random_start, generator)
                 with torch.no_grad():
                     correct += int((forward(adv).argmax(1) == y).sum())
@@ -107,15 +102,15 @@ def attacked_accuracy(cfg: DictConfig, forward: Forward, images: torch.Tensor, l
     return results
 
 
-def corrupted_accuracy(cfg: DictConfig, forward: Forward, images: torch.Tensor, labels: torch.Tensor,
+def corrupted_accuracy(cfg: DictConfig, forward: Forward, pixels: torch.Tensor, labels: torch.Tensor,
                        batch_size: int) -> dict[str, float]:
     """{corruption: accuracy} for each of CORRUPTIONS, seeded by cfg.seed."""
     results = {}
     for i, name in enumerate(CORRUPTIONS):
-        generator = torch.Generator(device=images.device).manual_seed(cfg.seed + i)
+        generator = torch.Generator(device=pixels.device).manual_seed(cfg.seed + i)
         correct = 0
         with torch.no_grad():
-            for x, y in batches(images, labels, batch_size):
+            for x, y in chunks(pixels, labels, size=batch_size):
                 correct += int((forward(corrupt(name, x, cfg, generator)).argmax(1) == y).sum())
         results[name] = correct / len(labels)
     return results

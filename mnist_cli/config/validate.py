@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from typing import Any, Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from mnist_cli import distributed
+from mnist_cli.config.stages import stages
 from mnist_cli.errors import UserError
 from mnist_cli.models import MODELS
+from mnist_cli.training import distributed
+from mnist_cli.training.tasks import TASKS
 
 
 def _is_int(v: Any) -> bool:
@@ -86,12 +88,10 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "model.heads": (positive_int, "a whole number >= 1"),
     "model.mlp_ratio": (positive, "a number > 0"),
     "model.pool": (one_of("cls", "mean"), "cls or mean"),
-    "optimizer.name": (one_of("adamw", "adam", "sgd", "adadelta"), "adamw, adam, sgd or adadelta"),
     "optimizer.lr": (positive, "a number > 0 (e.g. 1e-3)"),
     "optimizer.weight_decay": (non_negative, "a number >= 0"),
     "optimizer.momentum": (fraction, "a number in [0, 1)"),
     "optimizer.rho": (fraction, "a number in [0, 1)"),
-    "scheduler.name": (one_of("none", "step", "cosine", "onecycle"), "none, step, cosine or onecycle"),
     "scheduler.warmup_epochs": (non_negative, "a number of epochs >= 0"),
     "scheduler.step_epochs": (positive, "a number of epochs > 0"),
     "scheduler.gamma": (positive, "a factor > 0 (e.g. 0.7)"),
@@ -101,6 +101,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "scheduler.final_div_factor": (positive, "a number > 0"),
     "trainer.epochs": (positive_int, "a whole number >= 1"),
     "trainer.batch_size": (positive_int, "a whole number >= 1"),
+    "trainer.accumulate_steps": (positive_int, "a whole number >= 1 (1: no accumulation)"),
     "trainer.eval_batch_size": (positive_int, "a whole number >= 1"),
     "trainer.device": (device, "auto, cpu, cuda, cuda:<n> or mps"),
     "trainer.precision": (one_of("auto", "fp32", "bf16", "fp16"), "auto, fp32, bf16 or fp16"),
@@ -117,7 +118,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "trainer.early_stopping_patience": (non_negative_int, "a whole number >= 0 (0: off)"),
     "trainer.log_every_steps": (positive_int, "a whole number >= 1"),
     "trainer.num_threads": (optional(positive_int), "null or a whole number >= 1"),
-    "objective.name": (one_of("supervised", "contrastive", "mae"), "supervised, contrastive or mae"),
+    "objective.name": (lambda v: v in TASKS, f"one of the registered training tasks ({', '.join(TASKS)})"),
     "objective.mask_ratio": (lambda v: _is_num(v) and 0 < v < 1, "a fraction in (0, 1), e.g. 0.75"),
     "objective.decoder_dim": (positive_int, "a whole number >= 1"),
     "objective.decoder_depth": (positive_int, "a whole number >= 1"),
@@ -175,16 +176,6 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
 }
 
 
-# What each stage can give as its metric (`metric=`): keys of its results in summary.json.
-METRICS = {
-    "pretrain": ("best_val_acc", "test_acc", "test_loss"),
-    "finetune": ("best_val_acc", "test_acc", "test_loss"),
-    "eval": ("test_acc", "test_loss", "macro_f1"),
-    "predict": ("mean_confidence",),
-    "export": ("exported_acc", "file_bytes", "max_logit_diff"),
-}
-
-
 def validate(cfg: DictConfig) -> None:
     """Raise UserError naming the first bad value, what it should be, and the key to set."""
     for key, (rule, want) in RULES.items():
@@ -218,17 +209,17 @@ def validate(cfg: DictConfig) -> None:
             f"use a multiple of {world}"
         )
 
-    stage = cfg.stage.name
-    if cfg.metric not in METRICS[stage]:
-        raise UserError(f"metric={cfg.metric} is not something {stage} measures: use one of {', '.join(METRICS[stage])}")
-    if stage in ("finetune", "eval", "predict", "export") and cfg.ckpt is None and cfg.resume is None:
+    stage = stages()[cfg.stage.name]
+    if cfg.metric not in stage.metrics:
+        raise UserError(f"metric={cfg.metric} is not something {stage.name} measures: use one of {', '.join(stage.metrics)}")
+    if stage.ckpt == "required" and cfg.ckpt is None and cfg.resume is None:
         raise UserError(
-            f"{stage} needs a checkpoint: add ckpt=<run dir, .ckpt file or latest> "
+            f"{stage.name} needs a checkpoint: add ckpt=<run dir, .ckpt file or latest> "
             "(e.g. ckpt=outputs/pretrain/<run>)"
         )
-    if stage == "pretrain" and cfg.ckpt is not None:
-        raise UserError("pretrain starts from scratch and takes no ckpt=; to train a checkpoint further use `mnist finetune ckpt=...`")
-    if stage in ("eval", "predict", "export") and cfg.resume is not None:
-        raise UserError(f"{stage} takes no resume=; use `mnist {stage} ckpt=<run dir>`")
-    if stage == "predict" and not cfg.input:
+    if stage.ckpt == "refused" and cfg.ckpt is not None:
+        raise UserError(f"{stage.name} starts from scratch and takes no ckpt=; to train a checkpoint further use `mnist finetune ckpt=...`")
+    if not stage.resumable and cfg.resume is not None:
+        raise UserError(f"{stage.name} takes no resume=; use `mnist {stage.name} ckpt=<run dir>`")
+    if stage.name == "predict" and not cfg.input:
         raise UserError("predict needs images: add input=<image file, folder or glob> (e.g. input='digits/*.png')")

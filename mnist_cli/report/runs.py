@@ -135,7 +135,7 @@ def print_table(report: Report, title: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from mnist_cli.console import console
+    from mnist_cli.report.console import console
 
     rows = report.rows()
     table = Table(title=title, title_justify="left")
@@ -166,7 +166,7 @@ def print_table(report: Report, title: str) -> None:
 
 def write_report(report: Report, out: Path) -> list[Path]:
     """report.csv and the plots, in `out`; returns the files written."""
-    from mnist_cli import plots
+    from mnist_cli.report import plots
 
     written = [out / "report.csv"]
     write_text(written[0], csv_text(report.rows()))

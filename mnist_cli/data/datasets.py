@@ -12,8 +12,8 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
+from mnist_cli.data.idx import read_idx
 from mnist_cli.errors import UserError
-from mnist_cli.idx import read_idx
 
 FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),

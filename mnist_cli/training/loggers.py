@@ -3,8 +3,9 @@ nowhere else (logger=none) or TensorBoard (logger=tensorboard)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from omegaconf import DictConfig
 

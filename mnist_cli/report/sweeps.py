@@ -10,7 +10,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from mnist_cli.report import find_runs, load_run
+from mnist_cli.report.runs import find_runs, load_run
 
 # The failed jobs of this process's sweep, one line each, for the command's exit status.
 failed_jobs: list[str] = []

@@ -7,7 +7,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from mnist_cli.cli import GROUPS, compose_config, config_dir, split_args
+from mnist_cli.config.arguments import is_sweep, split_args
+from mnist_cli.config.compose import compose_config, groups, options
 from mnist_cli.errors import UserError
 
 
@@ -29,15 +30,13 @@ def check_group_choices(args: list[str]) -> None:
     (which may add options) are left to Hydra."""
     if any(arg in ("--config-dir", "-cd") or arg.startswith("--config-dir=") for arg in args):
         return
-    conf = config_dir()
     for arg in args:
         group, sep, value = arg.lstrip("+~").partition("=")
-        if not sep or group not in GROUPS or "(" in value:
+        if not sep or group not in groups() or "(" in value:
             continue
-        options = sorted(p.stem for p in (conf / group).glob("*.yaml"))
         for choice in value.split(","):
-            if choice not in options:
-                raise UserError(f"unknown {group} '{choice}': choose one of {', '.join(options)} (see `mnist --help`)")
+            if choice not in options(group):
+                raise UserError(f"unknown {group} '{choice}': choose one of {', '.join(options(group))} (see `mnist --help`)")
 
 
 # Hydra plugins that presets need, and the extra that installs each.
@@ -99,13 +98,13 @@ def check_config(stage: str, args: list[str]) -> None:
         raise UserError("-m and --cfg do not go together: use one of them")
     from omegaconf import OmegaConf
 
-    from mnist_cli.validate import validate
+    from mnist_cli.config.validate import validate
 
     flags, overrides = split_args(args)
     overrides = [f"stage={stage}", *overrides]
     config_dirs = [value for flag, value in zip(flags, flags[1:]) if flag in ("--config-dir", "-cd")]
     config_dirs += [a.partition("=")[2] for a in flags if a.startswith("--config-dir=")]
-    sweep = any(flag in ("-m", "--multirun") for flag in flags)
+    sweep = is_sweep(flags)
     for group in ("hparams_search", "launcher"):
         if not sweep and any(o.startswith(f"{group}=") and o != f"{group}=null" for o in overrides):
             raise UserError(f"{group}=... is for sweeps: add -m (mnist {stage} -m {group}=...)")

@@ -11,9 +11,11 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
+from mnist_cli.data.batches import BatchPrep
 from mnist_cli.models.classifier import Classifier
 from mnist_cli.models.vit import Block, ViTBackbone
-from mnist_cli.self_supervised import Learner, Objective
+from mnist_cli.training.tasks.base import Batch, Forward
+from mnist_cli.training.tasks.self_supervised import Learner, SelfSupervised
 
 
 def patchify(x: torch.Tensor, patch: int) -> torch.Tensor:
@@ -65,18 +67,18 @@ class MaskedAutoencoder(Learner):
         return (error * hidden).sum() / hidden.sum()
 
 
-class MAEObjective(Objective):
+class MaskedReconstruction(SelfSupervised):
     """The reconstruction loss of batches prepared as for supervised training (the data set's
     augmentation, then normalization)."""
 
-    def loss(self, forward, images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.prep(images, train=True, generator=generator)
-        return forward(x, generator), torch.zeros((), device=x.device)
+    def loss(self, forward: Forward, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.prep(batch.images, train=True, generator=batch.generator)
+        return forward(x, batch.generator), torch.zeros((), device=x.device)
 
 
 def build_learner(classifier: Classifier, cfg: DictConfig) -> MaskedAutoencoder:
     return MaskedAutoencoder(classifier, cfg)
 
 
-def build_objective(cfg: DictConfig, dataset: DictConfig, prep) -> MAEObjective:
-    return MAEObjective(cfg, dataset, prep)
+def build_task(cfg: DictConfig, learner: MaskedAutoencoder, prep: BatchPrep) -> MaskedReconstruction:
+    return MaskedReconstruction(cfg.objective, prep, cfg.trainer.seed)

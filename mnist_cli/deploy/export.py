@@ -8,8 +8,9 @@ from __future__ import annotations
 import io
 import json
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -111,8 +112,3 @@ def write_and_load(model: nn.Module, fmt: str, path: Path, example: torch.Tensor
         write_bytes(path, torchscript_bytes(quantize_int8(model) if fmt == "int8" else model, example, info))
         predict, _ = load_torchscript(path)
     return predict
-
-
-def logits_in_batches(predict: Predict, images: torch.Tensor, batch_size: int) -> torch.Tensor:
-    with torch.no_grad():
-        return torch.cat([predict(images[i : i + batch_size]).float() for i in range(0, len(images), batch_size)])

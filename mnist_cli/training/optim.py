@@ -1,0 +1,87 @@
+"""The optimizer and the learning-rate schedule, built from the optimizer and scheduler groups.
+
+conf/optimizer/<name>.yaml names the optimizer class with `_target_` (any torch.optim class, or an
+importable one like it); its other keys are the class's arguments. conf/scheduler/<name>.yaml names
+a schedule function (schedules.py). The schedule runs through LambdaLR: easy to read, to test, and
+to resume (its state is just the step count).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from hydra.utils import get_class, get_method
+from omegaconf import DictConfig, OmegaConf
+
+from mnist_cli.errors import UserError
+from mnist_cli.models.classifier import Classifier
+
+
+def lr_scales(model: Classifier, layer_decay: float) -> dict[int, float]:
+    """Layer-wise learning-rate decay: the head trains at the full rate, the backbone's last block
+    at `layer_decay` times it, the block before at layer_decay**2, and so on down to the input
+    (parameters outside the listed blocks count with the first). {id(parameter): scale}."""
+    scales = {id(p): layer_decay ** len(model.blocks) for p in model.backbone.parameters()}
+    for depth, block in enumerate(model.blocks, start=1):
+        for module in block:
+            scales.update({id(p): layer_decay ** (len(model.blocks) + 1 - depth) for p in module.parameters()})
+    scales.update({id(p): 1.0 for p in model.head.parameters()})
+    return scales
+
+
+def knobs(cfg: DictConfig, *leave_out: str) -> dict[str, Any]:
+    """A group's keys as plain Python arguments, without `_target_` and `leave_out`."""
+    return {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k not in ("_target_", *leave_out)}
+
+
+def target(cfg: DictConfig, group: str, get: Callable[[str], Any]) -> Any:
+    try:
+        return get(cfg._target_)
+    except Exception as e:  # Hydra's ImportError variants
+        raise UserError(f"{group}._target_={cfg._target_} cannot be imported ({e}); name an importable one") from None
+
+
+def build_optimizer(cfg: DictConfig, model: Classifier, layer_decay: float = 1.0) -> torch.optim.Optimizer:
+    """Weight decay applies to weight matrices and conv kernels, not to biases and norm scales;
+    with layer_decay < 1, earlier backbone blocks learn more slowly (lr_scales)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    scales = lr_scales(model, layer_decay) if layer_decay != 1.0 else {}
+    groups = []
+    for scale in sorted({scales.get(id(p), 1.0) for p in params}, reverse=True):
+        members = [p for p in params if scales.get(id(p), 1.0) == scale]
+        groups += [
+            {"params": [p for p in members if p.ndim >= 2], "weight_decay": cfg.weight_decay, "lr": cfg.lr * scale},
+            {"params": [p for p in members if p.ndim < 2], "weight_decay": 0.0, "lr": cfg.lr * scale},
+        ]
+    optimizer_class = target(cfg, "optimizer", get_class)
+    try:
+        return optimizer_class(groups, **knobs(cfg))
+    except (TypeError, ValueError) as e:  # an argument the class does not take, or a value it refuses
+        raise UserError(f"optimizer ({cfg._target_}): {e}; fix the optimizer.* values") from None
+
+
+def lr_factor(step: int, total_steps: int, steps_per_epoch: int, warmup_epochs: float,
+              schedule: Callable[[int, int, int], float]) -> float:
+    """The multiple of the optimizer's lr to use at `step` (0-based) of `total_steps`: a linear
+    warmup over `warmup_epochs`, then the schedule."""
+    warmup = round(warmup_epochs * steps_per_epoch)
+    if step < warmup:
+        return (step + 1) / warmup
+    return schedule(step - warmup, max(1, total_steps - warmup), steps_per_epoch)
+
+
+def build_schedule(cfg: DictConfig) -> Callable[[int, int, int], float]:
+    """The scheduler group's function with its knobs filled in."""
+    return functools.partial(target(cfg, "scheduler", get_method), **knobs(cfg, "warmup_epochs"))
+
+
+def build_scheduler(
+    cfg: DictConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int, epochs: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    schedule = build_schedule(cfg)
+    total = steps_per_epoch * epochs
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, total, steps_per_epoch, cfg.warmup_epochs, schedule))

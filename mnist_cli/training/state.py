@@ -1,0 +1,84 @@
+"""What training remembers between steps and across a resume: the run's progress (TrainState) and
+the epoch in progress (EpochProgress), both saved in last.ckpt."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from mnist_cli.training import distributed
+
+
+@dataclass
+class FitResult:
+    history: list[dict[str, Any]]
+    best_epoch: int
+    best_val_acc: float
+    stopped_early: bool = False
+
+
+@dataclass
+class TrainState:
+    """What a checkpoint remembers of training so far."""
+
+    epoch: int = 0  # epochs completed
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_epoch: int = 0
+    best_val_acc: float = -1.0
+    in_progress: dict[str, Any] | None = None  # EpochProgress.state_dict() of a mid-epoch checkpoint
+
+    def record(self, row: dict[str, Any]) -> bool:
+        """Add an epoch's metrics; True when it is the best so far. Ties go to the later epoch: a
+        small validation split often ties, and later epochs have trained longer at a lower lr."""
+        self.history.append(row)
+        self.epoch = row["epoch"]
+        improved = row["val_acc"] >= self.best_val_acc
+        if improved:
+            self.best_epoch, self.best_val_acc = row["epoch"], row["val_acc"]
+        return improved
+
+    def epochs_without_progress(self) -> int:
+        """Epochs since the first one at the top validation accuracy (a tie is no progress)."""
+        top = max(row["val_acc"] for row in self.history)
+        return self.epoch - next(row["epoch"] for row in self.history if row["val_acc"] == top)
+
+
+@dataclass
+class EpochProgress:
+    """The epoch being trained: its data order, the optimizer steps done and the running sums
+    (this rank's). Mid-epoch checkpoints save it, so a resumed run goes on at the next step of the
+    same order."""
+
+    order: torch.Tensor
+    loss_sum: torch.Tensor
+    correct: torch.Tensor
+    step: int = 0
+    seen: int = 0
+    time_s: float = 0.0
+
+    @classmethod
+    def start(cls, order: torch.Tensor) -> EpochProgress:
+        return cls(order, torch.zeros((), device=order.device), torch.zeros((), device=order.device))
+
+    def add(self, loss: torch.Tensor, correct: torch.Tensor, images: int) -> None:
+        """Count a micro-batch (its mean loss, correct answers and size) on the device."""
+        self.loss_sum += loss.detach() * images
+        self.correct += correct
+        self.seen += images
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"order": self.order.cpu(), "loss_sum": self.loss_sum.cpu(), "correct": self.correct.cpu(),
+                "step": self.step, "seen": self.seen, "time_s": self.time_s}
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, Any], device: torch.device) -> EpochProgress:
+        return cls(state["order"].to(device), state["loss_sum"].to(device), state["correct"].to(device),
+                   state["step"], state["seen"], state["time_s"])
+
+    def totals(self) -> tuple[float, float, int]:
+        """Mean loss, accuracy and images seen so far, summed over all ranks (a host sync)."""
+        sums = distributed.all_reduce(torch.stack([self.loss_sum, self.correct.float(), torch.tensor(float(self.seen), device=self.loss_sum.device)]))
+        loss_sum, correct, seen = sums.tolist()
+        return loss_sum / seen, correct / seen, int(seen)

@@ -1,0 +1,294 @@
+"""The one trainer every training stage uses: epochs of optimizer steps with validation after each,
+mixed precision, gradient accumulation and clipping, early stopping, best/last checkpoints and
+resuming. What is learned is the task's business (tasks/): the loop asks it for a batch's loss and
+for the validation measure.
+
+The data lives on the training device as uint8 tensors; each step indexes its batches out of a
+device-side permutation. Running loss and accuracy are summed on the device and read back every
+`log_every_steps` steps, not every step.
+
+Under torchrun each rank trains on its rows of every batch (distributed.py); rank 0 writes.
+A checkpoint can be taken mid-epoch (every `checkpoint_every_steps` steps, and on SIGINT/SIGTERM):
+it holds the epoch's order and running sums, so a resumed run takes the very steps it would have.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+from torch import nn
+
+from mnist_cli.data.datasets import Split
+from mnist_cli.errors import Interrupted, UserError
+from mnist_cli.evaluation.inference import EvalResult
+from mnist_cli.models.lora import merged_state_dict
+from mnist_cli.report.console import training_progress
+from mnist_cli.run_dir import RunDir
+from mnist_cli.training import distributed
+from mnist_cli.training.checkpoint import save_checkpoint
+from mnist_cli.training.interrupts import StopRequest
+from mnist_cli.training.runtime import autocast, pick_precision
+from mnist_cli.training.state import EpochProgress, FitResult, TrainState
+from mnist_cli.training.tasks.base import Batch, Task
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Fitting:
+    """What one fit() trains with."""
+
+    model: nn.Module  # whose state_dict is saved
+    forward: nn.Module  # the model as it is called: maybe wrapped by DDP and compiled
+    ddp: nn.parallel.DistributedDataParallel | None
+    train: Split
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+
+
+class Trainer:
+    def __init__(self, cfg: DictConfig, device: torch.device, task: Task):
+        self.cfg = cfg
+        self.device = device
+        self.task = task
+        # Shuffling and every random draw of the task come from this generator. Every rank seeds it
+        # alike, so all ranks shuffle alike and each trains on its own rows of every batch.
+        self.generator = torch.Generator(device=device).manual_seed(cfg.seed)
+        self.precision = pick_precision(cfg.precision, device)
+        self.shard = (distributed.rank(), distributed.world_size())
+
+    @property
+    def effective_batch_size(self) -> int:
+        """Images per optimizer step, over all ranks."""
+        return self.cfg.batch_size * self.cfg.accumulate_steps
+
+    def steps_per_epoch(self, n_train: int) -> int:
+        """Optimizer steps of full batches only (BatchNorm needs more than one image); at least one."""
+        if self.cfg.accumulate_steps > 1 and self.effective_batch_size > n_train:
+            raise UserError(f"trainer.batch_size x trainer.accumulate_steps = {self.effective_batch_size} images per step, "
+                            f"more than the {n_train} training images; lower one of them")
+        return max(1, n_train // self.effective_batch_size)
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        return autocast(self.device, self.precision)
+
+    def validate(self, model: nn.Module, train: Split, split: Split) -> EvalResult:
+        """The task's measure on `split` (`train`: the bank of measures that compare with it)."""
+        with self.autocast():
+            return self.task.validate(model, train, split, self.cfg.eval_batch_size)
+
+    def fit(
+        self,
+        model: nn.Module,
+        train: Split,
+        val: Split,
+        optimizer: torch.optim.Optimizer,
+        scheduler: torch.optim.lr_scheduler.LRScheduler,
+        run: RunDir,
+        checkpoint_info: dict[str, Any],
+        resume: dict[str, Any] | None = None,
+        on_epoch_end: Callable[[dict[str, Any], nn.Module], None] | None = None,
+    ) -> FitResult:
+        """Train for cfg.epochs epochs (or until early stopping), checkpointing after each one
+        (and every cfg.checkpoint_every_steps steps, and when stopped by SIGINT/SIGTERM).
+
+        `checkpoint_info` (config, model name, class count, objective) goes into every checkpoint;
+        `resume` is a last.ckpt to continue from; `on_epoch_end(metrics_row, model)` is called
+        after each epoch's checkpoint (its time is not counted in the run's).
+        """
+        cfg = self.cfg
+        scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
+        if self.shard[1] > 1:
+            torch.manual_seed(cfg.seed + self.shard[0])  # each rank its own dropout masks
+        state = TrainState()
+        if resume is not None:
+            state = self.restore(resume, model, optimizer, scheduler, scaler)
+            run.write_metrics(state.history)
+            where = f"step {state.in_progress['step']} of epoch {state.epoch + 1}" if state.in_progress else f"epoch {state.epoch}"
+            log.info(f"resuming after {where} of {cfg.epochs}")
+        ddp = None
+        forward = model
+        if self.shard[1] > 1:  # averages the gradients over the ranks
+            ddp = forward = nn.parallel.DistributedDataParallel(model, device_ids=[self.device] if self.device.type == "cuda" else None)
+        # The compiled module shares its parameters with `model`, whose state_dict is what is saved,
+        # so checkpoints load into an uncompiled model.
+        if cfg.compile:
+            forward = torch.compile(forward)
+        steps = self.steps_per_epoch(len(train))
+        done_s = sum(row["epoch_time_s"] + row["val_time_s"] for row in state.history)
+        started = time.perf_counter() - done_s - (state.in_progress["time_s"] if state.in_progress else 0.0)
+
+        parts = Fitting(model, forward, ddp, train, optimizer, scheduler, scaler)
+
+        def save(current: EpochProgress | None = None, improved: bool = False) -> None:
+            self.save(run, model, optimizer, scheduler, scaler, state, checkpoint_info, improved, current)
+
+        with StopRequest() as stop, training_progress(enabled=run.writable) as progress:
+            for epoch in range(state.epoch + 1, cfg.epochs + 1):
+                if state.in_progress is not None:
+                    current = EpochProgress.from_state_dict(state.in_progress, self.device)
+                    state.in_progress = None
+                else:
+                    current = EpochProgress.start(torch.randperm(len(train), device=self.device, generator=self.generator))
+                bar = progress.add_task(f"epoch {epoch}/{cfg.epochs}", total=steps, completed=current.step, loss=float("nan"), acc=float("nan"))
+                model.train()
+                self.train_epoch(parts, current, steps, epoch, stop, save, functools.partial(progress.update, bar))
+                train_loss, train_acc, seen = current.totals()
+
+                tic = time.perf_counter()
+                result = self.validate(model, train, val)
+                row = {
+                    "epoch": epoch,
+                    "train_loss": train_loss,
+                    "train_acc": train_acc,
+                    "val_loss": result.loss,
+                    "val_acc": result.acc,
+                    "lr": optimizer.param_groups[0]["lr"],
+                    "epoch_time_s": current.time_s,
+                    "val_time_s": time.perf_counter() - tic,
+                    "images_per_s": seen / current.time_s,
+                }
+                row["elapsed_s"] = time.perf_counter() - started
+                improved = state.record(row)
+                save(improved=improved)
+                run.write_metrics(state.history)
+                log.info(
+                    f"epoch {epoch}/{cfg.epochs}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}  "
+                    f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f}  "
+                    f"{row['images_per_s']:.0f} img/s  {current.time_s:.1f}s" + ("  *best*" if improved else "")
+                )
+                if on_epoch_end is not None:
+                    paused = time.perf_counter()
+                    on_epoch_end(row, model)
+                    started += time.perf_counter() - paused
+                signum = self.stop_signal(stop, sync=True)
+                if signum:  # it came in the epoch's last step or during validation: the epoch is saved
+                    raise Interrupted(signum)
+                patience = cfg.early_stopping_patience
+                if patience and state.epochs_without_progress() >= patience and epoch < cfg.epochs:
+                    log.info(f"early stop: no better val accuracy for {patience} epochs")
+                    return FitResult(state.history, state.best_epoch, state.best_val_acc, stopped_early=True)
+        return FitResult(state.history, state.best_epoch, state.best_val_acc)
+
+    def train_epoch(self, parts: Fitting, current: EpochProgress, steps: int, epoch: int, stop: StopRequest,
+                    save: Callable[[EpochProgress], None], update: Callable[..., None]) -> None:
+        """Take the rest of `current`'s optimizer steps. Every `log_every_steps` steps, at
+        checkpoints and at the epoch's end: the running sums are read back (a host sync) and, under
+        torchrun, the ranks agree whether a signal asked to stop."""
+        cfg = self.cfg
+        rank, world = self.shard
+        every = cfg.checkpoint_every_steps
+        size, n = cfg.batch_size, cfg.accumulate_steps
+        tic = time.perf_counter()
+        for at in range(current.step + 1, steps + 1):
+            first = (at - 1) * size * n
+            self.optimizer_step(parts, [current.order[first + i * size : first + (i + 1) * size][rank::world] for i in range(n)], current)
+            current.step = at
+            checkpoint_due = bool(every) and at % every == 0
+            sync = at % cfg.log_every_steps == 0 or at == steps or checkpoint_due
+            signum = self.stop_signal(stop, sync)
+            if sync or signum:
+                mean_loss, acc, _ = current.totals()  # the loop's only host syncs
+                self.check_finite(mean_loss, epoch, at)
+                update(completed=at, loss=mean_loss, acc=acc)
+            if at < steps and (signum or checkpoint_due):  # the epoch's end saves anyway
+                current.time_s += time.perf_counter() - tic
+                tic = time.perf_counter()
+                save(current)
+                if signum:
+                    raise Interrupted(signum)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        current.time_s += time.perf_counter() - tic
+
+    def optimizer_step(self, parts: Fitting, micro_batches: list[torch.Tensor], current: EpochProgress) -> None:
+        """One optimizer and scheduler step over the gradients of `micro_batches` (index tensors
+        into `train`), each weighing 1 / their number; under torchrun the gradients are averaged
+        over the ranks once, on the last micro-batch."""
+        p = parts
+        p.optimizer.zero_grad(set_to_none=True)
+        for i, idx in enumerate(micro_batches):
+            last = i == len(micro_batches) - 1
+            with contextlib.nullcontext() if p.ddp is None or last else p.ddp.no_sync():
+                with self.autocast():
+                    loss, correct = self.task.loss(p.forward, Batch(p.train.images[idx], p.train.labels[idx], self.generator, self.shard))
+                p.scaler.scale(loss / len(micro_batches)).backward()
+            current.add(loss, correct, len(idx))
+        if self.cfg.grad_clip is not None:
+            p.scaler.unscale_(p.optimizer)
+            nn.utils.clip_grad_norm_([w for w in p.model.parameters() if w.requires_grad], self.cfg.grad_clip)
+        p.scaler.step(p.optimizer)
+        p.scaler.update()
+        p.scheduler.step()
+
+    def stop_signal(self, stop: StopRequest, sync: bool) -> int:
+        """The signal that asked to stop (0: none). With several ranks, any rank's, and only at a
+        sync point (every rank must stop at the same step, and agreeing costs a host sync)."""
+        if self.shard[1] == 1:
+            return stop.signum or 0
+        if not sync:
+            return 0
+        return int(distributed.all_reduce(torch.tensor(stop.signum or 0, device=self.device), op="max"))
+
+    @staticmethod
+    def check_finite(loss: float, epoch: int, step: int) -> None:
+        if loss != loss or loss in (float("inf"), float("-inf")):
+            raise UserError(
+                f"the training loss became {loss} in epoch {epoch} by step {step}; lower optimizer.lr, "
+                "set trainer.grad_clip=1.0, or use trainer.precision=fp32 (the last good checkpoint is kept)"
+            )
+
+    def save(self, run: RunDir, model, optimizer, scheduler, scaler, state: TrainState, info: dict, improved: bool,
+             current: EpochProgress | None = None) -> None:
+        """best.ckpt when the epoch improved; always last.ckpt, with everything needed to resume
+        (including the epoch in progress, for a mid-epoch checkpoint). Rank 0 writes."""
+        rng = {"torch": distributed.gather(torch.get_rng_state()), "generator": self.generator.get_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = distributed.gather(torch.cuda.get_rng_state(self.device))
+        if not run.writable:
+            return
+        common = {
+            **info,
+            "model": model.state_dict(),
+            "epoch": state.epoch,
+            "history": state.history,
+            "best_epoch": state.best_epoch,
+            "best_val_acc": state.best_val_acc,
+        }
+        if improved:  # as a plain model: LoRA adapters merged into the weights
+            save_checkpoint(run.best_ckpt, {**common, "model": merged_state_dict(model)})
+        save_checkpoint(
+            run.last_ckpt,
+            {
+                **common,
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict(),
+                "rng": rng,
+                "in_progress": current.state_dict() if current is not None else None,
+            },
+        )
+
+    def restore(self, ckpt: dict, model, optimizer, scheduler, scaler) -> TrainState:
+        rank, world = self.shard
+        saved_world = len(ckpt["rng"]["torch"])
+        if saved_world != world:
+            raise UserError(f"this run was trained by {saved_world} process(es); resume it with as many (torchrun --nproc_per_node={saved_world})")
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        scaler.load_state_dict(ckpt["scaler"])
+        torch.set_rng_state(ckpt["rng"]["torch"][rank])
+        self.generator.set_state(ckpt["rng"]["generator"])
+        if "cuda" in ckpt["rng"] and self.device.type == "cuda":
+            torch.cuda.set_rng_state(ckpt["rng"]["cuda"][rank], self.device)
+        return TrainState(ckpt["epoch"], list(ckpt["history"]), ckpt["best_epoch"], ckpt["best_val_acc"], ckpt["in_progress"])
