@@ -91,10 +91,10 @@ def metrics(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
-def fit(tmp_path: Path, data: Path, *overrides: str, model=None, shuffle_labels: bool = False):
+def fit(tmp_path: Path, data: Path, *overrides: str, model=None, shuffle_labels: bool = False, resume: dict | None = None):
     """Train in process as `mnist pretrain` would (FAST unless overridden) into tmp_path/run:
     (FitResult, RunDir, the trained model, the Trainer, the config). `shuffle_labels`: train on
-    the training images with their labels shuffled."""
+    the training images with their labels shuffled; `resume`: a last.ckpt to continue."""
     fast = FAST if not any(o.startswith("model=") for o in overrides) else FAST[:2]  # FAST[2:] are the CNN's
     cfg = compose_config(f"dataset.root={data}", "dataset.download=false", *fast, *overrides)
     torch.manual_seed(cfg.trainer.seed)
@@ -108,7 +108,7 @@ def fit(tmp_path: Path, data: Path, *overrides: str, model=None, shuffle_labels:
     run = RunDir(tmp_path / "run")
     info = {"config": {"model": OmegaConf.to_container(cfg.model)}, "model_name": cfg.model.name, "num_classes": 10,
             "objective": cfg.objective.name}
-    result = trainer.fit(model, train, val, optimizer, scheduler, run, info)
+    result = trainer.fit(model, train, val, optimizer, scheduler, run, info, resume)
     return result, run, model, trainer, cfg
 
 
