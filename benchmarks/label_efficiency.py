@@ -63,8 +63,13 @@ def main() -> None:
     args = parser.parse_args()
 
     common = [f"dataset.root={args.data}"]
-    few = lambda k, seed: [f"dataset.labels_per_class={k}", f"dataset.split_seed={seed}", f"trainer.seed={seed}",  # noqa: E731
-                           f"trainer.epochs={args.finetune_epochs}", f"trainer.batch_size={min(10 * k, 256)}"]
+    few = lambda k, seed: [
+        f"dataset.labels_per_class={k}",
+        f"dataset.split_seed={seed}",
+        f"trainer.seed={seed}",  # noqa: E731
+        f"trainer.epochs={args.finetune_epochs}",
+        f"trainer.batch_size={min(10 * k, 256)}",
+    ]
     results: dict[tuple[str, int], list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         cwd = Path(tmp)
@@ -72,16 +77,29 @@ def main() -> None:
             for method in args.methods:
                 model = MODEL[method]
                 Console().print(f"seed {seed}: {method} pretraining ({model}) ...")
-                ssl = mnist(cwd, "pretrain", *common, PRETRAIN[method], f"trainer.seed={seed}",
-                            f"trainer.epochs={args.pretrain_epochs}")
+                ssl = mnist(
+                    cwd,
+                    "pretrain",
+                    *common,
+                    PRETRAIN[method],
+                    f"trainer.seed={seed}",
+                    f"trainer.epochs={args.pretrain_epochs}",
+                )
                 results.setdefault((f"{method}: k-NN, all training labels", 0), []).append(ssl["test_acc"])
                 for k in args.labels:
                     Console().print(f"seed {seed}, {k} labels per class ...")
                     scratch = mnist(cwd, "pretrain", *common, *SCRATCH[method], *few(k, seed))
                     results.setdefault((f"{model}: from scratch", k), []).append(scratch["test_acc"])
                     for strategy, lr in (("linear", "1e-2"), ("full", "1e-3")):
-                        tuned = mnist(cwd, "finetune", f"ckpt={ssl['run']}", *common, *few(k, seed),
-                                      f"finetune.strategy={strategy}", f"optimizer.lr={lr}")
+                        tuned = mnist(
+                            cwd,
+                            "finetune",
+                            f"ckpt={ssl['run']}",
+                            *common,
+                            *few(k, seed),
+                            f"finetune.strategy={strategy}",
+                            f"optimizer.lr={lr}",
+                        )
                         results.setdefault((f"{method} + {strategy}", k), []).append(tuned["test_acc"])
 
     table = Table(title=f"Test accuracy from few labels, {args.data}, seeds {args.seeds} (mean ± sd)")

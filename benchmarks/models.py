@@ -68,13 +68,25 @@ def main() -> None:
     device = pick_device("auto")
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} CPU threads"
     table = Table(title=f"Models on this machine ({where}); recipes on {args.data}")
-    for column in ("preset", "overrides", "parameters", "train img/s", "eval img/s", "epochs", "test accuracy", "wall time"):
+    for column in (
+        "preset",
+        "overrides",
+        "parameters",
+        "train img/s",
+        "eval img/s",
+        "epochs",
+        "test accuracy",
+        "wall time",
+    ):
         table.add_column(column, justify="left" if column in ("preset", "overrides") else "right")
     for name, overrides in PRESETS.items():
         cfg = compose_config(*overrides)
         model = build_model(cfg.model, 10).to(device, memory_format=torch.channels_last)
         params = sum(p.numel() for p in model.parameters())
-        train_speed, eval_speed = images_per_second(model, True, 128, device), images_per_second(model, False, 1000, device)
+        train_speed, eval_speed = (
+            images_per_second(model, True, 128, device),
+            images_per_second(model, False, 1000, device),
+        )
         epochs = accuracy = wall = "-"
         if name in args.recipes:
             Console().print(f"running the {name} recipe ...")
@@ -82,8 +94,16 @@ def main() -> None:
             epochs, accuracy, wall = str(summary["epochs_run"]), f"{summary['test_acc']:.2%}", f"{seconds:.0f} s"
         else:
             epochs = str(cfg.trainer.epochs)
-        table.add_row(name, " ".join(overrides) or "(defaults)", f"{params / 1e6:.2f}M", f"{train_speed:.0f}",
-                      f"{eval_speed:.0f}", epochs, accuracy, wall)
+        table.add_row(
+            name,
+            " ".join(overrides) or "(defaults)",
+            f"{params / 1e6:.2f}M",
+            f"{train_speed:.0f}",
+            f"{eval_speed:.0f}",
+            epochs,
+            accuracy,
+            wall,
+        )
     Console(width=200).print(table)
 
 

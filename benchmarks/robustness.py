@@ -53,28 +53,46 @@ def main() -> None:
     eps = f"[{','.join(map(str, args.eps))}]"
     trainings = {
         "normal": [],
-        f"adversarial (PGD-7, eps {args.train_eps})": ["trainer.adversarial=pgd", f"trainer.adversarial_eps={args.train_eps}"],
+        f"adversarial (PGD-7, eps {args.train_eps})": [
+            "trainer.adversarial=pgd",
+            f"trainer.adversarial_eps={args.train_eps}",
+        ],
     }
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         cwd = Path(tmp)
         for name, extra in trainings.items():
             Console().print(f"training: {name} ...")
-            trained = mnist(cwd, "pretrain", "model=cnn", f"dataset.root={args.data}", f"trainer.epochs={args.epochs}", *extra)
-            measured = mnist(cwd, "eval", f"ckpt={trained['run']}", "eval.attack=[fgsm,pgd]", f"eval.eps={eps}",
-                             f"eval.attack_images={args.attack_images}", "eval.corruptions=true")
+            trained = mnist(
+                cwd, "pretrain", "model=cnn", f"dataset.root={args.data}", f"trainer.epochs={args.epochs}", *extra
+            )
+            measured = mnist(
+                cwd,
+                "eval",
+                f"ckpt={trained['run']}",
+                "eval.attack=[fgsm,pgd]",
+                f"eval.eps={eps}",
+                f"eval.attack_images={args.attack_images}",
+                "eval.corruptions=true",
+            )
             rows.append((name, trained, measured))
 
     attack_columns = [(attack, str(e)) for attack in ("fgsm", "pgd") for e in args.eps]
     corruptions = list(rows[0][2]["corruptions"])
-    table = Table(title=f"Test accuracy of the CNN ({args.epochs} epochs, {args.data}); attacks on the first "
-                        f"{args.attack_images} test images")
+    table = Table(
+        title=f"Test accuracy of the CNN ({args.epochs} epochs, {args.data}); attacks on the first "
+        f"{args.attack_images} test images"
+    )
     for column in ["training", "train time", "clean", *(f"{a.upper()} {e}" for a, e in attack_columns), *corruptions]:
         table.add_column(column, justify="left" if column == "training" else "right")
     for name, trained, measured in rows:
-        table.add_row(name, f"{trained['train_time_s']:.0f} s", f"{measured['test_acc']:.2%}",
-                      *(f"{measured['attacks'][a][e]:.2%}" for a, e in attack_columns),
-                      *(f"{measured['corruptions'][c]:.2%}" for c in corruptions))
+        table.add_row(
+            name,
+            f"{trained['train_time_s']:.0f} s",
+            f"{measured['test_acc']:.2%}",
+            *(f"{measured['attacks'][a][e]:.2%}" for a, e in attack_columns),
+            *(f"{measured['corruptions'][c]:.2%}" for c in corruptions),
+        )
     Console(width=220).print(table)
 
 

@@ -50,8 +50,15 @@ CONF = Path(__file__).resolve().parents[1] / "conf"
 def classic_cnn() -> Classifier:
     """PyTorch's example MNIST net: conv32-conv64-maxpool-dropout-fc128-dropout-fc10."""
     backbone = nn.Sequential(
-        nn.Conv2d(1, 32, 3), nn.ReLU(), nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Dropout(0.25), nn.Flatten(), nn.Linear(9216, 128), nn.ReLU(),
+        nn.Conv2d(1, 32, 3),
+        nn.ReLU(),
+        nn.Conv2d(32, 64, 3),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Dropout(0.25),
+        nn.Flatten(),
+        nn.Linear(9216, 128),
+        nn.ReLU(),
     )
     return Classifier(backbone, 128, 10, [[backbone]], dropout=0.5)
 
@@ -144,9 +151,16 @@ def main() -> None:
 
     console.print("[bold]2/3 classic CNN + Adadelta through mnist's trainer[/]")
     classic = compose_config(
-        f"dataset.root={args.data}", "dataset.download=false", "dataset.augment.enabled=false",
-        "optimizer=adadelta", "scheduler=step", "scheduler.gamma=0.7", "trainer.batch_size=64",
-        f"trainer.epochs={args.epochs}", "trainer.label_smoothing=0", "model.name=classic_cnn",
+        f"dataset.root={args.data}",
+        "dataset.download=false",
+        "dataset.augment.enabled=false",
+        "optimizer=adadelta",
+        "scheduler=step",
+        "scheduler.gamma=0.7",
+        "trainer.batch_size=64",
+        f"trainer.epochs={args.epochs}",
+        "trainer.label_smoothing=0",
+        "model.name=classic_cnn",
     )
     curve = Curve(args.target)
     results = through_mnist(classic, classic_cnn(), curve)
@@ -159,13 +173,31 @@ def main() -> None:
 
     wall, summary = cli_pretrain(args.data)
     base_speed, base_curve = rows[0][1], rows[0][2]
-    table = Table(title=f"Training speed on {args.data}, {torch.get_num_threads()} CPU threads, target {args.target:.0%} test accuracy")
-    for column in ("run", "train images/s", "x baseline", f"s to {args.target:.0%}", "x faster", "epochs: test accuracy"):
+    table = Table(
+        title=f"Training speed on {args.data}, {torch.get_num_threads()} CPU threads, target {args.target:.0%} test accuracy"
+    )
+    for column in (
+        "run",
+        "train images/s",
+        "x baseline",
+        f"s to {args.target:.0%}",
+        "x faster",
+        "epochs: test accuracy",
+    ):
         table.add_column(column, justify="left" if column.startswith(("run", "epochs")) else "right")
     for name, speed, curve in rows:
         reached = f"{curve.reached_at:.1f}" if curve.reached_at is not None else "not reached"
-        faster = f"{base_curve.reached_at / curve.reached_at:.1f}x" if curve.reached_at and base_curve.reached_at else "-"
-        table.add_row(name, f"{speed:.0f}", f"{speed / base_speed:.1f}x", reached, faster, " ".join(f"{a:.2%}" for a in curve.accs))
+        faster = (
+            f"{base_curve.reached_at / curve.reached_at:.1f}x" if curve.reached_at and base_curve.reached_at else "-"
+        )
+        table.add_row(
+            name,
+            f"{speed:.0f}",
+            f"{speed / base_speed:.1f}x",
+            reached,
+            faster,
+            " ".join(f"{a:.2%}" for a in curve.accs),
+        )
     console.print(table)
     console.print(
         f"whole `mnist pretrain model=cnn` command: {wall:.1f} s wall, test accuracy {summary['test_acc']:.2%}, "

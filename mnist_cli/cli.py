@@ -124,8 +124,10 @@ def main(argv: list[str] | None = None) -> None:
     except UserError as e:
         fail(str(e))
     except KeyboardInterrupt as e:
-        fail("interrupted; the run keeps its last complete checkpoint: continue it with resume=<run dir>",
-             getattr(e, "exit_code", EXIT_INTERRUPTED))
+        fail(
+            "interrupted; the run keeps its last complete checkpoint: continue it with resume=<run dir>",
+            getattr(e, "exit_code", EXIT_INTERRUPTED),
+        )
     if failed_jobs:
         fail(f"{len(failed_jobs)} job(s) failed: " + "; ".join(failed_jobs), EXIT_FAILED)
 

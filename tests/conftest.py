@@ -91,7 +91,9 @@ def metrics(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
-def fit(tmp_path: Path, data: Path, *overrides: str, model=None, shuffle_labels: bool = False, resume: dict | None = None):
+def fit(
+    tmp_path: Path, data: Path, *overrides: str, model=None, shuffle_labels: bool = False, resume: dict | None = None
+):
     """Train in process as `mnist pretrain` would (FAST unless overridden) into tmp_path/run:
     (FitResult, RunDir, the trained model, the Trainer, the config). `shuffle_labels`: train on
     the training images with their labels shuffled; `resume`: a last.ckpt to continue."""
@@ -100,14 +102,20 @@ def fit(tmp_path: Path, data: Path, *overrides: str, model=None, shuffle_labels:
     torch.manual_seed(cfg.trainer.seed)
     train, val = train_val_split(load_split(cfg.dataset, "train"), cfg.dataset.val_size, cfg.dataset.split_seed)
     if shuffle_labels:
-        train = Split(train.images, train.labels[torch.randperm(len(train), generator=torch.Generator().manual_seed(1))])
+        train = Split(
+            train.images, train.labels[torch.randperm(len(train), generator=torch.Generator().manual_seed(1))]
+        )
     model = model or build_learner(cfg.objective, build_model(cfg.model, 10))
     trainer = Trainer(cfg.trainer, torch.device("cpu"), build_task(cfg, model, BatchPrep(cfg.dataset)))
     optimizer = build_optimizer(cfg.optimizer, model)
     scheduler = build_scheduler(cfg.scheduler, optimizer, trainer.steps_per_epoch(len(train)), cfg.trainer.epochs)
     run = RunDir(tmp_path / "run")
-    info = {"config": {"model": OmegaConf.to_container(cfg.model)}, "model_name": cfg.model.name, "num_classes": 10,
-            "objective": cfg.objective.name}
+    info = {
+        "config": {"model": OmegaConf.to_container(cfg.model)},
+        "model_name": cfg.model.name,
+        "num_classes": 10,
+        "objective": cfg.objective.name,
+    }
     result = trainer.fit(model, train, val, optimizer, scheduler, run, info, resume)
     return result, run, model, trainer, cfg
 

@@ -20,7 +20,15 @@ def test_pretrain_finetune_eval(tmp_path: Path, tiny_data: Path) -> None:
     pretrain = mnist("pretrain", f"dataset.root={tiny_data}", *FAST, "trainer.target_accuracy=0.5", cwd=tmp_path)
     assert pretrain.returncode == 0, pretrain.stderr
     [run] = run_dirs(tmp_path, "pretrain")
-    for name in ("config.yaml", "metrics.jsonl", "summary.json", "run.log", "checkpoints/best.ckpt", "checkpoints/last.ckpt", ".hydra/config.yaml"):
+    for name in (
+        "config.yaml",
+        "metrics.jsonl",
+        "summary.json",
+        "run.log",
+        "checkpoints/best.ckpt",
+        "checkpoints/last.ckpt",
+        ".hydra/config.yaml",
+    ):
         assert (run / name).is_file(), name
     s = summary(run)
     assert s["status"] == "completed" and s["epochs_run"] == 2 and s["test_acc"] > 0.9
@@ -31,16 +39,29 @@ def test_pretrain_finetune_eval(tmp_path: Path, tiny_data: Path) -> None:
 
     # The model and the data set come from the checkpoint: no model= or dataset.root= needed. (The
     # teacher here is the same model: what is checked is that distillation runs and is recorded.)
-    finetune = mnist("finetune", f"ckpt={run}", "trainer.epochs=1", "finetune.strategy=linear", f"teacher={run}", cwd=tmp_path)
+    finetune = mnist(
+        "finetune", f"ckpt={run}", "trainer.epochs=1", "finetune.strategy=linear", f"teacher={run}", cwd=tmp_path
+    )
     assert finetune.returncode == 0, finetune.stderr
     [ft_run] = run_dirs(tmp_path, "finetune")
     ft = summary(ft_run)
-    assert ft["status"] == "completed" and ft["source_checkpoint"] == str(run / "checkpoints" / "best.ckpt") == ft["teacher"]
+    assert (
+        ft["status"] == "completed"
+        and ft["source_checkpoint"] == str(run / "checkpoints" / "best.ckpt") == ft["teacher"]
+    )
     assert "distilling from" in finetune.stderr + finetune.stdout
     assert "channels:\n  - 8\n  - 16" in (ft_run / "config.yaml").read_text()
 
-    evaluate = mnist("eval", f"ckpt={ft_run}", "eval.attack=[fgsm,pgd]", "eval.eps=[0.1]", "eval.pgd_steps=3",
-                     "eval.corruptions=true", "eval.tta=true", cwd=tmp_path)
+    evaluate = mnist(
+        "eval",
+        f"ckpt={ft_run}",
+        "eval.attack=[fgsm,pgd]",
+        "eval.eps=[0.1]",
+        "eval.pgd_steps=3",
+        "eval.corruptions=true",
+        "eval.tta=true",
+        cwd=tmp_path,
+    )
     assert evaluate.returncode == 0, evaluate.stderr
     [eval_run] = run_dirs(tmp_path, "eval")
     report = json.loads((eval_run / "eval.json").read_text())
@@ -53,10 +74,19 @@ def test_pretrain_finetune_eval(tmp_path: Path, tiny_data: Path) -> None:
         with Image.open(eval_run / name) as image:
             assert image.format == "PNG" and image.width > 300
             image.load()
-    for line in ("Confusion matrix", "test accuracy", "calibration error (ECE)", "FGSM eps=0.1", "PGD eps=0.1", "rotation"):
+    for line in (
+        "Confusion matrix",
+        "test accuracy",
+        "calibration error (ECE)",
+        "FGSM eps=0.1",
+        "PGD eps=0.1",
+        "rotation",
+    ):
         assert line in evaluate.stdout
 
-    exported = mnist("export", "ckpt=latest", "format=int8", "prune=0.5", cwd=tmp_path)  # latest: the finetuned best.ckpt
+    exported = mnist(
+        "export", "ckpt=latest", "format=int8", "prune=0.5", cwd=tmp_path
+    )  # latest: the finetuned best.ckpt
     assert exported.returncode == 0, exported.stderr
     [export_run] = run_dirs(tmp_path, "export")
     record = json.loads((export_run / "export.json").read_text())
@@ -82,7 +112,11 @@ def test_hydra_flags_keep_working(tmp_path: Path) -> None:
     cfg = mnist("pretrain", "optimizer=sgd", "--cfg", "job", cwd=tmp_path)
     assert cfg.returncode == 0 and "_target_: torch.optim.SGD" in cfg.stdout and "momentum: 0.9" in cfg.stdout
     help_text = mnist("finetune", "--help", cwd=tmp_path)
-    assert help_text.returncode == 0 and "strategy: full" in help_text.stdout and "optimizer: adadelta, adam, adamw, sgd" in help_text.stdout
+    assert (
+        help_text.returncode == 0
+        and "strategy: full" in help_text.stdout
+        and "optimizer: adadelta, adam, adamw, sgd" in help_text.stdout
+    )
     assert not (tmp_path / "outputs").exists()  # neither ran a job
     top = mnist("--help", cwd=tmp_path)
     assert top.returncode == 0 and "Stages:" in top.stdout

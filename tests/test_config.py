@@ -22,9 +22,7 @@ from mnist_cli.models import MODELS
 from mnist_cli.run_dir import RunDir, unique_dir
 
 GROUP_OPTIONS = [
-    (group, path.stem)
-    for group in (*groups(), "stage")
-    for path in sorted((config_dir() / group).glob("*.yaml"))
+    (group, path.stem) for group in (*groups(), "stage") for path in sorted((config_dir() / group).glob("*.yaml"))
 ]
 
 
@@ -98,7 +96,16 @@ def test_finetune_without_a_checkpoint_is_refused() -> None:
 def test_hydra_flags_move_before_the_overrides() -> None:
     args = ["a=1", "-m", "b=2,3", "--cfg", "job", "--info", "c=4", "--config-dir", "my/conf"]
     assert hydra_argv("pretrain", args) == [
-        "-m", "--cfg", "job", "--info", "--config-dir", "my/conf", "stage=pretrain", "a=1", "b=2,3", "c=4"
+        "-m",
+        "--cfg",
+        "job",
+        "--info",
+        "--config-dir",
+        "my/conf",
+        "stage=pretrain",
+        "a=1",
+        "b=2,3",
+        "c=4",
     ]
 
 

@@ -47,10 +47,18 @@ def corrupt(folder: Path, name: str, data: bytes) -> None:
     ("damage", "message"),
     [
         (lambda d: corrupt(d, "train-images-idx3-ubyte.gz", b"\x00\x00\x09\x03" + bytes(12)), "bad magic number"),
-        (lambda d: corrupt(d, "train-images-idx3-ubyte.gz", gzip.decompress((d / "train-images-idx3-ubyte.gz").read_bytes())[:-100]), "truncated or corrupt"),
+        (
+            lambda d: corrupt(
+                d, "train-images-idx3-ubyte.gz", gzip.decompress((d / "train-images-idx3-ubyte.gz").read_bytes())[:-100]
+            ),
+            "truncated or corrupt",
+        ),
         (lambda d: (d / "train-labels-idx1-ubyte.gz").write_bytes(b"not gzip at all"), "cannot read it"),
         (lambda d: write_idx(d / "train-labels-idx1-ubyte.gz", torch.zeros(39, dtype=torch.uint8)), "40 images but"),
-        (lambda d: write_idx(d / "train-labels-idx1-ubyte.gz", torch.full((40,), 12, dtype=torch.uint8)), "label 12 is out of range"),
+        (
+            lambda d: write_idx(d / "train-labels-idx1-ubyte.gz", torch.full((40,), 12, dtype=torch.uint8)),
+            "label 12 is out of range",
+        ),
         (lambda d: (d / "train-images-idx3-ubyte.gz").unlink(), "train-images-idx3-ubyte(.gz) not found"),
     ],
     ids=["magic", "truncated", "not-gzip", "count-mismatch", "label-range", "missing"],

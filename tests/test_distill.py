@@ -19,7 +19,9 @@ from conftest import FAST
 def test_distillation_loss_mixes_labels_and_the_teachers_soft_targets() -> None:
     torch.manual_seed(0)
     student, teacher, labels = torch.randn(8, 10), torch.randn(8, 10), torch.randint(0, 10, (8,))
-    assert distillation_loss(student, teacher, labels, 0.0, 4.0) == pytest.approx(F.cross_entropy(student, labels).item())
+    assert distillation_loss(student, teacher, labels, 0.0, 4.0) == pytest.approx(
+        F.cross_entropy(student, labels).item()
+    )
     assert distillation_loss(teacher, teacher, labels, 1.0, 4.0).item() == pytest.approx(0.0, abs=1e-6)
     # Learning from the soft targets moves the student's probabilities towards the teacher's.
     learner = student.clone().requires_grad_(True)
@@ -44,4 +46,6 @@ def test_adversarial_batches_stay_within_eps_and_leave_batchnorm_statistics_alon
     assert model.training and all(torch.equal(v, model.state_dict()[k]) for k, v in stats.items())
     with torch.no_grad():
         model.eval()
-        assert F.cross_entropy(model(prep.normalize(attacked)), labels) > F.cross_entropy(model(prep.normalize(pixels)), labels)
+        assert F.cross_entropy(model(prep.normalize(attacked)), labels) > F.cross_entropy(
+            model(prep.normalize(pixels)), labels
+        )

@@ -19,7 +19,16 @@ ARGS = [*FAST, "trainer.batch_size=32"]  # the global batch: 16 images per proce
 
 def torchrun(*args: str, cwd: Path) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k != "MNIST_CLI_DATA"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "mnist_cli", *args]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "mnist_cli",
+        *args,
+    ]
     return subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -64,6 +73,8 @@ def test_two_processes_stopped_and_resumed_match_one_with_the_same_global_batch(
     log = (ddp / "run.log").read_text()
     assert "x 2 processes" in log and log.count("epoch 2/2 ") == 1  # and the other rank logged nothing there
     for a, b in zip(rows(one), rows(ddp), strict=True):
-        assert abs(a["train_loss"] - b["train_loss"]) <= 0.05 * a["train_loss"]  # per-process BatchNorm and dropout differ
+        assert (
+            abs(a["train_loss"] - b["train_loss"]) <= 0.05 * a["train_loss"]
+        )  # per-process BatchNorm and dropout differ
         assert abs(a["val_acc"] - b["val_acc"]) <= 0.02
     assert abs(summary(one)["test_acc"] - summary(ddp)["test_acc"]) <= 0.02

@@ -29,7 +29,11 @@ def test_calibration_error_of_a_known_case() -> None:
     assert result["ece"] == pytest.approx(0.3)
     by_bin = {round(b["low"], 1): b for b in result["bins"] if b["count"]}
     assert set(by_bin) == {0.6, 0.8}
-    assert (by_bin[0.8]["count"], by_bin[0.8]["accuracy"], by_bin[0.8]["confidence"]) == (10, pytest.approx(0.6), pytest.approx(0.85))
+    assert (by_bin[0.8]["count"], by_bin[0.8]["accuracy"], by_bin[0.8]["confidence"]) == (
+        10,
+        pytest.approx(0.6),
+        pytest.approx(0.85),
+    )
     assert (by_bin[0.6]["count"], by_bin[0.6]["accuracy"]) == (10, pytest.approx(1.0))
     # Confidence 1.0 counts in the last bin; a perfectly calibrated model scores 0.
     assert calibration(torch.eye(3), torch.arange(3), bins=5)["ece"] == pytest.approx(0.0)
@@ -58,7 +62,9 @@ def test_pgd_is_at_least_as_strong_as_fgsm_which_is_at_least_as_strong_as_clean(
     forward, test, cfg = trained
     with torch.no_grad():
         clean = (forward(test.images.float() / 255).argmax(1) == test.labels).double().mean().item()
-    attacks = OmegaConf.create({"attack": ["fgsm", "pgd"], "eps": [0.1], "pgd_steps": 10, "pgd_step_size": None, "pgd_random_start": True})
+    attacks = OmegaConf.create(
+        {"attack": ["fgsm", "pgd"], "eps": [0.1], "pgd_steps": 10, "pgd_step_size": None, "pgd_random_start": True}
+    )
     found = attacked_accuracy(attacks, forward, test.images.float() / 255, test.labels, batch_size=64)
     assert found["pgd"]["0.1"] <= found["fgsm"]["0.1"] <= clean
     assert found["pgd"]["0.1"] < clean > 0.9  # the attack does something to a model that works
@@ -71,7 +77,9 @@ def test_pgd_is_at_least_as_strong_as_fgsm_which_is_at_least_as_strong_as_clean(
 
 def test_corruptions_are_seeded_bounded_and_change_the_images(trained) -> None:
     _, test, _ = trained
-    cfg = OmegaConf.create({"noise_std": 0.3, "blur_sigma": 1.0, "shift_pixels": 3, "rotate_degrees": 30, "contrast": 0.3})
+    cfg = OmegaConf.create(
+        {"noise_std": 0.3, "blur_sigma": 1.0, "shift_pixels": 3, "rotate_degrees": 30, "contrast": 0.3}
+    )
     x = test.images[:16].float() / 255
     for name in CORRUPTIONS:
         a = corrupt(name, x, cfg, torch.Generator().manual_seed(1))

@@ -44,8 +44,14 @@ def metrics(run: Path) -> list[dict]:
 
 def start(args: list[str], cwd: Path) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k != "MNIST_CLI_DATA"}
-    return subprocess.Popen([sys.executable, "-m", "mnist_cli", *args], cwd=cwd, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "mnist_cli", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def wait_for(path_glob: str, cwd: Path, timeout: float = 120) -> list[Path]:
@@ -81,7 +87,9 @@ def uninterrupted(tmp_path_factory: pytest.TempPathFactory, data: Path) -> Path:
     return run
 
 
-def test_kill_9_at_random_moments_then_resume_ends_bit_identical(tmp_path: Path, data: Path, uninterrupted: Path) -> None:
+def test_kill_9_at_random_moments_then_resume_ends_bit_identical(
+    tmp_path: Path, data: Path, uninterrupted: Path
+) -> None:
     seed = int(os.environ.get("MNIST_CLI_FAULT_SEED", "0"))
     rng = random.Random(seed)
     span = summary(uninterrupted)["train_time_s"]  # how long training takes on this machine
@@ -132,7 +140,9 @@ def test_a_signal_checkpoints_mid_epoch_and_resume_ends_bit_identical(
     s = summary(run)
     assert s["status"] == "interrupted" and s["signal"] == signal.Signals(signum).name
     ckpt = load_checkpoint(last)
-    assert ckpt["in_progress"] is not None and ckpt["in_progress"]["step"] > 10  # saved after the signal, not at step 10
+    assert (
+        ckpt["in_progress"] is not None and ckpt["in_progress"]["step"] > 10
+    )  # saved after the signal, not at step 10
 
     if signum == signal.SIGTERM:  # the checkpoint is the same whichever signal asked for it
         resumed = mnist("pretrain", f"resume={run}", cwd=tmp_path)
@@ -156,8 +166,17 @@ def test_a_second_ctrl_c_stops_at_once_and_leaves_whole_files(tmp_path: Path, da
 
 def test_nan_loss_stops_naming_epoch_step_and_knob_and_keeps_the_good_checkpoint(tmp_path: Path, data: Path) -> None:
     # The learning rate grows 1e6-fold after the first epoch, so the loss blows up in the second.
-    result = mnist("pretrain", f"dataset.root={data}", *FAST, "trainer.epochs=3", "scheduler=step",
-                   "scheduler.step_epochs=1", "scheduler.gamma=1e6", "optimizer=sgd", cwd=tmp_path)
+    result = mnist(
+        "pretrain",
+        f"dataset.root={data}",
+        *FAST,
+        "trainer.epochs=3",
+        "scheduler=step",
+        "scheduler.step_epochs=1",
+        "scheduler.gamma=1e6",
+        "optimizer=sgd",
+        cwd=tmp_path,
+    )
     BAD_INPUTS.append(("learning rate that blows up", result.stderr.strip()))
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
     assert "in epoch 2 by step" in result.stderr and "optimizer.lr" in result.stderr
@@ -167,7 +186,9 @@ def test_nan_loss_stops_naming_epoch_step_and_knob_and_keeps_the_good_checkpoint
     assert last["epoch"] == 1 and all(torch.isfinite(t).all() for t in last["model"].values() if t.is_floating_point())
 
 
-def test_a_full_disk_keeps_the_previous_file_and_says_what_failed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_full_disk_keeps_the_previous_file_and_says_what_failed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     target = tmp_path / "summary.json"
     write_text(target, "good\n")
     ckpt = tmp_path / "last.ckpt"
@@ -301,7 +322,9 @@ def try_bad_input(args: list[str], run: Path, cwd: Path) -> subprocess.Completed
 
 
 @pytest.fixture(scope="module")
-def bad_results(tmp_path_factory: pytest.TempPathFactory, trained: tuple[Path, Path]) -> dict[str, subprocess.CompletedProcess]:
+def bad_results(
+    tmp_path_factory: pytest.TempPathFactory, trained: tuple[Path, Path]
+) -> dict[str, subprocess.CompletedProcess]:
     """Every bad input's result, run two at a time (each is a process that mostly waits on imports)."""
     run, _ = trained
     before = summary(run)
@@ -315,7 +338,9 @@ def bad_results(tmp_path_factory: pytest.TempPathFactory, trained: tuple[Path, P
 
 
 @pytest.mark.parametrize(("args", "message"), BAD, ids=[" ".join(args) for args, _ in BAD])
-def test_bad_input_is_one_line_and_exit_code_2(bad_results: dict[str, subprocess.CompletedProcess], args: list[str], message: str) -> None:
+def test_bad_input_is_one_line_and_exit_code_2(
+    bad_results: dict[str, subprocess.CompletedProcess], args: list[str], message: str
+) -> None:
     result = bad_results[" ".join(args)]
     BAD_INPUTS.append((" ".join(args), result.stderr.strip()))
     assert result.returncode == 2, result.stderr

@@ -37,7 +37,9 @@ def test_light_ink_on_black_is_kept_and_invert_can_be_forced() -> None:
     kept = to_mnist(dark, CFG)
     assert kept[14, 14] > 100 and kept[0, 0] == 0
     assert np.array_equal(to_mnist(dark, OmegaConf.merge(CFG, {"invert": False})), kept)
-    with pytest.raises(UserError, match="blank"):  # inverted, the bar is dark ink on white: nothing is brighter than the paper
+    with pytest.raises(
+        UserError, match="blank"
+    ):  # inverted, the bar is dark ink on white: nothing is brighter than the paper
         to_mnist(dark, OmegaConf.merge(CFG, {"invert": True}))
 
 

@@ -54,8 +54,15 @@ def test_vit_backbone_returns_patch_tokens(overrides: list[str], tokens: int) ->
 def test_rebuilt_from_a_checkpoints_config(tmp_path: Path, name: str) -> None:
     cfg = compose_config(*MODELS[name][0])
     model = build_model(cfg.model, 7).eval()
-    save_checkpoint(tmp_path / "m.ckpt", {"config": OmegaConf.to_container(cfg), "num_classes": 7, "objective": "supervised",
-                                         "model": model.state_dict()})
+    save_checkpoint(
+        tmp_path / "m.ckpt",
+        {
+            "config": OmegaConf.to_container(cfg),
+            "num_classes": 7,
+            "objective": "supervised",
+            "model": model.state_dict(),
+        },
+    )
     rebuilt = model_from_checkpoint(load_checkpoint(tmp_path / "m.ckpt")).eval()
     x = torch.randn(2, 1, 28, 28)
     with torch.no_grad():
@@ -64,7 +71,11 @@ def test_rebuilt_from_a_checkpoints_config(tmp_path: Path, name: str) -> None:
 
 @pytest.mark.parametrize(
     ("override", "message"),
-    [("model.stem=big", "small or strided"), ("model.patch=5", "divides 28"), ("model.heads=5", "divisible by model.heads=5")],
+    [
+        ("model.stem=big", "small or strided"),
+        ("model.patch=5", "divides 28"),
+        ("model.heads=5", "divisible by model.heads=5"),
+    ],
 )
 def test_bad_model_settings_are_refused(override: str, message: str) -> None:
     model = "model=resnet18" if "stem" in override else "model=vit"
@@ -76,13 +87,29 @@ def test_bad_model_settings_are_refused(override: str, message: str) -> None:
 def test_vit_pretrain_eval_round_trip_and_frozen_or_lora_finetune(tmp_path: Path, tiny_data: Path) -> None:
     """pretrain -> eval gives the recorded accuracy; finetuning with a frozen backbone or with LoRA
     adapters keeps the pretrained weights."""
-    assert mnist("pretrain", f"dataset.root={tiny_data}", *TINY_VIT, "trainer.epochs=1", "trainer.batch_size=32",
-                 cwd=tmp_path).returncode == 0
+    assert (
+        mnist(
+            "pretrain",
+            f"dataset.root={tiny_data}",
+            *TINY_VIT,
+            "trainer.epochs=1",
+            "trainer.batch_size=32",
+            cwd=tmp_path,
+        ).returncode
+        == 0
+    )
     [run] = run_dirs(tmp_path, "pretrain")
 
     # One sweep for both strategies; best.ckpt of LoRA holds the adapters merged, as a plain model.
-    finetune = mnist("finetune", "-m", f"ckpt={run}", "finetune.strategy=linear,lora", "trainer.epochs=1",
-                     "trainer.batch_size=32", cwd=tmp_path)
+    finetune = mnist(
+        "finetune",
+        "-m",
+        f"ckpt={run}",
+        "finetune.strategy=linear,lora",
+        "trainer.epochs=1",
+        "trainer.batch_size=32",
+        cwd=tmp_path,
+    )
     assert finetune.returncode == 0, finetune.stderr
     [sweep] = run_dirs(tmp_path, "multirun")
     linear_run, lora_run = sweep / "0", sweep / "1"
@@ -110,11 +137,21 @@ def test_vit_pretrain_eval_round_trip_and_frozen_or_lora_finetune(tmp_path: Path
 def test_experiment_presets_pick_each_models_recipe() -> None:
     vit = compose_config("experiment=vit")
     assert (vit.model.name, vit.optimizer._target_, vit.scheduler._target_, vit.scheduler.warmup_epochs) == (
-        "vit", "torch.optim.AdamW", "mnist_cli.training.schedules.cosine", 2)
+        "vit",
+        "torch.optim.AdamW",
+        "mnist_cli.training.schedules.cosine",
+        2,
+    )
     assert compose_config("experiment=vit_mini").model.patch == 7
     resnet = compose_config("experiment=resnet18", "model.stem=strided")
-    assert (resnet.model.name, resnet.model.stem, resnet.optimizer._target_) == ("resnet18", "strided", "torch.optim.SGD")
-    assert compose_config("experiment=vit").trainer.batch_size == compose_config().trainer.batch_size  # only differences
+    assert (resnet.model.name, resnet.model.stem, resnet.optimizer._target_) == (
+        "resnet18",
+        "strided",
+        "torch.optim.SGD",
+    )
+    assert (
+        compose_config("experiment=vit").trainer.batch_size == compose_config().trainer.batch_size
+    )  # only differences
 
 
 def test_finetune_accepts_the_checkpoints_model_option_and_refuses_another() -> None:

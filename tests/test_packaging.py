@@ -11,5 +11,9 @@ REPO = Path(__file__).parents[1]
 def test_every_config_folder_is_a_listed_package() -> None:
     listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     conf = REPO / "conf"
-    folders = {".".join(["mnist_cli.conf", *p.relative_to(conf).parts]) for p in conf.glob("**/") if "__pycache__" not in p.parts}
+    folders = {
+        ".".join(["mnist_cli.conf", *p.relative_to(conf).parts])
+        for p in conf.glob("**/")
+        if "__pycache__" not in p.parts
+    }
     assert folders <= listed, f"add to pyproject.toml packages: {sorted(folders - listed)}"

@@ -22,7 +22,9 @@ def test_default_cnn_recipe_reaches_98_8_percent_and_eval_agrees(tmp_path: Path)
     assert result.returncode == 0, result.stderr
     [run] = run_dirs(tmp_path, "pretrain")
     summary = json.loads((run / "summary.json").read_text())
-    print(f"test accuracy {summary['test_acc']:.4f}, {summary['images_per_s']:.0f} images/s, {summary['wall_time_s']:.1f} s")
+    print(
+        f"test accuracy {summary['test_acc']:.4f}, {summary['images_per_s']:.0f} images/s, {summary['wall_time_s']:.1f} s"
+    )
     assert summary["test_acc"] >= 0.988
 
     evaluate = mnist("eval", f"ckpt={run}", cwd=tmp_path)

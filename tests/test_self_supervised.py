@@ -43,8 +43,15 @@ OBJECTIVES = {"contrastive": ["objective=contrastive", *FAST], "mae": ["objectiv
 
 def ssl_fit(tmp_path: Path, data: Path, objective: str, labels: str) -> dict[str, torch.Tensor]:
     # bf16 on any CPU (slow without native support), so a dtype mismatch shows on every machine
-    _, run, *_ = fit(tmp_path / labels, data, *OBJECTIVES[objective], "trainer.epochs=1", "trainer.batch_size=32",
-                     "trainer.precision=bf16", shuffle_labels=labels == "shuffled")
+    _, run, *_ = fit(
+        tmp_path / labels,
+        data,
+        *OBJECTIVES[objective],
+        "trainer.epochs=1",
+        "trainer.batch_size=32",
+        "trainer.precision=bf16",
+        shuffle_labels=labels == "shuffled",
+    )
     return load_checkpoint(run.last_ckpt)["model"]
 
 
@@ -59,7 +66,9 @@ def test_patches_follow_the_vits_token_order() -> None:
     x = torch.arange(28 * 28.0).reshape(1, 1, 28, 28)
     patches = patchify(x, 7)
     assert patches.shape == (1, 16, 49)
-    assert torch.equal(patches[0, 1], x[0, 0, :7, 7:14].flatten()) and torch.equal(patches[0, 4], x[0, 0, 7:14, :7].flatten())
+    assert torch.equal(patches[0, 1], x[0, 0, :7, 7:14].flatten()) and torch.equal(
+        patches[0, 4], x[0, 0, 7:14, :7].flatten()
+    )
 
 
 def test_pretrain_without_labels_then_linear_probe_keeps_the_backbone(tmp_path: Path, tiny_data: Path) -> None:
@@ -73,8 +82,15 @@ def test_pretrain_without_labels_then_linear_probe_keeps_the_backbone(tmp_path: 
     assert all(0 <= row["val_acc"] <= 1 for row in rows) and len(rows) == 2  # the k-NN monitor
     assert load_checkpoint(run / "checkpoints" / "best.ckpt")["objective"] == objective
 
-    probe = mnist("finetune", f"ckpt={run}", "finetune.strategy=linear", "dataset.labels_per_class=5",
-                  "trainer.epochs=2", "trainer.batch_size=10", cwd=tmp_path)
+    probe = mnist(
+        "finetune",
+        f"ckpt={run}",
+        "finetune.strategy=linear",
+        "dataset.labels_per_class=5",
+        "trainer.epochs=2",
+        "trainer.batch_size=10",
+        cwd=tmp_path,
+    )
     assert probe.returncode == 0, probe.stderr
     [ft] = run_dirs(tmp_path, "finetune")
     assert json.loads((ft / "summary.json").read_text())["train_images"] == 50

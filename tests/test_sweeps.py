@@ -36,8 +36,17 @@ def assert_png(path: Path) -> None:
 def sweep(tmp_path_factory: pytest.TempPathFactory, tiny_data: Path) -> tuple[Path, str]:
     """A 4-job sweep (2 optimizers x 2 widths) with TensorBoard logging, then `mnist report` on it."""
     cwd = tmp_path_factory.mktemp("sweep")
-    result = mnist("pretrain", "-m", f"dataset.root={tiny_data}", *TINY_CNN, "trainer.epochs=2", "logger=tensorboard",
-                   "optimizer=adam,sgd", "model.hidden=16,32", cwd=cwd)
+    result = mnist(
+        "pretrain",
+        "-m",
+        f"dataset.root={tiny_data}",
+        *TINY_CNN,
+        "trainer.epochs=2",
+        "logger=tensorboard",
+        "optimizer=adam,sgd",
+        "model.hidden=16,32",
+        cwd=cwd,
+    )
     assert result.returncode == 0, result.stderr
     reported = mnist("report", cwd=cwd)  # no argument: the latest sweep
     assert reported.returncode == 0, reported.stderr
@@ -78,23 +87,46 @@ def test_report_ranks_the_sweep_in_a_table_a_csv_and_plots(sweep: tuple[Path, st
         assert float(row["best_val_acc"]) == run["best_val_acc"] and float(row["test_acc"]) == run["test_acc"]
         assert int(row["epochs"]) == run["epochs_run"] == 2
         assert float(row["wall_time_s"]) == run["wall_time_s"]
-        assert f"optimizer={row['optimizer']}" in run["overrides"] and f"model.hidden={row['model.hidden']}" in run["overrides"]
+        assert (
+            f"optimizer={row['optimizer']}" in run["overrides"]
+            and f"model.hidden={row['model.hidden']}" in run["overrides"]
+        )
         assert "dataset.root" not in row  # the same in every job: not a column
         # The table shows the same run on one line: rank, run, the overrides, val and test accuracy, status.
         [line] = [line for line in stdout.splitlines() if line.startswith(f"│ {rank:>4} │ {row['run']} ")]
         cells = [cell.strip() for cell in line.strip("│").split("│")]
-        assert cells == [str(rank), row["run"], row["optimizer"], row["model.hidden"], f"{run['best_val_acc']:.4f}",
-                         f"{run['test_acc']:.4f}", "2", f"{run['wall_time_s']:.1f}", "completed"]
+        assert cells == [
+            str(rank),
+            row["run"],
+            row["optimizer"],
+            row["model.hidden"],
+            f"{run['best_val_acc']:.4f}",
+            f"{run['test_acc']:.4f}",
+            "2",
+            f"{run['wall_time_s']:.1f}",
+            "completed",
+        ]
     for name in ("learning_curves.png", "metric_vs_params.png"):
         assert_png(sweep_dir / name)
         assert f"wrote outputs/multirun/{sweep_dir.name}/{name}" in stdout
 
 
-def test_a_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path: Path, tiny_data: Path, capsys: pytest.CaptureFixture) -> None:
+def test_a_failing_job_is_recorded_and_the_sweep_goes_on(
+    tmp_path: Path, tiny_data: Path, capsys: pytest.CaptureFixture
+) -> None:
     """Through launcher=submitit_local, which runs each job in its own process as a cluster would:
     the jobs share the sweep directory, a bad value fails its job alone, and mnist exits 1 naming it."""
-    result = mnist("pretrain", "-m", "launcher=submitit_local", "hydra.launcher.cpus_per_task=1",
-                   f"dataset.root={tiny_data}", *FAST, "trainer.epochs=1", "optimizer.lr=-1,0.01", cwd=tmp_path)
+    result = mnist(
+        "pretrain",
+        "-m",
+        "launcher=submitit_local",
+        "hydra.launcher.cpus_per_task=1",
+        f"dataset.root={tiny_data}",
+        *FAST,
+        "trainer.epochs=1",
+        "optimizer.lr=-1,0.01",
+        cwd=tmp_path,
+    )
     assert result.returncode == 1
     assert "1 job(s) failed: job 0 (" in result.stderr and "optimizer.lr=-1 is not valid" in result.stderr
     [sweep_dir] = run_dirs(tmp_path, "multirun")
@@ -136,23 +168,37 @@ def test_optuna_search_runs_and_continues_from_its_stored_study(tmp_path: Path, 
 
 def test_every_experiment_preset_runs_a_tiny_step(tmp_path: Path) -> None:
     data = write_dataset(tmp_path / "data", n_train=64, n_test=32)
-    result = mnist("pretrain", "-m", "experiment=glob(*)", f"dataset.root={data}", "trainer.epochs=1",
-                   "trainer.batch_size=32", "trainer.eval_batch_size=64", cwd=tmp_path)
+    result = mnist(
+        "pretrain",
+        "-m",
+        "experiment=glob(*)",
+        f"dataset.root={data}",
+        "trainer.epochs=1",
+        "trainer.batch_size=32",
+        "trainer.eval_batch_size=64",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     presets = sorted(p.stem for p in (config_dir() / "experiment").glob("*.yaml"))
     [sweep_dir] = run_dirs(tmp_path, "multirun")
     runs = [summary(run) for run in jobs(sweep_dir)]
-    assert sorted(o for run in runs for o in run["overrides"] if o.startswith("experiment=")) == [f"experiment={p}" for p in presets]
+    assert sorted(o for run in runs for o in run["overrides"] if o.startswith("experiment=")) == [
+        f"experiment={p}" for p in presets
+    ]
     assert all(run["status"] == "completed" and run["epochs_run"] == 1 for run in runs)
 
 
-def test_report_says_what_is_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+def test_report_says_what_is_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     from mnist_cli.cli import main
 
     monkeypatch.chdir(tmp_path)
-    for args, message in ((["report"], "no sweep under outputs/multirun"),
-                          (["report", "nowhere"], "nowhere: no such folder"),
-                          (["report", "."], "no runs (folders with a summary.json) under .")):
+    for args, message in (
+        (["report"], "no sweep under outputs/multirun"),
+        (["report", "nowhere"], "nowhere: no such folder"),
+        (["report", "."], "no runs (folders with a summary.json) under ."),
+    ):
         with pytest.raises(SystemExit) as exit_info:
             main(args)
         assert exit_info.value.code == 2 and message in capsys.readouterr().err

@@ -143,7 +143,11 @@ def test_layer_decay_gives_earlier_blocks_smaller_learning_rates() -> None:
     depth = len(model.blocks)
     assert lr_of[id(model.head[-1].weight)] == cfg.optimizer.lr
     assert lr_of[id(model.blocks[-1][0].mlp[0].weight)] == cfg.optimizer.lr * 0.5
-    assert lr_of[id(model.backbone.patch_embed.weight)] == lr_of[id(model.backbone.pos_embed)] == cfg.optimizer.lr * 0.5**depth
+    assert (
+        lr_of[id(model.backbone.patch_embed.weight)]
+        == lr_of[id(model.backbone.pos_embed)]
+        == cfg.optimizer.lr * 0.5**depth
+    )
     assert len(lr_of) == sum(1 for _ in model.parameters())
 
 
@@ -151,14 +155,23 @@ def test_layer_decay_gives_earlier_blocks_smaller_learning_rates() -> None:
 # the gradient of a batch is then the mean of its micro-batches' gradients. SGD, whose step is
 # linear in the gradient (Adam's first steps are near sign(gradient), which float noise flips for
 # the weights whose gradient is close to 0).
-NO_BATCH_EFFECTS = [*TINY_VIT, "model.dropout=0", "model.head_dropout=0", "dataset.augment.enabled=false",
-                    "trainer.precision=fp32", "trainer.epochs=3", "optimizer=sgd"]
+NO_BATCH_EFFECTS = [
+    *TINY_VIT,
+    "model.dropout=0",
+    "model.head_dropout=0",
+    "dataset.augment.enabled=false",
+    "trainer.precision=fp32",
+    "trainer.epochs=3",
+    "optimizer=sgd",
+]
 
 
 def test_accumulating_4_micro_batches_of_32_steps_like_one_batch_of_128(tmp_path: Path, tiny_data: Path) -> None:
     initial = build_model(compose_config(*NO_BATCH_EFFECTS).model, 10).state_dict()
     big, _, one, _, _ = fit(tmp_path / "one", tiny_data, *NO_BATCH_EFFECTS, "trainer.batch_size=128")
-    acc, _, four, trainer, _ = fit(tmp_path / "four", tiny_data, *NO_BATCH_EFFECTS, "trainer.batch_size=32", "trainer.accumulate_steps=4")
+    acc, _, four, trainer, _ = fit(
+        tmp_path / "four", tiny_data, *NO_BATCH_EFFECTS, "trainer.batch_size=32", "trainer.accumulate_steps=4"
+    )
     assert trainer.effective_batch_size == 128 and trainer.steps_per_epoch(243) == 1  # 3 optimizer steps in all
     a, b = one.state_dict(), four.state_dict()
     assert all(torch.allclose(a[k], b[k], rtol=1e-4, atol=1e-6) for k in a)
@@ -167,10 +180,17 @@ def test_accumulating_4_micro_batches_of_32_steps_like_one_batch_of_128(tmp_path
     assert [r["train_loss"] for r in big.history] == pytest.approx([r["train_loss"] for r in acc.history], rel=1e-5)
 
 
-def test_accumulation_resumes_mid_epoch_bit_identically(tmp_path: Path, tiny_data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_accumulation_resumes_mid_epoch_bit_identically(
+    tmp_path: Path, tiny_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A last.ckpt written mid-epoch (after optimizer step 3 of 7, each of 2 micro-batches) resumes
     into the same weights and metrics as the run that was never stopped."""
-    overrides = ["trainer.batch_size=16", "trainer.accumulate_steps=2", "trainer.checkpoint_every_steps=3", "trainer.epochs=2"]
+    overrides = [
+        "trainer.batch_size=16",
+        "trainer.accumulate_steps=2",
+        "trainer.checkpoint_every_steps=3",
+        "trainer.epochs=2",
+    ]
     saved = tmp_path / "mid-epoch.ckpt"
 
     def keep_the_first_mid_epoch_checkpoint(path: Path, payload: dict) -> None:
@@ -186,5 +206,6 @@ def test_accumulation_resumes_mid_epoch_bit_identically(tmp_path: Path, tiny_dat
     resumed, _, again, _, _ = fit(tmp_path / "resumed", tiny_data, *overrides, resume=ckpt)
     timing = ("epoch_time_s", "val_time_s", "images_per_s", "elapsed_s")
     assert [{k: v for k, v in r.items() if k not in timing} for r in whole.history] == [
-        {k: v for k, v in r.items() if k not in timing} for r in resumed.history]
+        {k: v for k, v in r.items() if k not in timing} for r in resumed.history
+    ]
     assert all(torch.equal(v, again.state_dict()[k]) for k, v in model.state_dict().items())

@@ -3,8 +3,19 @@
 from __future__ import annotations
 
 # Hydra's flags that take a value; --info takes one only when it is one of INFO_TOPICS.
-FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
-                    "--config-dir", "-cd", "--experimental-rerun"}
+FLAGS_WITH_VALUE = {
+    "--cfg",
+    "-c",
+    "--package",
+    "-p",
+    "--config-path",
+    "-cp",
+    "--config-name",
+    "-cn",
+    "--config-dir",
+    "-cd",
+    "--experimental-rerun",
+}
 INFO_TOPICS = {"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"}
 
 
@@ -16,7 +27,9 @@ def split_args(args: list[str]) -> tuple[list[str], list[str]]:
         arg = args[i]
         if arg.startswith("-"):
             flags.append(arg)
-            takes_value = arg in FLAGS_WITH_VALUE or (arg in ("--info", "-i") and i + 1 < len(args) and args[i + 1] in INFO_TOPICS)
+            takes_value = arg in FLAGS_WITH_VALUE or (
+                arg in ("--info", "-i") and i + 1 < len(args) and args[i + 1] in INFO_TOPICS
+            )
             if takes_value and i + 1 < len(args):
                 flags.append(args[i + 1])
                 i += 1

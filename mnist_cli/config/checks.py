@@ -36,17 +36,33 @@ def check_group_choices(args: list[str]) -> None:
             continue
         for choice in value.split(","):
             if choice not in options(group):
-                raise UserError(f"unknown {group} '{choice}': choose one of {', '.join(options(group))} (see `mnist --help`)")
+                raise UserError(
+                    f"unknown {group} '{choice}': choose one of {', '.join(options(group))} (see `mnist --help`)"
+                )
 
 
 # Hydra plugins that presets need, and the extra that installs each.
-PLUGINS = {"hydra/sweeper/optuna": ("hparams_search=optuna", "optuna"),
-           "hydra/launcher/submitit": ("launcher=submitit_local|slurm", "cluster")}
+PLUGINS = {
+    "hydra/sweeper/optuna": ("hparams_search=optuna", "optuna"),
+    "hydra/launcher/submitit": ("launcher=submitit_local|slurm", "cluster"),
+}
 
 
 # Flags after which Hydra prints something and exits, or composes a config the check cannot see.
-NO_CHECK_FLAGS = {"--help", "-h", "--hydra-help", "--info", "-i", "--shell-completion", "-sc",
-                  "--config-name", "-cn", "--experimental-rerun", "--config-path", "-cp"}
+NO_CHECK_FLAGS = {
+    "--help",
+    "-h",
+    "--hydra-help",
+    "--info",
+    "-i",
+    "--shell-completion",
+    "-sc",
+    "--config-name",
+    "-cn",
+    "--experimental-rerun",
+    "--config-path",
+    "-cp",
+}
 
 
 def first_job(overrides: list[str]) -> list[str]:
@@ -71,7 +87,11 @@ def one_line(error: BaseException) -> str:
     """Hydra's and OmegaConf's multi-line messages as one line, without the internals."""
     details = ("full_key:", "object_type", "reference_type", "See https://", "Config search path", "provider=")
     lines = [line.strip() for line in str(error).splitlines() if line.strip() and not line.strip().startswith(details)]
-    cause = [line.strip() for line in str(error.__cause__ or "").splitlines() if line.strip() and not line.strip().startswith(details)]
+    cause = [
+        line.strip()
+        for line in str(error.__cause__ or "").splitlines()
+        if line.strip() and not line.strip().startswith(details)
+    ]
     if cause:
         lines[:1] = [f"{lines[0].rstrip('.')}: {cause[0]}"] if lines else cause[:1]
     key = getattr(error, "full_key", None)  # OmegaConf names the key whose value failed
@@ -83,9 +103,13 @@ def check_writable(root: Path) -> None:
     existing = root
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
-    problem = "is not a folder" if not existing.is_dir() else "is not writable" if not os.access(existing, os.W_OK) else None
+    problem = (
+        "is not a folder" if not existing.is_dir() else "is not writable" if not os.access(existing, os.W_OK) else None
+    )
     if problem:
-        raise UserError(f"outputs_root={root}: {existing} {problem}, so no run directory can be made there; choose another with outputs_root=...")
+        raise UserError(
+            f"outputs_root={root}: {existing} {problem}, so no run directory can be made there; choose another with outputs_root=..."
+        )
 
 
 def check_config(stage: str, args: list[str]) -> None:
@@ -123,7 +147,9 @@ def check_config(stage: str, args: list[str]) -> None:
         raise
     except Exception as e:  # Hydra's and OmegaConf's composition errors
         message = one_line(e)
-        missing = [(preset, extra) for plugin, (preset, extra) in PLUGINS.items() if f"Could not find '{plugin}" in message]
+        missing = [
+            (preset, extra) for plugin, (preset, extra) in PLUGINS.items() if f"Could not find '{plugin}" in message
+        ]
         if missing:
             preset, extra = missing[0]
             message = f"{preset} needs a Hydra plugin that is not installed: pip install 'mnist-cli[{extra}]'"

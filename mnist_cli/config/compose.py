@@ -19,8 +19,11 @@ def config_dir() -> Path:
 @cache
 def groups() -> tuple[str, ...]:
     """The config groups a person picks from, in name order."""
-    return tuple(sorted(p.name for p in config_dir().iterdir() if p.is_dir() and p.name not in NOT_PICKED
-                        and any(p.glob("*.yaml"))))
+    return tuple(
+        sorted(
+            p.name for p in config_dir().iterdir() if p.is_dir() and p.name not in NOT_PICKED and any(p.glob("*.yaml"))
+        )
+    )
 
 
 def options(group: str) -> list[str]:

@@ -77,7 +77,10 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "dataset.augment.max_rotate": (non_negative, "a number of degrees >= 0"),
     "dataset.augment.max_scale": (fraction, "a fraction in [0, 1)"),
     "model.name": (lambda v: v in MODELS, f"one of the registered models ({', '.join(MODELS)})"),
-    "model.channels": (lambda v: isinstance(v, Sequence) and len(v) > 0 and all(map(positive_int, v)), "a list of widths >= 1, e.g. [16,32,64]"),
+    "model.channels": (
+        lambda v: isinstance(v, Sequence) and len(v) > 0 and all(map(positive_int, v)),
+        "a list of widths >= 1, e.g. [16,32,64]",
+    ),
     "model.hidden": (non_negative_int, "a whole number >= 0 (0: no hidden layer)"),
     "model.head_dropout": (fraction, "a number in [0, 1)"),
     "model.dropout": (fraction, "a number in [0, 1)"),
@@ -158,8 +161,10 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "eval.tta": (boolean, "true or false"),
     "eval.tta_shift": (positive_int, "a whole number of pixels >= 1"),
     "eval.attack": (attacks, "null, fgsm, pgd or a list of them, e.g. [fgsm,pgd]"),
-    "eval.eps": (lambda v: isinstance(v, Sequence) and len(v) > 0 and all(_is_num(e) and 0 < e <= 1 for e in v),
-                 "a list of strengths in (0, 1], e.g. [0.1,0.3]"),
+    "eval.eps": (
+        lambda v: isinstance(v, Sequence) and len(v) > 0 and all(_is_num(e) and 0 < e <= 1 for e in v),
+        "a list of strengths in (0, 1], e.g. [0.1,0.3]",
+    ),
     "eval.pgd_steps": (positive_int, "a whole number >= 1"),
     "eval.pgd_step_size": (optional(positive), "null or a number > 0"),
     "eval.pgd_random_start": (boolean, "true or false"),
@@ -186,19 +191,25 @@ def validate(cfg: DictConfig) -> None:
             raise UserError(f"{key}={value!r} is not valid: it must be {want}; fix it with {key}=...")
 
     if cfg.model.name == "vit" and cfg.model.dim % cfg.model.heads:
-        raise UserError(f"model.dim={cfg.model.dim} must be divisible by model.heads={cfg.model.heads}; change one of them")
+        raise UserError(
+            f"model.dim={cfg.model.dim} must be divisible by model.heads={cfg.model.heads}; change one of them"
+        )
 
     if OmegaConf.select(cfg, "dataset.labels_per_class") and OmegaConf.select(cfg, "dataset.label_fraction"):
         raise UserError("set one of dataset.labels_per_class and dataset.label_fraction, not both")
 
     if cfg.objective.name != "supervised":
         if cfg.stage.name != "pretrain":
-            raise UserError(f"objective={cfg.objective.name} is for `mnist pretrain`; {cfg.stage.name} learns from labels (drop objective=)")
+            raise UserError(
+                f"objective={cfg.objective.name} is for `mnist pretrain`; {cfg.stage.name} learns from labels (drop objective=)"
+            )
         if distributed.world_size() > 1:
             raise UserError(f"objective={cfg.objective.name} runs in one process; run it without torchrun")
     if cfg.objective.name == "mae":
         if cfg.model.name != "vit":
-            raise UserError(f"objective=mae masks a ViT's patches; use model=vit or model=vit_mini (not {cfg.model.name})")
+            raise UserError(
+                f"objective=mae masks a ViT's patches; use model=vit or model=vit_mini (not {cfg.model.name})"
+            )
         if cfg.objective.decoder_dim % cfg.objective.decoder_heads:
             raise UserError("objective.decoder_dim must be divisible by objective.decoder_heads; change one of them")
 
@@ -211,14 +222,18 @@ def validate(cfg: DictConfig) -> None:
 
     stage = stages()[cfg.stage.name]
     if cfg.metric not in stage.metrics:
-        raise UserError(f"metric={cfg.metric} is not something {stage.name} measures: use one of {', '.join(stage.metrics)}")
+        raise UserError(
+            f"metric={cfg.metric} is not something {stage.name} measures: use one of {', '.join(stage.metrics)}"
+        )
     if stage.ckpt == "required" and cfg.ckpt is None and cfg.resume is None:
         raise UserError(
             f"{stage.name} needs a checkpoint: add ckpt=<run dir, .ckpt file or latest> "
             "(e.g. ckpt=outputs/pretrain/<run>)"
         )
     if stage.ckpt == "refused" and cfg.ckpt is not None:
-        raise UserError(f"{stage.name} starts from scratch and takes no ckpt=; to train a checkpoint further use `mnist finetune ckpt=...`")
+        raise UserError(
+            f"{stage.name} starts from scratch and takes no ckpt=; to train a checkpoint further use `mnist finetune ckpt=...`"
+        )
     if not stage.resumable and cfg.resume is not None:
         raise UserError(f"{stage.name} takes no resume=; use `mnist {stage.name} ckpt=<run dir>`")
     if stage.name == "predict" and not cfg.input:

@@ -22,7 +22,11 @@ class BatchPrep:
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
 
     def __call__(
-        self, images: torch.Tensor, train: bool, generator: torch.Generator | None = None, shard: tuple[int, int] = (0, 1)
+        self,
+        images: torch.Tensor,
+        train: bool,
+        generator: torch.Generator | None = None,
+        shard: tuple[int, int] = (0, 1),
     ) -> torch.Tensor:
         """`shard=(rank, world)`: `images` are rows rank::world of a global batch; the random draws
         are made for the whole global batch, so every rank's generator stays in step with the others
@@ -30,7 +34,11 @@ class BatchPrep:
         return self.normalize(self.pixels(images, train, generator, shard))
 
     def pixels(
-        self, images: torch.Tensor, train: bool, generator: torch.Generator | None = None, shard: tuple[int, int] = (0, 1)
+        self,
+        images: torch.Tensor,
+        train: bool,
+        generator: torch.Generator | None = None,
+        shard: tuple[int, int] = (0, 1),
     ) -> torch.Tensor:
         """The batch as pixels in [0, 1], augmented when `train` (before normalization: what
         attacks and corruptions work on)."""
@@ -54,8 +62,12 @@ class BatchPrep:
         return affine(x, uniform(n) * self.max_rotate, 1 + uniform(n) * self.max_scale, uniform(n, 2) * self.max_shift)
 
 
-def affine(x: torch.Tensor, angle: torch.Tensor | None = None, scale: torch.Tensor | None = None,
-           shift: torch.Tensor | None = None) -> torch.Tensor:
+def affine(
+    x: torch.Tensor,
+    angle: torch.Tensor | None = None,
+    scale: torch.Tensor | None = None,
+    shift: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Rotate (radians), scale and shift (pixels, x then y) each image of the batch by its own
     amount, in one grid_sample call (None: no rotation / scaling / shift); what moves in from
     outside is black."""

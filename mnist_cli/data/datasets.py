@@ -84,12 +84,18 @@ def load_split(cfg: DictConfig, split: str) -> Split:
     image_path, label_path = split_files(cfg, split)
     images, labels = read_idx(image_path), read_idx(label_path)
     if images.dim() != 3 or labels.dim() != 1:
-        raise UserError(f"{image_path} / {label_path}: expected images (N, H, W) and labels (N,); are the files swapped?")
+        raise UserError(
+            f"{image_path} / {label_path}: expected images (N, H, W) and labels (N,); are the files swapped?"
+        )
     if len(images) != len(labels):
-        raise UserError(f"{image_path}: {len(images)} images but {label_path} has {len(labels)} labels; use a matching pair of files")
+        raise UserError(
+            f"{image_path}: {len(images)} images but {label_path} has {len(labels)} labels; use a matching pair of files"
+        )
     num_classes = len(cfg.classes)
     if len(labels) and int(labels.max()) >= num_classes:
-        raise UserError(f"{label_path}: label {int(labels.max())} is out of range for {num_classes} classes; is it the right data set?")
+        raise UserError(
+            f"{label_path}: label {int(labels.max())} is out of range for {num_classes} classes; is it the right data set?"
+        )
     return Split(images.unsqueeze(1), labels.long())
 
 
@@ -104,7 +110,9 @@ def limit_labels(train: Split, per_class: int | None, fraction: float | None, se
         members = (train.labels == label).nonzero().flatten()
         count = per_class if per_class is not None else max(1, round(fraction * len(members)))
         if count > len(members):
-            raise UserError(f"dataset.labels_per_class={per_class}: class {label} has only {len(members)} training images")
+            raise UserError(
+                f"dataset.labels_per_class={per_class}: class {label} has only {len(members)} training images"
+            )
         keep.append(members[torch.randperm(len(members), generator=g)[:count]])
     idx = torch.cat(keep).sort().values
     return Split(train.images[idx], train.labels[idx])

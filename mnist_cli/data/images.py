@@ -27,7 +27,9 @@ def find_images(pattern: str) -> list[Path]:
     else:
         files = [Path(p) for p in glob.glob(str(path), recursive=True) if Path(p).is_file()]
     if not files:
-        raise UserError(f"input={pattern}: no image files there; give an image, a folder of images or a glob such as 'digits/*.png'")
+        raise UserError(
+            f"input={pattern}: no image files there; give an image, a folder of images or a glob such as 'digits/*.png'"
+        )
     return sorted(files)
 
 
@@ -66,7 +68,9 @@ def to_mnist(pixels: np.ndarray, cfg: DictConfig) -> np.ndarray:
     h, w = digit.shape
     scale = cfg.digit_size / max(h, w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    resized = np.asarray(Image.fromarray(digit.astype(np.float32), mode="F").resize(size, Image.Resampling.LANCZOS)).clip(0, 255)
+    resized = np.asarray(
+        Image.fromarray(digit.astype(np.float32), mode="F").resize(size, Image.Resampling.LANCZOS)
+    ).clip(0, 255)
     frame = np.zeros((SIZE, SIZE), dtype=np.float32)
     top, left = (SIZE - size[1]) // 2, (SIZE - size[0]) // 2
     frame[top : top + size[1], left : left + size[0]] = resized
@@ -75,5 +79,7 @@ def to_mnist(pixels: np.ndarray, cfg: DictConfig) -> np.ndarray:
     mass = frame.sum()
     dy, dx = round(SIZE / 2 - 0.5 - (ys * frame).sum() / mass), round(SIZE / 2 - 0.5 - (xs * frame).sum() / mass)
     moved = np.zeros_like(frame)
-    moved[max(dy, 0) : SIZE + min(dy, 0), max(dx, 0) : SIZE + min(dx, 0)] = frame[max(-dy, 0) : SIZE + min(-dy, 0), max(-dx, 0) : SIZE + min(-dx, 0)]
+    moved[max(dy, 0) : SIZE + min(dy, 0), max(dx, 0) : SIZE + min(dx, 0)] = frame[
+        max(-dy, 0) : SIZE + min(-dy, 0), max(-dx, 0) : SIZE + min(-dx, 0)
+    ]
     return moved.round().astype(np.uint8)

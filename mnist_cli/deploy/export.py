@@ -68,8 +68,16 @@ def onnx_bytes(model: nn.Module, example: torch.Tensor, info: dict[str, Any], op
         import onnx
     except ImportError:
         raise UserError("format=onnx needs the onnx packages: pip install 'mnist-cli[export]'") from None
-    program = torch.onnx.export(model, (example,), input_names=["image"], output_names=["logits"], opset_version=opset,
-                                dynamo=True, dynamic_shapes=({0: torch.export.Dim("batch")},), verbose=False)
+    program = torch.onnx.export(
+        model,
+        (example,),
+        input_names=["image"],
+        output_names=["logits"],
+        opset_version=opset,
+        dynamo=True,
+        dynamic_shapes=({0: torch.export.Dim("batch")},),
+        verbose=False,
+    )
     proto = program.model_proto
     for key, value in info.items():
         entry = proto.metadata_props.add()
@@ -104,7 +112,9 @@ def export(model: nn.Module, fmt: str, path: Path, example: torch.Tensor, info: 
         return write_and_load(model, fmt, path, example, info, opset)
 
 
-def write_and_load(model: nn.Module, fmt: str, path: Path, example: torch.Tensor, info: dict[str, Any], opset: int) -> Predict:
+def write_and_load(
+    model: nn.Module, fmt: str, path: Path, example: torch.Tensor, info: dict[str, Any], opset: int
+) -> Predict:
     if fmt == "onnx":
         write_bytes(path, onnx_bytes(model, example, info, opset))
         predict, _ = load_onnx(path)

@@ -21,12 +21,20 @@ Forward = Callable[[torch.Tensor], torch.Tensor]
 def fgsm(forward: Forward, x: torch.Tensor, y: torch.Tensor, eps: float) -> torch.Tensor:
     """One signed-gradient step of size eps up the loss (Goodfellow et al., 2015)."""
     x = x.clone().requires_grad_(True)
-    grad, = torch.autograd.grad(F.cross_entropy(forward(x), y), x)
+    (grad,) = torch.autograd.grad(F.cross_entropy(forward(x), y), x)
     return (x + eps * grad.sign()).clamp(0, 1).detach()
 
 
-def pgd(forward: Forward, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int, step_size: float,
-        random_start: bool, generator: torch.Generator | None = None) -> torch.Tensor:
+def pgd(
+    forward: Forward,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: float,
+    steps: int,
+    step_size: float,
+    random_start: bool,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Projected gradient descent (Madry et al., 2018): `steps` signed-gradient steps, each projected
     back into the L-inf ball of radius eps around x and into [0, 1]; optionally from a random point
     of the ball."""
@@ -35,18 +43,29 @@ def pgd(forward: Forward, x: torch.Tensor, y: torch.Tensor, eps: float, steps: i
         adv = (adv + (torch.rand(x.shape, device=x.device, generator=generator) * 2 - 1) * eps).clamp(0, 1)
     for _ in range(steps):
         adv.requires_grad_(True)
-        grad, = torch.autograd.grad(F.cross_entropy(forward(adv), y), adv)
+        (grad,) = torch.autograd.grad(F.cross_entropy(forward(adv), y), adv)
         adv = torch.min(torch.max(adv.detach() + step_size * grad.sign(), x - eps), x + eps).clamp(0, 1)
     return adv.detach()
 
 
-def attack(name: str, forward: Forward, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int,
-           step_size: float | None, random_start: bool, generator: torch.Generator) -> torch.Tensor:
+def attack(
+    name: str,
+    forward: Forward,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: float,
+    steps: int,
+    step_size: float | None,
+    random_start: bool,
+    generator: torch.Generator,
+) -> torch.Tensor:
     """The adversarial images of attack `name` (fgsm | pgd) at strength eps; PGD's step size
     defaults to 2.5 * eps / steps."""
     if name == "fgsm":
         return fgsm(forward, x, y, eps)
-    return pgd(forward, x, y, eps, steps, step_size if step_size is not None else 2.5 * eps / steps, random_start, generator)
+    return pgd(
+        forward, x, y, eps, steps, step_size if step_size is not None else 2.5 * eps / steps, random_start, generator
+    )
 
 
 def corrupt(name: str, x: torch.Tensor, cfg: DictConfig, generator: torch.Generator) -> torch.Tensor:
@@ -84,8 +103,9 @@ def tta_probabilities(forward: Forward, x: torch.Tensor, shift: int) -> torch.Te
     return total / (1 + len(moves))
 
 
-def attacked_accuracy(cfg: DictConfig, forward: Forward, pixels: torch.Tensor, labels: torch.Tensor,
-                      batch_size: int) -> dict[str, dict[str, float]]:
+def attacked_accuracy(
+    cfg: DictConfig, forward: Forward, pixels: torch.Tensor, labels: torch.Tensor, batch_size: int
+) -> dict[str, dict[str, float]]:
     """{attack: {eps: accuracy}} for each attack of eval.attack and each eps of eval.eps."""
     names = [cfg.attack] if isinstance(cfg.attack, str) else list(cfg.attack or [])
     results: dict[str, dict[str, float]] = {}
@@ -95,15 +115,18 @@ def attacked_accuracy(cfg: DictConfig, forward: Forward, pixels: torch.Tensor, l
             generator = torch.Generator(device=pixels.device).manual_seed(0)  # PGD's random starts
             correct = 0
             for x, y in chunks(pixels, labels, size=batch_size):
-                adv = attack(name, forward, x, y, float(eps), cfg.pgd_steps, cfg.pgd_step_size, cfg.pgd_random_start, generator)
+                adv = attack(
+                    name, forward, x, y, float(eps), cfg.pgd_steps, cfg.pgd_step_size, cfg.pgd_random_start, generator
+                )
                 with torch.no_grad():
                     correct += int((forward(adv).argmax(1) == y).sum())
             results[name][str(eps)] = correct / len(labels)
     return results
 
 
-def corrupted_accuracy(cfg: DictConfig, forward: Forward, pixels: torch.Tensor, labels: torch.Tensor,
-                       batch_size: int) -> dict[str, float]:
+def corrupted_accuracy(
+    cfg: DictConfig, forward: Forward, pixels: torch.Tensor, labels: torch.Tensor, batch_size: int
+) -> dict[str, float]:
     """{corruption: accuracy} for each of CORRUPTIONS, seeded by cfg.seed."""
     results = {}
     for i, name in enumerate(CORRUPTIONS):

@@ -7,8 +7,14 @@ from torch import nn
 
 
 class Classifier(nn.Module):
-    def __init__(self, backbone: nn.Module, feature_dim: int, num_classes: int, blocks: list[list[nn.Module]],
-                 dropout: float = 0.0):
+    def __init__(
+        self,
+        backbone: nn.Module,
+        feature_dim: int,
+        num_classes: int,
+        blocks: list[list[nn.Module]],
+        dropout: float = 0.0,
+    ):
         super().__init__()
         self.backbone = backbone
         self.feature_dim = feature_dim

@@ -46,8 +46,18 @@ class Block(nn.Module):
 
 
 class ViTBackbone(nn.Module):
-    def __init__(self, patch: int, dim: int, depth: int, heads: int, mlp_ratio: float, dropout: float,
-                 pool: str, image_size: int = 28, in_channels: int = 1):
+    def __init__(
+        self,
+        patch: int,
+        dim: int,
+        depth: int,
+        heads: int,
+        mlp_ratio: float,
+        dropout: float,
+        pool: str,
+        image_size: int = 28,
+        in_channels: int = 1,
+    ):
         super().__init__()
         if image_size % patch:
             raise ValueError(f"model.patch={patch} must divide the image size {image_size} (use 4 or 7)")

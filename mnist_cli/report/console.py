@@ -56,8 +56,9 @@ def print_confusion(classes: Sequence[str], matrix: list[list[int]]) -> None:
     console.print(table)
 
 
-def print_robustness(clean: float, attacks: dict[str, dict[str, float]], attack_clean: float | None,
-                     corruptions: dict[str, float]) -> None:
+def print_robustness(
+    clean: float, attacks: dict[str, dict[str, float]], attack_clean: float | None, corruptions: dict[str, float]
+) -> None:
     """Accuracy under each condition and its change from the clean accuracy of the same images
     (attacks may cover only the first eval.attack_images)."""
     table = Table(title="Robustness (test accuracy)", title_justify="left")
@@ -93,6 +94,11 @@ def print_export(rows: list[dict[str, Any]], title: str) -> None:
         table.add_column(name, justify="left" if name == "model" else "right")
     for row in rows:
         diff = "" if row["max_diff"] is None else f"{row['max_diff']:.2e}"
-        table.add_row(row["model"], f"{row['bytes'] / 1024:,.1f} KiB", f"{row['gzip_bytes'] / 1024:,.1f} KiB",
-                      f"{row['accuracy']:.4f}", diff)
+        table.add_row(
+            row["model"],
+            f"{row['bytes'] / 1024:,.1f} KiB",
+            f"{row['gzip_bytes'] / 1024:,.1f} KiB",
+            f"{row['accuracy']:.4f}",
+            diff,
+        )
     console.print(table)

@@ -33,9 +33,13 @@ def learning_curves(histories: dict[str, list[dict[str, Any]]], path: Path) -> N
     for i, (label, rows) in enumerate(histories.items()):
         epochs = [row["epoch"] for row in rows]
         name = label if i < LEGEND_MAX else None
-        line, = loss_ax.plot(epochs, [row["train_loss"] for row in rows], marker="o", markersize=3, label=name)
-        loss_ax.plot(epochs, [row["val_loss"] for row in rows], linestyle="--", marker="o", markersize=3, color=line.get_color())
-        acc_ax.plot(epochs, [row["val_acc"] for row in rows], marker="o", markersize=3, color=line.get_color(), label=name)
+        (line,) = loss_ax.plot(epochs, [row["train_loss"] for row in rows], marker="o", markersize=3, label=name)
+        loss_ax.plot(
+            epochs, [row["val_loss"] for row in rows], linestyle="--", marker="o", markersize=3, color=line.get_color()
+        )
+        acc_ax.plot(
+            epochs, [row["val_acc"] for row in rows], marker="o", markersize=3, color=line.get_color(), label=name
+        )
     loss_ax.set(title="loss (solid: train, dashed: validation)", xlabel="epoch", ylabel="loss")
     acc_ax.set(title="validation accuracy", xlabel="epoch", ylabel="accuracy")
     for ax in (loss_ax, acc_ax):
@@ -59,7 +63,7 @@ def metric_vs_params(points: dict[str, list[tuple[Any, float | None]]], metric: 
     cols = min(len(points), PANELS_PER_ROW)
     rows = -(-len(points) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 4 * rows), squeeze=False)
-    for ax in axes.flat[len(points):]:
+    for ax in axes.flat[len(points) :]:
         ax.set_visible(False)
     for ax, (param, pairs) in zip(axes.flat, points.items()):
         pairs = [(x, y) for x, y in pairs if x is not None and isinstance(y, (int, float))]
@@ -89,7 +93,9 @@ def confusion_heatmap(matrix: list[list[int]], classes: list[str], path: Path) -
     image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
     for (i, j), count in np.ndenumerate(counts):
         if count:
-            ax.text(j, i, str(count), ha="center", va="center", fontsize=8, color="white" if shares[i, j] > 0.5 else "black")
+            ax.text(
+                j, i, str(count), ha="center", va="center", fontsize=8, color="white" if shares[i, j] > 0.5 else "black"
+            )
     ax.set_xticks(range(len(classes)), classes, rotation=45 if max(map(len, classes)) > 2 else 0)
     ax.set_yticks(range(len(classes)), classes)
     ax.set(xlabel="predicted", ylabel="true", title="confusion matrix (colour: share of the true class)")
@@ -104,10 +110,24 @@ def reliability_diagram(bins: list[dict[str, float]], ece: float, path: Path) ->
     lows = [b["low"] for b in bins]
     width = bins[0]["high"] - bins[0]["low"]
     filled = [b for b in bins if b["count"]]
-    ax.bar([b["low"] for b in filled], [b["accuracy"] for b in filled], width=width, align="edge",
-           edgecolor="black", label="accuracy")
-    ax.bar([b["low"] for b in filled], [b["confidence"] - b["accuracy"] for b in filled], bottom=[b["accuracy"] for b in filled],
-           width=width, align="edge", color="red", alpha=0.3, label="gap to confidence")
+    ax.bar(
+        [b["low"] for b in filled],
+        [b["accuracy"] for b in filled],
+        width=width,
+        align="edge",
+        edgecolor="black",
+        label="accuracy",
+    )
+    ax.bar(
+        [b["low"] for b in filled],
+        [b["confidence"] - b["accuracy"] for b in filled],
+        bottom=[b["accuracy"] for b in filled],
+        width=width,
+        align="edge",
+        color="red",
+        alpha=0.3,
+        label="gap to confidence",
+    )
     ax.plot([0, 1], [0, 1], "k--", label="perfect calibration")
     ax.set(ylabel="accuracy", xlim=(0, 1), ylim=(0, 1), title=f"reliability diagram (ECE {ece:.4f})")
     ax.legend(loc="upper left")

@@ -22,7 +22,11 @@ from mnist_cli.errors import UserError
 from mnist_cli.run_dir import csv_text, unique_dir, write_text
 
 SKIP_DIRS = {".hydra", ".submitit", "checkpoints", "tensorboard"}
-HEADERS = {"best_val_acc": "val acc", "test_acc": "test acc", "wall_time_s": "wall s"}  # table headers of report.csv's columns
+HEADERS = {
+    "best_val_acc": "val acc",
+    "test_acc": "test acc",
+    "wall_time_s": "wall s",
+}  # table headers of report.csv's columns
 
 
 @dataclass
@@ -90,9 +94,13 @@ def natural_key(path: Path) -> list:
 
 
 def latest_sweep(outputs_root: Path) -> Path:
-    sweeps = [p for p in (outputs_root / "multirun").glob("*") if p.is_dir()] if (outputs_root / "multirun").is_dir() else []
+    sweeps = (
+        [p for p in (outputs_root / "multirun").glob("*") if p.is_dir()] if (outputs_root / "multirun").is_dir() else []
+    )
     if not sweeps:
-        raise UserError(f"no sweep under {outputs_root / 'multirun'}; name the runs to report: mnist report <run or sweep dir> ...")
+        raise UserError(
+            f"no sweep under {outputs_root / 'multirun'}; name the runs to report: mnist report <run or sweep dir> ..."
+        )
     return max(sweeps, key=natural_key)
 
 
@@ -110,14 +118,18 @@ def load_run(path: Path, base: Path) -> Run:
 def build_report(folders: list[Path], metric: str | None = None) -> Report:
     for folder in folders:
         if not folder.is_dir():
-            raise UserError(f"{folder}: no such folder; pass run directories or sweep folders (e.g. outputs/multirun/<date>_<time>)")
+            raise UserError(
+                f"{folder}: no such folder; pass run directories or sweep folders (e.g. outputs/multirun/<date>_<time>)"
+            )
     paths = list(dict.fromkeys(path.resolve() for folder in folders for path in find_runs(folder)))
     if not paths:
         raise UserError(f"no runs (folders with a summary.json) under {', '.join(map(str, folders))}")
     base = Path(os.path.commonpath([folder.resolve() for folder in folders]))
     runs = [load_run(path, base) for path in paths]
     if metric is None:  # the metric the runs optimized (summary.json's "metric"), else validation accuracy
-        metric = next((run.summary["metric"] for run in runs if isinstance(run.summary.get("metric"), str)), "best_val_acc")
+        metric = next(
+            (run.summary["metric"] for run in runs if isinstance(run.summary.get("metric"), str)), "best_val_acc"
+        )
     lower_is_better = metric.endswith("loss")
 
     def rank_key(run: Run) -> tuple:
@@ -187,11 +199,19 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         description="Compare runs: a table ranked by their metric, report.csv, and PNG plots of the learning "
         "curves and of the metric against each swept parameter.",
     )
-    parser.add_argument("dirs", nargs="*", type=Path, metavar="DIR",
-                        help="run directories or folders of them (sweeps); default: the latest sweep under OUTPUTS_ROOT/multirun")
+    parser.add_argument(
+        "dirs",
+        nargs="*",
+        type=Path,
+        metavar="DIR",
+        help="run directories or folders of them (sweeps); default: the latest sweep under OUTPUTS_ROOT/multirun",
+    )
     parser.add_argument("--metric", help="rank by this key of summary.json (default: the metric the runs optimized)")
-    parser.add_argument("--out", type=Path, help="where report.csv and the plots go (default: the one DIR given, "
-                        "else OUTPUTS_ROOT/reports/<date>_<time>)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="where report.csv and the plots go (default: the one DIR given, else OUTPUTS_ROOT/reports/<date>_<time>)",
+    )
     parser.add_argument("--outputs-root", type=Path, default=Path("outputs"), help="default: outputs")
     return parser.parse_args(argv)
 
@@ -200,8 +220,14 @@ def main(argv: list[str]) -> None:
     args = parse_args(argv)
     folders = args.dirs or [latest_sweep(args.outputs_root)]
     report = build_report(folders, args.metric)
-    out = args.out or (folders[0] if len(folders) == 1 else Path(unique_dir(str(args.outputs_root / "reports" / f"{datetime.now():%Y-%m-%d_%H-%M-%S}"))))
+    out = args.out or (
+        folders[0]
+        if len(folders) == 1
+        else Path(unique_dir(str(args.outputs_root / "reports" / f"{datetime.now():%Y-%m-%d_%H-%M-%S}")))
+    )
     order = "lowest" if report.metric.endswith("loss") else "highest"
-    print_table(report, f"{len(report.runs)} runs in {', '.join(map(str, folders))}, ranked by {report.metric} ({order} first)")
+    print_table(
+        report, f"{len(report.runs)} runs in {', '.join(map(str, folders))}, ranked by {report.metric} ({order} first)"
+    )
     for path in write_report(report, out):
         print(f"wrote {path}")

@@ -29,6 +29,7 @@ from mnist_cli.training import distributed
 
 log = logging.getLogger(__name__)
 
+
 def task_overrides() -> list[str]:
     """The key=value overrides given on the command line for this job."""
     return list(HydraConfig.get().overrides.task)
@@ -47,11 +48,15 @@ def resumed_config(cfg: DictConfig, run: RunDir) -> tuple[DictConfig, dict[str, 
 
     summary = run.read_summary() or {}
     if summary.get("status") == "completed":
-        raise UserError(f"resume={run.path}: that run already finished; start a new one or finetune it with ckpt={run.path}")
+        raise UserError(
+            f"resume={run.path}: that run already finished; start a new one or finetune it with ckpt={run.path}"
+        )
     ckpt = load_checkpoint(run.last_ckpt)
     saved = OmegaConf.create(ckpt["config"])
     if saved.stage.name != cfg.stage.name:
-        raise UserError(f"resume={run.path} is a {saved.stage.name} run; resume it with `mnist {saved.stage.name} resume=...`")
+        raise UserError(
+            f"resume={run.path} is a {saved.stage.name} run; resume it with `mnist {saved.stage.name} resume=...`"
+        )
     extra = [o for o in task_overrides() if not o.startswith(("resume=", "stage="))]
     if extra:
         raise UserError(f"resume continues a run with its saved config; drop the other overrides ({' '.join(extra)})")
@@ -66,8 +71,13 @@ def run_job(cfg: DictConfig) -> float | None:
     run = RunDir(hydra_cfg.runtime.output_dir, writable=distributed.is_main())
     started = time.time()
     now = datetime.now().isoformat(timespec="seconds")
-    summary: dict[str, Any] = {"status": "running", "stage": cfg.stage.name, "run_dir": str(run.path),
-                               "overrides": task_overrides(), "started_at": now}
+    summary: dict[str, Any] = {
+        "status": "running",
+        "stage": cfg.stage.name,
+        "run_dir": str(run.path),
+        "overrides": task_overrides(),
+        "started_at": now,
+    }
     resuming = cfg.resume is not None
     try:
         validate(cfg)
@@ -91,8 +101,11 @@ def run_job(cfg: DictConfig) -> float | None:
         summary.update(status="interrupted", signal=signal.Signals(getattr(e, "signum", signal.SIGINT)).name)
         raise
     finally:
-        summary.update(finished_at=datetime.now().isoformat(timespec="seconds"),
-                       wall_time_s=round(time.time() - started, 3), versions=versions())
+        summary.update(
+            finished_at=datetime.now().isoformat(timespec="seconds"),
+            wall_time_s=round(time.time() - started, 3),
+            versions=versions(),
+        )
         if not (resuming and summary["status"] == "failed"):  # a refused resume leaves the run's record alone
             try:
                 run.write_summary(summary)

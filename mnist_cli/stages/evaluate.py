@@ -68,7 +68,9 @@ def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str
         "macro_f1": report["macro_f1"],
         "ece": calibrated["ece"],
     }
-    robustness = measure_robustness(cfg, forward, prep.pixels(test.images, train=False), test.labels, tested.predictions)
+    robustness = measure_robustness(
+        cfg, forward, prep.pixels(test.images, train=False), test.labels, tested.predictions
+    )
     results.update(robustness)
     figures = draw_figures(cfg, run, classes, test, tested.probabilities, report, calibrated)
     run.write_json("eval.json", {**results, "classes": classes, **report, "calibration_bins": calibrated["bins"]})
@@ -76,7 +78,12 @@ def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str
     print_per_class(f"Per class ({cfg.dataset.name} test)", classes, report["per_class"])
     print_confusion(classes, report["confusion_matrix"])
     if "attacks" in robustness or "corruptions" in robustness:
-        print_robustness(tested.acc, robustness.get("attacks", {}), robustness.get("attack_clean_acc"), robustness.get("corruptions", {}))
+        print_robustness(
+            tested.acc,
+            robustness.get("attacks", {}),
+            robustness.get("attack_clean_acc"),
+            robustness.get("corruptions", {}),
+        )
     print_key_values(
         f"eval: {source}",
         {
@@ -87,22 +94,26 @@ def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str
             "macro F1": report["macro_f1"],
             "calibration error (ECE)": calibrated["ece"],
             "images": len(test),
-            "written": ", ".join(str(p.relative_to(run.path)) for p in [run.path / "eval.json", *figures]) + f" in {run.path}",
+            "written": ", ".join(str(p.relative_to(run.path)) for p in [run.path / "eval.json", *figures])
+            + f" in {run.path}",
         },
     )
     return results
 
 
-def measure_robustness(cfg: DictConfig, forward: Forward, pixels: torch.Tensor, labels: torch.Tensor,
-                       predictions: torch.Tensor) -> dict[str, Any]:
+def measure_robustness(
+    cfg: DictConfig, forward: Forward, pixels: torch.Tensor, labels: torch.Tensor, predictions: torch.Tensor
+) -> dict[str, Any]:
     """TTA accuracy, accuracy under attacks (with the clean accuracy of the attacked images) and
     under corruptions, as eval.* asks; `forward` maps pixels in [0, 1] to logits."""
     size = cfg.trainer.eval_batch_size
     found: dict[str, Any] = {}
     if cfg.eval.tta:
         with torch.no_grad():
-            hits = sum(int((tta_probabilities(forward, x, cfg.eval.tta_shift).argmax(1) == y).sum())
-                       for x, y in chunks(pixels, labels, size=size))
+            hits = sum(
+                int((tta_probabilities(forward, x, cfg.eval.tta_shift).argmax(1) == y).sum())
+                for x, y in chunks(pixels, labels, size=size)
+            )
         found["tta_acc"] = hits / len(labels)
     if cfg.eval.attack:
         n = cfg.eval.attack_images or len(labels)
@@ -114,8 +125,15 @@ def measure_robustness(cfg: DictConfig, forward: Forward, pixels: torch.Tensor, 
     return found
 
 
-def draw_figures(cfg: DictConfig, run: RunDir, classes: list[str], test: Split, probabilities: torch.Tensor,
-                 report: dict[str, Any], calibrated: dict[str, Any]) -> list[Path]:
+def draw_figures(
+    cfg: DictConfig,
+    run: RunDir,
+    classes: list[str],
+    test: Split,
+    probabilities: torch.Tensor,
+    report: dict[str, Any],
+    calibrated: dict[str, Any],
+) -> list[Path]:
     """confusion_matrix.png, reliability.png and the grid of the most confidently wrong images."""
     from mnist_cli.report import plots
 
@@ -129,6 +147,8 @@ def draw_figures(cfg: DictConfig, run: RunDir, classes: list[str], test: Split, 
     if len(worst):
         drawn.append(run.path / "confidently_wrong.png")
         images = test.images[worst.to(test.images.device)].cpu()[:, 0].numpy()
-        titles = [f"true {classes[labels[i]]}, said {classes[predicted[i]]} ({confidence[i]:.2f})" for i in worst.tolist()]
+        titles = [
+            f"true {classes[labels[i]]}, said {classes[predicted[i]]} ({confidence[i]:.2f})" for i in worst.tolist()
+        ]
         plots.image_grid(list(images), titles, drawn[-1])
     return drawn

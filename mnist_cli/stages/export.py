@@ -50,19 +50,40 @@ def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str
 
     model = model_from_checkpoint(ckpt).eval()
     reference = outputs(model, images, size)
-    rows = [{"model": "checkpoint (float32, PyTorch)", **sizes(state_bytes(model)), "accuracy": accuracy(reference), "max_diff": 0.0}]
+    rows = [
+        {
+            "model": "checkpoint (float32, PyTorch)",
+            **sizes(state_bytes(model)),
+            "accuracy": accuracy(reference),
+            "max_diff": 0.0,
+        }
+    ]
     pruned = 0
     baseline = reference  # what the exported file should reproduce
     if cfg.prune:
         pruned = export.prune_weights(model, cfg.prune)
         baseline = outputs(model, images, size)
-        rows.append({"model": f"pruned {cfg.prune:.0%} (PyTorch)", **sizes(state_bytes(model)), "accuracy": accuracy(baseline), "max_diff": None})
+        rows.append(
+            {
+                "model": f"pruned {cfg.prune:.0%} (PyTorch)",
+                **sizes(state_bytes(model)),
+                "accuracy": accuracy(baseline),
+                "max_diff": None,
+            }
+        )
 
     path = run.path / f"model.{SUFFIX[cfg.format]}"
     predict = export.export(model, cfg.format, path, images[:2], export.preprocessing(cfg.dataset), cfg.export.opset)
     exported = outputs(predict, images, size)
     max_diff = (exported - baseline).abs().max().item()
-    rows.append({"model": f"{path.name} ({cfg.format})", **sizes(path.read_bytes()), "accuracy": accuracy(exported), "max_diff": max_diff})
+    rows.append(
+        {
+            "model": f"{path.name} ({cfg.format})",
+            **sizes(path.read_bytes()),
+            "accuracy": accuracy(exported),
+            "max_diff": max_diff,
+        }
+    )
 
     results = {
         "checkpoint": str(source),
@@ -82,11 +103,15 @@ def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str
 
     drop = rows[0]["accuracy"] - rows[-1]["accuracy"]
     if cfg.format in ("onnx", "torchscript") and max_diff > cfg.export.tolerance:
-        raise UserError(f"{path.name} differs from PyTorch by up to {max_diff:.2g} in its logits (tolerance "
-                        f"export.tolerance={cfg.export.tolerance}); the file is kept for inspection")
+        raise UserError(
+            f"{path.name} differs from PyTorch by up to {max_diff:.2g} in its logits (tolerance "
+            f"export.tolerance={cfg.export.tolerance}); the file is kept for inspection"
+        )
     if drop > cfg.export.max_accuracy_drop:
-        raise UserError(f"{path.name} is {drop:.2%} less accurate than the float32 model (allowed: export.max_accuracy_drop="
-                        f"{cfg.export.max_accuracy_drop}); prune less, or keep float32 (format=torchscript)")
+        raise UserError(
+            f"{path.name} is {drop:.2%} less accurate than the float32 model (allowed: export.max_accuracy_drop="
+            f"{cfg.export.max_accuracy_drop}); prune less, or keep float32 (format=torchscript)"
+        )
     return results
 
 

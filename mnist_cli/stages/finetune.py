@@ -47,7 +47,9 @@ def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str
         num_classes = len(cfg.dataset.classes)
         model = model_from_checkpoint(ckpt)
         if model.num_classes != num_classes or ckpt["objective"] != "supervised":
-            log.info(f"a new {num_classes}-class head (the checkpoint's {ckpt['objective']} model has {model.num_classes} classes)")
+            log.info(
+                f"a new {num_classes}-class head (the checkpoint's {ckpt['objective']} model has {model.num_classes} classes)"
+            )
             model.reset_head(num_classes)
         cfg.ckpt = str(source)
         log.info(f"finetuning {source} ({ckpt['model_name']}, {ckpt['objective']}, epoch {ckpt['epoch']})")
@@ -57,7 +59,9 @@ def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str
         model.freeze_backbone(train_last_blocks=cfg.finetune.unfreeze_blocks)
     elif cfg.finetune.strategy == "lora":
         if cfg.model.name != "vit":
-            raise UserError(f"finetune.strategy=lora adapts a vit's linear layers; this checkpoint holds a {cfg.model.name}")
+            raise UserError(
+                f"finetune.strategy=lora adapts a vit's linear layers; this checkpoint holds a {cfg.model.name}"
+            )
         model.freeze_backbone()
         count = add_adapters(model.backbone, cfg.finetune.lora_rank, cfg.finetune.lora_alpha)
         log.info(f"LoRA adapters of rank {cfg.finetune.lora_rank} on {count} linear layers")
@@ -74,10 +78,14 @@ def distill_from_teacher(cfg: DictConfig, device: torch.device) -> Callable[[Tas
     ckpt = load_classifier_checkpoint(source)
     classes = list(ckpt["config"]["dataset"]["classes"])
     if classes != list(cfg.dataset.classes):
-        raise UserError(f"teacher={source} knows the classes {classes}, the student learns {list(cfg.dataset.classes)}; "
-                        "pick a teacher trained on the same data set")
+        raise UserError(
+            f"teacher={source} knows the classes {classes}, the student learns {list(cfg.dataset.classes)}; "
+            "pick a teacher trained on the same data set"
+        )
     cfg.teacher = str(source)
     teacher = model_from_checkpoint(ckpt).to(device, memory_format=torch.channels_last)
-    log.info(f"distilling from {source} ({ckpt['model_name']}, {sum(p.numel() for p in teacher.parameters()):,} parameters), "
-             f"alpha {cfg.distill.alpha}, temperature {cfg.distill.temperature}")
+    log.info(
+        f"distilling from {source} ({ckpt['model_name']}, {sum(p.numel() for p in teacher.parameters()):,} parameters), "
+        f"alpha {cfg.distill.alpha}, temperature {cfg.distill.temperature}"
+    )
     return lambda task: Distillation(task, teacher, cfg.distill.alpha, cfg.distill.temperature)

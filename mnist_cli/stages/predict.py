@@ -45,7 +45,9 @@ def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str
             row["error"] = str(e)
         rows.append(row)
     if not digits:
-        raise UserError(f"input={cfg.input}: none of the {len(rows)} files could be read as an image ({rows[0]['error']})")
+        raise UserError(
+            f"input={cfg.input}: none of the {len(rows)} files could be read as an image ({rows[0]['error']})"
+        )
 
     model = model_from_checkpoint(ckpt).to(device).eval()
     images = torch.from_numpy(np.stack(digits))[:, None].to(device)
@@ -55,11 +57,16 @@ def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str
     top = probabilities.topk(min(cfg.predict.top_k, len(classes)), dim=1)
     readable = [row for row in rows if not row["error"]]
     for row, p, i in zip(readable, top.values.tolist(), top.indices.tolist()):
-        row.update(label=classes[i[0]], confidence=round(p[0], 4),
-                   next=" ".join(f"{classes[c]}:{q:.3f}" for c, q in zip(i[1:], p[1:])))
+        row.update(
+            label=classes[i[0]],
+            confidence=round(p[0], 4),
+            next=" ".join(f"{classes[c]}:{q:.3f}" for c, q in zip(i[1:], p[1:])),
+        )
 
     write_text(run.path / "predictions.csv", csv_text(rows))
-    plots.image_grid(digits, [f"{r['label']} ({r['confidence']:.2f})" for r in readable], run.path / "inputs.png", columns=8)
+    plots.image_grid(
+        digits, [f"{r['label']} ({r['confidence']:.2f})" for r in readable], run.path / "inputs.png", columns=8
+    )
     print_predictions(rows, f"predict: {source} on {cfg.input}; written: predictions.csv, inputs.png in {run.path}")
     return {
         "checkpoint": str(source),

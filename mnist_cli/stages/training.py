@@ -52,7 +52,8 @@ def train_and_test(
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     log.info(
         f"{cfg.stage.name} {cfg.model.name} ({n_params:,} parameters, {n_trainable:,} trainable) on {device}"
-        + (f" x {distributed.world_size()} processes" if distributed.world_size() > 1 else "") + ": "
+        + (f" x {distributed.world_size()} processes" if distributed.world_size() > 1 else "")
+        + ": "
         f"{len(train)} train / {len(val)} val images from {cfg.dataset.name}, {cfg.trainer.epochs} epochs"
         + (f", {trainer.effective_batch_size} images per step" if cfg.trainer.accumulate_steps > 1 else "")
     )

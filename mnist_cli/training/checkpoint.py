@@ -47,11 +47,17 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
                 "use a checkpoint written by mnist"
             ) from None
         first = (str(e).strip().splitlines() or [type(e).__name__])[0].split(". ")[0]
-        raise UserError(f"{path}: not a readable checkpoint, truncated or corrupt ({first}); use another checkpoint") from None
+        raise UserError(
+            f"{path}: not a readable checkpoint, truncated or corrupt ({first}); use another checkpoint"
+        ) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise UserError(f"{path}: not an mnist checkpoint; pass a checkpoint written by `mnist pretrain` or `mnist finetune`")
+        raise UserError(
+            f"{path}: not an mnist checkpoint; pass a checkpoint written by `mnist pretrain` or `mnist finetune`"
+        )
     if ckpt.get("version") != VERSION:
-        raise UserError(f"{path}: checkpoint version {ckpt.get('version')} is not supported (this mnist reads {VERSION})")
+        raise UserError(
+            f"{path}: checkpoint version {ckpt.get('version')} is not supported (this mnist reads {VERSION})"
+        )
     return ckpt
 
 

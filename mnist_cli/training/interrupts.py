@@ -39,7 +39,9 @@ class StopRequest:
             os.write(2, b"mnist: stopped at once; the run keeps its last complete checkpoint\n")
             os._exit(128 + signum)
         self.signum = signum
-        log.warning(f"{signal.Signals(signum).name}: finishing this step and saving a checkpoint (again to stop at once)")
+        log.warning(
+            f"{signal.Signals(signum).name}: finishing this step and saving a checkpoint (again to stop at once)"
+        )
 
 
 def raise_on_sigterm() -> None:

@@ -24,7 +24,9 @@ def epoch_logger(cfg: DictConfig, run: RunDir) -> Iterator[EpochCallback | None]
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
-        raise UserError("logger=tensorboard needs the tensorboard package: pip install 'mnist-cli[tensorboard]' (or drop logger=)") from None
+        raise UserError(
+            "logger=tensorboard needs the tensorboard package: pip install 'mnist-cli[tensorboard]' (or drop logger=)"
+        ) from None
     writer = SummaryWriter(log_dir=str(run.path / cfg.dir))
 
     def log_epoch(row: dict[str, Any], model: Any) -> None:

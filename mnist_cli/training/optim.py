@@ -63,8 +63,9 @@ def build_optimizer(cfg: DictConfig, model: Classifier, layer_decay: float = 1.0
         raise UserError(f"optimizer ({cfg._target_}): {e}; fix the optimizer.* values") from None
 
 
-def lr_factor(step: int, total_steps: int, steps_per_epoch: int, warmup_epochs: float,
-              schedule: Callable[[int, int, int], float]) -> float:
+def lr_factor(
+    step: int, total_steps: int, steps_per_epoch: int, warmup_epochs: float, schedule: Callable[[int, int, int], float]
+) -> float:
     """The multiple of the optimizer's lr to use at `step` (0-based) of `total_steps`: a linear
     warmup over `warmup_epochs`, then the schedule."""
     warmup = round(warmup_epochs * steps_per_epoch)
@@ -84,4 +85,5 @@ def build_scheduler(
     schedule = build_schedule(cfg)
     total = steps_per_epoch * epochs
     return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, total, steps_per_epoch, cfg.warmup_epochs, schedule))
+        optimizer, lambda step: lr_factor(step, total, steps_per_epoch, cfg.warmup_epochs, schedule)
+    )

@@ -26,7 +26,9 @@ def cosine(step: int, steps: int, steps_per_epoch: int, min_lr_ratio: float) -> 
     return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * step / steps))
 
 
-def onecycle(step: int, steps: int, steps_per_epoch: int, pct_start: float, div_factor: float, final_div_factor: float) -> float:
+def onecycle(
+    step: int, steps: int, steps_per_epoch: int, pct_start: float, div_factor: float, final_div_factor: float
+) -> float:
     """Up from 1 / div_factor to 1 over the first pct_start of training, then down to
     1 / (div_factor * final_div_factor), both along half cosines."""
     progress = step / steps

@@ -69,16 +69,32 @@ class EpochProgress:
         self.seen += images
 
     def state_dict(self) -> dict[str, Any]:
-        return {"order": self.order.cpu(), "loss_sum": self.loss_sum.cpu(), "correct": self.correct.cpu(),
-                "step": self.step, "seen": self.seen, "time_s": self.time_s}
+        return {
+            "order": self.order.cpu(),
+            "loss_sum": self.loss_sum.cpu(),
+            "correct": self.correct.cpu(),
+            "step": self.step,
+            "seen": self.seen,
+            "time_s": self.time_s,
+        }
 
     @classmethod
     def from_state_dict(cls, state: dict[str, Any], device: torch.device) -> EpochProgress:
-        return cls(state["order"].to(device), state["loss_sum"].to(device), state["correct"].to(device),
-                   state["step"], state["seen"], state["time_s"])
+        return cls(
+            state["order"].to(device),
+            state["loss_sum"].to(device),
+            state["correct"].to(device),
+            state["step"],
+            state["seen"],
+            state["time_s"],
+        )
 
     def totals(self) -> tuple[float, float, int]:
         """Mean loss, accuracy and images seen so far, summed over all ranks (a host sync)."""
-        sums = distributed.all_reduce(torch.stack([self.loss_sum, self.correct.float(), torch.tensor(float(self.seen), device=self.loss_sum.device)]))
+        sums = distributed.all_reduce(
+            torch.stack(
+                [self.loss_sum, self.correct.float(), torch.tensor(float(self.seen), device=self.loss_sum.device)]
+            )
+        )
         loss_sum, correct, seen = sums.tolist()
         return loss_sum / seen, correct / seen, int(seen)

@@ -74,8 +74,10 @@ class Trainer:
     def steps_per_epoch(self, n_train: int) -> int:
         """Optimizer steps of full batches only (BatchNorm needs more than one image); at least one."""
         if self.cfg.accumulate_steps > 1 and self.effective_batch_size > n_train:
-            raise UserError(f"trainer.batch_size x trainer.accumulate_steps = {self.effective_batch_size} images per step, "
-                            f"more than the {n_train} training images; lower one of them")
+            raise UserError(
+                f"trainer.batch_size x trainer.accumulate_steps = {self.effective_batch_size} images per step, "
+                f"more than the {n_train} training images; lower one of them"
+            )
         return max(1, n_train // self.effective_batch_size)
 
     def autocast(self) -> contextlib.AbstractContextManager:
@@ -113,12 +115,18 @@ class Trainer:
         if resume is not None:
             state = self.restore(resume, model, optimizer, scheduler, scaler)
             run.write_metrics(state.history)
-            where = f"step {state.in_progress['step']} of epoch {state.epoch + 1}" if state.in_progress else f"epoch {state.epoch}"
+            where = (
+                f"step {state.in_progress['step']} of epoch {state.epoch + 1}"
+                if state.in_progress
+                else f"epoch {state.epoch}"
+            )
             log.info(f"resuming after {where} of {cfg.epochs}")
         ddp = None
         forward = model
         if self.shard[1] > 1:  # averages the gradients over the ranks
-            ddp = forward = nn.parallel.DistributedDataParallel(model, device_ids=[self.device] if self.device.type == "cuda" else None)
+            ddp = forward = nn.parallel.DistributedDataParallel(
+                model, device_ids=[self.device] if self.device.type == "cuda" else None
+            )
         # The compiled module shares its parameters with `model`, whose state_dict is what is saved,
         # so checkpoints load into an uncompiled model.
         if cfg.compile:
@@ -138,8 +146,16 @@ class Trainer:
                     current = EpochProgress.from_state_dict(state.in_progress, self.device)
                     state.in_progress = None
                 else:
-                    current = EpochProgress.start(torch.randperm(len(train), device=self.device, generator=self.generator))
-                bar = progress.add_task(f"epoch {epoch}/{cfg.epochs}", total=steps, completed=current.step, loss=float("nan"), acc=float("nan"))
+                    current = EpochProgress.start(
+                        torch.randperm(len(train), device=self.device, generator=self.generator)
+                    )
+                bar = progress.add_task(
+                    f"epoch {epoch}/{cfg.epochs}",
+                    total=steps,
+                    completed=current.step,
+                    loss=float("nan"),
+                    acc=float("nan"),
+                )
                 model.train()
                 self.train_epoch(parts, current, steps, epoch, stop, save, functools.partial(progress.update, bar))
                 train_loss, train_acc, seen = current.totals()
@@ -179,8 +195,16 @@ class Trainer:
                     return FitResult(state.history, state.best_epoch, state.best_val_acc, stopped_early=True)
         return FitResult(state.history, state.best_epoch, state.best_val_acc)
 
-    def train_epoch(self, parts: Fitting, current: EpochProgress, steps: int, epoch: int, stop: StopRequest,
-                    save: Callable[[EpochProgress], None], update: Callable[..., None]) -> None:
+    def train_epoch(
+        self,
+        parts: Fitting,
+        current: EpochProgress,
+        steps: int,
+        epoch: int,
+        stop: StopRequest,
+        save: Callable[[EpochProgress], None],
+        update: Callable[..., None],
+    ) -> None:
         """Take the rest of `current`'s optimizer steps. Every `log_every_steps` steps, at
         checkpoints and at the epoch's end: the running sums are read back (a host sync) and, under
         torchrun, the ranks agree whether a signal asked to stop."""
@@ -191,7 +215,11 @@ class Trainer:
         tic = time.perf_counter()
         for at in range(current.step + 1, steps + 1):
             first = (at - 1) * size * n
-            self.optimizer_step(parts, [current.order[first + i * size : first + (i + 1) * size][rank::world] for i in range(n)], current)
+            self.optimizer_step(
+                parts,
+                [current.order[first + i * size : first + (i + 1) * size][rank::world] for i in range(n)],
+                current,
+            )
             current.step = at
             checkpoint_due = bool(every) and at % every == 0
             sync = at % cfg.log_every_steps == 0 or at == steps or checkpoint_due
@@ -220,7 +248,9 @@ class Trainer:
             last = i == len(micro_batches) - 1
             with contextlib.nullcontext() if p.ddp is None or last else p.ddp.no_sync():
                 with self.autocast():
-                    loss, correct = self.task.loss(p.forward, Batch(p.train.images[idx], p.train.labels[idx], self.generator, self.shard))
+                    loss, correct = self.task.loss(
+                        p.forward, Batch(p.train.images[idx], p.train.labels[idx], self.generator, self.shard)
+                    )
                 p.scaler.scale(loss / len(micro_batches)).backward()
             current.add(loss, correct, len(idx))
         if self.cfg.grad_clip is not None:
@@ -247,8 +277,18 @@ class Trainer:
                 "set trainer.grad_clip=1.0, or use trainer.precision=fp32 (the last good checkpoint is kept)"
             )
 
-    def save(self, run: RunDir, model, optimizer, scheduler, scaler, state: TrainState, info: dict, improved: bool,
-             current: EpochProgress | None = None) -> None:
+    def save(
+        self,
+        run: RunDir,
+        model,
+        optimizer,
+        scheduler,
+        scaler,
+        state: TrainState,
+        info: dict,
+        improved: bool,
+        current: EpochProgress | None = None,
+    ) -> None:
         """best.ckpt when the epoch improved; always last.ckpt, with everything needed to resume
         (including the epoch in progress, for a mid-epoch checkpoint). Rank 0 writes."""
         rng = {"torch": distributed.gather(torch.get_rng_state()), "generator": self.generator.get_state()}
@@ -282,7 +322,9 @@ class Trainer:
         rank, world = self.shard
         saved_world = len(ckpt["rng"]["torch"])
         if saved_world != world:
-            raise UserError(f"this run was trained by {saved_world} process(es); resume it with as many (torchrun --nproc_per_node={saved_world})")
+            raise UserError(
+                f"this run was trained by {saved_world} process(es); resume it with as many (torchrun --nproc_per_node={saved_world})"
+            )
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
@@ -291,4 +333,6 @@ class Trainer:
         self.generator.set_state(ckpt["rng"]["generator"])
         if "cuda" in ckpt["rng"] and self.device.type == "cuda":
             torch.cuda.set_rng_state(ckpt["rng"]["cuda"][rank], self.device)
-        return TrainState(ckpt["epoch"], list(ckpt["history"]), ckpt["best_epoch"], ckpt["best_val_acc"], ckpt["in_progress"])
+        return TrainState(
+            ckpt["epoch"], list(ckpt["history"]), ckpt["best_epoch"], ckpt["best_val_acc"], ckpt["in_progress"]
+        )

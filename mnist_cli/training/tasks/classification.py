@@ -25,8 +25,17 @@ class AdversarialBatches:
 
     def __call__(self, pixels: torch.Tensor, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         self.model.eval()
-        attacked = attack(self.name, lambda p: self.model(self.prep.normalize(p)).float(), pixels, labels,
-                          self.eps, self.steps, None, True, generator)
+        attacked = attack(
+            self.name,
+            lambda p: self.model(self.prep.normalize(p)).float(),
+            pixels,
+            labels,
+            self.eps,
+            self.steps,
+            None,
+            True,
+            generator,
+        )
         self.model.train()
         return attacked
 
@@ -71,5 +80,7 @@ def build_task(cfg: DictConfig, learner: Classifier, prep: BatchPrep) -> Classif
     trainer = cfg.trainer
     adversarial = None
     if trainer.adversarial is not None:
-        adversarial = AdversarialBatches(learner, prep, trainer.adversarial, trainer.adversarial_eps, trainer.adversarial_steps)
+        adversarial = AdversarialBatches(
+            learner, prep, trainer.adversarial, trainer.adversarial_eps, trainer.adversarial_steps
+        )
     return Classification(prep, trainer.label_smoothing, adversarial)

@@ -58,7 +58,7 @@ class Views:
     def __init__(self, cfg: DictConfig, prep: BatchPrep):
         self.cfg = cfg  # objective.views
         self.prep = prep
-        kernel = torch.exp(-torch.arange(-2, 3) ** 2 / (2 * float(cfg.blur_sigma) ** 2))
+        kernel = torch.exp(-(torch.arange(-2, 3) ** 2) / (2 * float(cfg.blur_sigma) ** 2))
         self.blur_kernel = (kernel[:, None] * kernel[None, :] / kernel.sum() ** 2)[None, None]
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -85,8 +85,12 @@ class Views:
         top, left = uniform(0, 1, n) * (h - eh), uniform(0, 1, n) * (w - ew)
         rows = torch.arange(h, device=x.device)[None, :, None]
         cols = torch.arange(w, device=x.device)[None, None, :]
-        box = ((rows >= top[:, None, None]) & (rows < (top + eh)[:, None, None])
-               & (cols >= left[:, None, None]) & (cols < (left + ew)[:, None, None]))
+        box = (
+            (rows >= top[:, None, None])
+            & (rows < (top + eh)[:, None, None])
+            & (cols >= left[:, None, None])
+            & (cols < (left + ew)[:, None, None])
+        )
         erase = (uniform(0, 1, n) < cfg.erase_prob)[:, None, None] & box
         return self.prep.normalize(x.masked_fill(erase[:, None], 0.0))
 

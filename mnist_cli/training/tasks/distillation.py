@@ -30,17 +30,31 @@ class Distillation(Task):
         logits = forward(x)
         with torch.no_grad():
             teacher_logits = self.teacher(x).float()
-        loss = distillation_loss(logits.float(), teacher_logits, batch.labels, self.alpha, self.temperature,
-                                 self.task.label_smoothing)
+        loss = distillation_loss(
+            logits.float(), teacher_logits, batch.labels, self.alpha, self.temperature, self.task.label_smoothing
+        )
         return loss, correct(logits, batch.labels)
 
     def validate(self, model: nn.Module, bank: Split, split: Split, batch_size: int) -> EvalResult:
         return self.task.validate(model, bank, split, batch_size)
 
 
-def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor, alpha: float,
-                      temperature: float, label_smoothing: float = 0.0) -> torch.Tensor:
+def distillation_loss(
+    student: torch.Tensor,
+    teacher: torch.Tensor,
+    labels: torch.Tensor,
+    alpha: float,
+    temperature: float,
+    label_smoothing: float = 0.0,
+) -> torch.Tensor:
     hard = F.cross_entropy(student, labels, label_smoothing=label_smoothing)
-    soft = F.kl_div(F.log_softmax(student / temperature, 1), F.log_softmax(teacher / temperature, 1),
-                    reduction="batchmean", log_target=True) * temperature**2
+    soft = (
+        F.kl_div(
+            F.log_softmax(student / temperature, 1),
+            F.log_softmax(teacher / temperature, 1),
+            reduction="batchmean",
+            log_target=True,
+        )
+        * temperature**2
+    )
     return (1 - alpha) * hard + alpha * soft

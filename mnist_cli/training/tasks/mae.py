@@ -38,7 +38,9 @@ class MaskedAutoencoder(Learner):
         self.decoder_embed = nn.Linear(dim, cfg.decoder_dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, cfg.decoder_dim))
         self.decoder_pos = nn.Parameter(torch.zeros(1, vit.num_patches, cfg.decoder_dim))
-        self.decoder = nn.Sequential(*(Block(cfg.decoder_dim, cfg.decoder_heads, 4.0, 0.0) for _ in range(cfg.decoder_depth)))
+        self.decoder = nn.Sequential(
+            *(Block(cfg.decoder_dim, cfg.decoder_heads, 4.0, 0.0) for _ in range(cfg.decoder_depth))
+        )
         self.decoder_norm = nn.LayerNorm(cfg.decoder_dim)
         self.predict = nn.Linear(cfg.decoder_dim, self.patch * self.patch)
         nn.init.trunc_normal_(self.mask_token, std=0.02)

@@ -51,12 +51,21 @@ class SelfSupervised(Task):
         features against `bank`'s."""
         model.eval()
         views = torch.Generator(device=split.images.device).manual_seed(self.seed)
-        losses = [self.loss(model, Batch(images, labels, views))[0] for images, labels in chunks(split.images, split.labels, size=batch_size)]
-        return EvalResult(float(torch.stack(losses).mean()), self.knn_accuracy(model, bank, split, batch_size), torch.empty(0, dtype=torch.long))
+        losses = [
+            self.loss(model, Batch(images, labels, views))[0]
+            for images, labels in chunks(split.images, split.labels, size=batch_size)
+        ]
+        return EvalResult(
+            float(torch.stack(losses).mean()),
+            self.knn_accuracy(model, bank, split, batch_size),
+            torch.empty(0, dtype=torch.long),
+        )
 
     def features(self, learner: Learner, split: Split, batch_size: int) -> torch.Tensor:
         learner.eval()
-        return F.normalize(outputs(lambda x: learner.features(self.prep(x, train=False)), split.images, batch_size), dim=1)
+        return F.normalize(
+            outputs(lambda x: learner.features(self.prep(x, train=False)), split.images, batch_size), dim=1
+        )
 
     @torch.no_grad()
     def knn_accuracy(self, learner: Learner, bank: Split, queries: Split, batch_size: int) -> float:
