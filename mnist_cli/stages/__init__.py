@@ -94,7 +94,7 @@ def run_job(cfg: DictConfig) -> float | None:
     except UserError as e:
         summary.update(status="failed", error=str(e))
         print(f"mnist: error: {e}", file=sys.stderr)
-        if hydra_cfg.mode == RunMode.MULTIRUN:  # the sweep goes on; mnist_cli/sweeps.py reports the failure
+        if hydra_cfg.mode == RunMode.MULTIRUN:  # the sweep goes on; report/sweeps.py reports the failure
             return None
         sys.exit(EXIT_USAGE)
     except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: resume=<run dir> continues from the last checkpoint

@@ -18,29 +18,21 @@ from mnist_cli.evaluation.metrics import calibration, classification_report, top
 from mnist_cli.evaluation.robustness import Forward, attacked_accuracy, corrupted_accuracy, tta_probabilities
 from mnist_cli.report.console import print_confusion, print_key_values, print_per_class, print_robustness
 from mnist_cli.run_dir import RunDir
-from mnist_cli.stages import task_overrides
-from mnist_cli.training.checkpoint import (
-    inherit_config,
-    load_classifier_checkpoint,
-    model_from_checkpoint,
-    resolve_checkpoint,
-)
+from mnist_cli.stages.source import load_source
+from mnist_cli.training.checkpoint import model_from_checkpoint
 from mnist_cli.training.runtime import autocast, pick_precision, setup
 from mnist_cli.training.tasks.classification import evaluate
 
 
 def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str, Any]:
     device = setup(cfg)
-    source = resolve_checkpoint(cfg.ckpt, cfg.outputs_root)
-    ckpt = load_classifier_checkpoint(source)
-    inherit_config(cfg, ckpt, task_overrides())
+    source, ckpt = load_source(cfg)
     classes = list(cfg.dataset.classes)
     if len(classes) != ckpt["num_classes"]:
         raise UserError(
             f"{source} predicts {ckpt['num_classes']} classes but {cfg.dataset.name} has {len(classes)}; "
             f"finetune it on {cfg.dataset.name} first (mnist finetune ckpt=...)"
         )
-    cfg.ckpt = str(source)
     run.write_config(cfg)
     model = model_from_checkpoint(ckpt).to(device)
     test = load_split(cfg.dataset, "test").to(device)

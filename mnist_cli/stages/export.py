@@ -1,5 +1,5 @@
 """`mnist export ckpt=... format=onnx|torchscript|int8 [prune=0.5]`: write the model as a file
-that runs without this package (export.py), load it back, check it on real test images against
+that runs without this package (deploy/export.py), load it back, check it on real test images against
 the float32 PyTorch model, and print and record the comparison (size, accuracy, largest logit
 difference). A check that fails leaves the file in place and ends in a one-line error."""
 
@@ -19,12 +19,9 @@ from mnist_cli.errors import UserError
 from mnist_cli.evaluation.inference import outputs
 from mnist_cli.report.console import print_export
 from mnist_cli.run_dir import RunDir
-from mnist_cli.stages import task_overrides
+from mnist_cli.stages.source import load_source
 from mnist_cli.training.checkpoint import (
-    inherit_config,
-    load_classifier_checkpoint,
     model_from_checkpoint,
-    resolve_checkpoint,
 )
 from mnist_cli.training.runtime import setup
 
@@ -33,10 +30,7 @@ SUFFIX = {"onnx": "onnx", "torchscript": "pt", "int8": "int8.pt"}
 
 def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str, Any]:
     setup(cfg)  # seeds, threads, deterministic kernels; the export itself runs on the CPU, in float32
-    source = resolve_checkpoint(cfg.ckpt, cfg.outputs_root)
-    ckpt = load_classifier_checkpoint(source)
-    inherit_config(cfg, ckpt, task_overrides())
-    cfg.ckpt = str(source)
+    source, ckpt = load_source(cfg)
     run.write_config(cfg)
 
     test = load_split(cfg.dataset, "test")

@@ -4,7 +4,7 @@ The model is rebuilt from the checkpoint's saved config; a head for another clas
 the saved one. finetune.strategy: full (every weight, optionally with layer-wise lr decay),
 linear (the head only), partial (the head and the backbone's last blocks) or lora (the head and
 low-rank adapters on a ViT's linear layers, merged into the weights of the best checkpoint).
-With teacher=<ckpt>, the model also learns from that model's soft targets (distill.py).
+With teacher=<ckpt>, the model also learns from that model's soft targets (training/tasks/distillation.py).
 """
 
 from __future__ import annotations
@@ -20,11 +20,9 @@ from mnist_cli.errors import UserError
 from mnist_cli.models import build_model
 from mnist_cli.models.lora import add_adapters
 from mnist_cli.run_dir import RunDir
-from mnist_cli.stages import task_overrides
+from mnist_cli.stages.source import load_source
 from mnist_cli.stages.training import train_and_test
 from mnist_cli.training.checkpoint import (
-    inherit_config,
-    load_checkpoint,
     load_classifier_checkpoint,
     model_from_checkpoint,
     resolve_checkpoint,
@@ -41,9 +39,7 @@ def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str
     if resume is not None:  # the weights come from the run's last checkpoint
         model = build_model(cfg.model, len(cfg.dataset.classes))
     else:
-        source = resolve_checkpoint(cfg.ckpt, cfg.outputs_root)
-        ckpt = load_checkpoint(source)
-        inherit_config(cfg, ckpt, task_overrides())
+        source, ckpt = load_source(cfg, classifier=False)
         num_classes = len(cfg.dataset.classes)
         model = model_from_checkpoint(ckpt)
         if model.num_classes != num_classes or ckpt["objective"] != "supervised":
@@ -51,7 +47,6 @@ def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str
                 f"a new {num_classes}-class head (the checkpoint's {ckpt['objective']} model has {model.num_classes} classes)"
             )
             model.reset_head(num_classes)
-        cfg.ckpt = str(source)
         log.info(f"finetuning {source} ({ckpt['model_name']}, {ckpt['objective']}, epoch {ckpt['epoch']})")
     if cfg.finetune.strategy == "linear":
         model.freeze_backbone()

@@ -1,5 +1,5 @@
 """`mnist predict ckpt=... input=...`: label people's own images. Each readable image is made
-MNIST-like (images.py), all are classified in one batch, and the result is printed as a table and
+MNIST-like (data/images.py), all are classified in one batch, and the result is printed as a table and
 written to predictions.csv, with inputs.png showing what the model saw. An unreadable file is
 reported on its row; the others are still predicted."""
 
@@ -17,22 +17,14 @@ from mnist_cli.errors import UserError
 from mnist_cli.report import plots
 from mnist_cli.report.console import print_predictions
 from mnist_cli.run_dir import RunDir, csv_text, write_text
-from mnist_cli.stages import task_overrides
-from mnist_cli.training.checkpoint import (
-    inherit_config,
-    load_classifier_checkpoint,
-    model_from_checkpoint,
-    resolve_checkpoint,
-)
+from mnist_cli.stages.source import load_source
+from mnist_cli.training.checkpoint import model_from_checkpoint
 from mnist_cli.training.runtime import setup
 
 
 def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str, Any]:
     device = setup(cfg)
-    source = resolve_checkpoint(cfg.ckpt, cfg.outputs_root)
-    ckpt = load_classifier_checkpoint(source)
-    inherit_config(cfg, ckpt, task_overrides())  # the classes and normalization it was trained with
-    cfg.ckpt = str(source)
+    source, ckpt = load_source(cfg)  # the classes and normalization it was trained with
     run.write_config(cfg)
 
     rows: list[dict[str, Any]] = []

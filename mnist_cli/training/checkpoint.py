@@ -22,6 +22,7 @@ from mnist_cli.errors import UserError
 from mnist_cli.models import build_model
 from mnist_cli.models.classifier import Classifier
 from mnist_cli.run_dir import write_bytes
+from mnist_cli.training.tasks.self_supervised import classifier_state
 
 FORMAT = "mnist-cli-checkpoint"
 VERSION = 1
@@ -91,8 +92,6 @@ def load_classifier_checkpoint(path: Path) -> dict[str, Any]:
 def model_from_checkpoint(ckpt: dict[str, Any]) -> Classifier:
     """Rebuild the classifier from the config saved in the checkpoint and load its weights (of a
     self-supervised checkpoint: the backbone, and a head that was never trained)."""
-    from mnist_cli.training.tasks.self_supervised import classifier_state
-
     model = build_model(OmegaConf.create(ckpt["config"]["model"]), ckpt["num_classes"])
     model.load_state_dict(ckpt["model"] if ckpt["objective"] == "supervised" else classifier_state(ckpt["model"]))
     return model

@@ -1,0 +1,27 @@
+"""The checkpoint a stage starts from (ckpt=...), and the config made to describe it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from mnist_cli.stages import task_overrides
+from mnist_cli.training.checkpoint import (
+    inherit_config,
+    load_checkpoint,
+    load_classifier_checkpoint,
+    resolve_checkpoint,
+)
+
+
+def load_source(cfg: DictConfig, classifier: bool = True) -> tuple[Path, dict[str, Any]]:
+    """The checkpoint of ckpt=... (a run dir, a .ckpt file or latest) and its path. `classifier`:
+    refuse one without a trained classifier head (a self-supervised one). cfg takes the
+    checkpoint's model, and its data set unless the command line chose one; cfg.ckpt its path."""
+    source = resolve_checkpoint(cfg.ckpt, cfg.outputs_root)
+    ckpt = load_classifier_checkpoint(source) if classifier else load_checkpoint(source)
+    inherit_config(cfg, ckpt, task_overrides())
+    cfg.ckpt = str(source)
+    return source, ckpt
