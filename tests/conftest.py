@@ -87,8 +87,13 @@ def summary(run: Path) -> dict:
     return json.loads((run / "summary.json").read_text())
 
 
+TIMING = ("epoch_time_s", "val_time_s", "images_per_s", "elapsed_s")
+
+
 def metrics(run: Path) -> list[dict]:
-    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    """The run's metrics.jsonl rows without their timings: what a rerun reproduces."""
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in row.items() if k not in TIMING} for row in rows]
 
 
 def fit(

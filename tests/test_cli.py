@@ -7,15 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
-from conftest import FAST, mnist, run_dirs
+from conftest import FAST, mnist, run_dirs, summary
 
 
-def summary(run: Path) -> dict:
-    return json.loads((run / "summary.json").read_text())
-
-
+@pytest.mark.slow
 def test_pretrain_finetune_eval(tmp_path: Path, tiny_data: Path) -> None:
     pretrain = mnist("pretrain", f"dataset.root={tiny_data}", *FAST, "trainer.target_accuracy=0.5", cwd=tmp_path)
     assert pretrain.returncode == 0, pretrain.stderr

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -10,11 +9,17 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from mnist_cli.training.checkpoint import load_checkpoint
 
-from conftest import FAST, mnist, run_dirs, write_dataset
+from conftest import FAST, metrics, mnist, run_dirs, summary, write_dataset
 
-ARGS = [*FAST, "trainer.batch_size=32"]  # the global batch: 16 images per process
+pytestmark = pytest.mark.slow  # torchrun runs of the command, end to end
+
+# 32 images per optimizer step: 2 accumulated micro-batches of 16, 8 images of each per process
+# (the gradients are averaged over the processes on the second only: DDP's no_sync on the first)
+ARGS = [*FAST, "trainer.batch_size=16", "trainer.accumulate_steps=2"]
 
 
 def torchrun(*args: str, cwd: Path) -> subprocess.Popen:
@@ -38,17 +43,9 @@ def finish(proc: subprocess.Popen) -> str:
     return out
 
 
-def rows(run: Path) -> list[dict]:
-    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-
-
-def summary(run: Path) -> dict:
-    return json.loads((run / "summary.json").read_text())
-
-
 def test_two_processes_stopped_and_resumed_match_one_with_the_same_global_batch(tmp_path: Path) -> None:
     """torchrun with 2 processes, SIGTERMed after its first checkpoint and resumed under torchrun,
-    ends with the curves of one process on the same global batch."""
+    ends with the curves of one process on the same global batch, both accumulating gradients."""
     data = write_dataset(tmp_path / "data", n_train=2000, n_test=200)
     single = mnist("pretrain", f"dataset.root={data}", *ARGS, cwd=tmp_path)
     assert single.returncode == 0, single.stderr
@@ -70,9 +67,10 @@ def test_two_processes_stopped_and_resumed_match_one_with_the_same_global_batch(
     out = finish(torchrun("pretrain", f"resume={ddp}", cwd=cwd))
     assert "resuming after" in out and run_dirs(cwd, "pretrain") == [ddp]
     assert summary(ddp)["status"] == "completed" and summary(ddp)["processes"] == 2
+    assert summary(ddp)["effective_batch_size"] == summary(one)["effective_batch_size"] == 32
     log = (ddp / "run.log").read_text()
     assert "x 2 processes" in log and log.count("epoch 2/2 ") == 1  # and the other rank logged nothing there
-    for a, b in zip(rows(one), rows(ddp), strict=True):
+    for a, b in zip(metrics(one), metrics(ddp), strict=True):
         assert (
             abs(a["train_loss"] - b["train_loss"]) <= 0.05 * a["train_loss"]
         )  # per-process BatchNorm and dropout differ

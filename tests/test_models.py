@@ -17,7 +17,7 @@ from mnist_cli.models import build_model
 from mnist_cli.models.lora import LoRALinear, add_adapters, merged_state_dict
 from mnist_cli.training.checkpoint import inherit_config, load_checkpoint, model_from_checkpoint, save_checkpoint
 
-from conftest import TINY_VIT, mnist, run_dirs
+from conftest import TINY_VIT, mnist, run_dirs, summary
 
 # (overrides, feature width); sizes as the configs ship them.
 MODELS = {
@@ -84,6 +84,7 @@ def test_bad_model_settings_are_refused(override: str, message: str) -> None:
 
 
 # cnn: tests/test_cli.py; the frozen resnet18 backbone, in process: tests/test_trainer.py
+@pytest.mark.slow
 def test_vit_pretrain_eval_round_trip_and_frozen_or_lora_finetune(tmp_path: Path, tiny_data: Path) -> None:
     """pretrain -> eval gives the recorded accuracy; finetuning with a frozen backbone or with LoRA
     adapters keeps the pretrained weights."""
@@ -130,7 +131,7 @@ def test_vit_pretrain_eval_round_trip_and_frozen_or_lora_finetune(tmp_path: Path
     assert evaluate.returncode == 0, evaluate.stderr
     eval_sweep = run_dirs(tmp_path, "multirun")[-1]
     for job, trained in (("0", run), ("1", lora_run)):
-        recorded = json.loads((trained / "summary.json").read_text())["test_acc"]
+        recorded = summary(trained)["test_acc"]
         assert json.loads((eval_sweep / job / "eval.json").read_text())["test_acc"] == recorded
 
 

@@ -3,7 +3,6 @@ labels, and the pretrain -> finetune path through the command line."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ from mnist_cli.training.tasks.contrastive import Views, nt_xent
 from mnist_cli.training.tasks.mae import patchify
 from mnist_cli.training.tasks.self_supervised import classifier_state
 
-from conftest import FAST, TINY_VIT, fit, mnist, run_dirs
+from conftest import FAST, TINY_VIT, fit, metrics, mnist, run_dirs, summary
 
 
 def test_nt_xent_rewards_matching_views() -> None:
@@ -71,14 +70,14 @@ def test_patches_follow_the_vits_token_order() -> None:
     )
 
 
+@pytest.mark.slow
 def test_pretrain_without_labels_then_linear_probe_keeps_the_backbone(tmp_path: Path, tiny_data: Path) -> None:
     objective = "contrastive"  # the command-line path is the same for mae, which is tested in process above
     pretrain = mnist("pretrain", *OBJECTIVES[objective], f"dataset.root={tiny_data}", "trainer.epochs=2", cwd=tmp_path)
     assert pretrain.returncode == 0, pretrain.stderr
     [run] = run_dirs(tmp_path, "pretrain")
-    summary = json.loads((run / "summary.json").read_text())
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert summary["objective"] == objective and summary["train_images"] == 243  # every training image
+    rows = metrics(run)
+    assert summary(run)["objective"] == objective and summary(run)["train_images"] == 243  # every training image
     assert all(0 <= row["val_acc"] <= 1 for row in rows) and len(rows) == 2  # the k-NN monitor
     assert load_checkpoint(run / "checkpoints" / "best.ckpt")["objective"] == objective
 
@@ -93,7 +92,7 @@ def test_pretrain_without_labels_then_linear_probe_keeps_the_backbone(tmp_path: 
     )
     assert probe.returncode == 0, probe.stderr
     [ft] = run_dirs(tmp_path, "finetune")
-    assert json.loads((ft / "summary.json").read_text())["train_images"] == 50
+    assert summary(ft)["train_images"] == 50
     before = classifier_state(load_checkpoint(run / "checkpoints" / "best.ckpt")["model"])
     after = load_checkpoint(ft / "checkpoints" / "last.ckpt")["model"]
     assert after.keys() == before.keys()  # the projector or decoder was dropped

@@ -13,13 +13,11 @@ from PIL import Image
 from mnist_cli.config.compose import config_dir
 from mnist_cli.report import runs as report
 
-from conftest import FAST, mnist, run_dirs, write_dataset
+from conftest import FAST, mnist, run_dirs, summary, write_dataset
+
+pytestmark = pytest.mark.slow  # sweeps and runs of the command, end to end
 
 TINY_CNN = ["trainer.batch_size=32", "model.channels=[8,16]"]
-
-
-def summary(run: Path) -> dict:
-    return json.loads((run / "summary.json").read_text())
 
 
 def jobs(sweep: Path) -> list[Path]:
