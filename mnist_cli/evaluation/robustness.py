@@ -10,7 +10,6 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
-from torchvision.transforms.v2.functional import gaussian_blur
 
 from mnist_cli.data.batches import affine
 from mnist_cli.evaluation.inference import chunks
@@ -74,6 +73,8 @@ def corrupt(name: str, x: torch.Tensor, cfg: DictConfig, generator: torch.Genera
     if name == "noise":
         return (x + torch.randn(x.shape, device=x.device, generator=generator) * cfg.noise_std).clamp(0, 1)
     if name == "blur":
+        from torchvision.transforms.v2.functional import gaussian_blur  # torchvision takes a second to import
+
         size = 2 * math.ceil(3 * cfg.blur_sigma) + 1
         return gaussian_blur(x, [size, size], [cfg.blur_sigma, cfg.blur_sigma])
     if name == "shift":
