@@ -10,6 +10,7 @@ The rank queries read only the environment, so the command line can use them bef
 
 from __future__ import annotations
 
+import gc
 import os
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +49,11 @@ def stop() -> None:
         import torch.distributed as dist
 
         if dist.is_initialized():
+            # The DistributedDataParallel wrapper is garbage in a reference cycle; its reducer holds
+            # gloo work. Freed after the group is gone (at exit), it aborted the process ("terminate
+            # called without an active exception"): free it now, and let every rank get here first.
+            gc.collect()
+            dist.barrier()
             dist.destroy_process_group()
 
 
