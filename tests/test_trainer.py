@@ -10,12 +10,13 @@ import pytest
 import torch
 
 from mnist_cli.config.compose import compose_config
-from mnist_cli.data.datasets import limit_labels, load_split
+from mnist_cli.data.datasets import Split, limit_labels, load_split, train_val_split
 from mnist_cli.errors import UserError
 from mnist_cli.evaluation.metrics import classification_report
 from mnist_cli.models import build_model
 from mnist_cli.training.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from mnist_cli.training.optim import build_optimizer
+from mnist_cli.training.state import TrainState
 
 from conftest import FAST, TINY_VIT, accuracy_of, fit
 
@@ -47,7 +48,9 @@ def test_frozen_backbone_stays_bit_identical(tmp_path: Path, tiny_data: Path, ov
 
 
 def test_early_stopping_stops_when_val_accuracy_stalls(tmp_path: Path, tiny_data: Path) -> None:
-    result, *_ = fit(tmp_path, tiny_data, "trainer.epochs=6", "trainer.early_stopping_patience=1")
+    result, *_ = fit(
+        tmp_path, tiny_data, "trainer.epochs=6", "trainer.early_stopping_patience=1", "trainer.select=val_acc"
+    )
     accs = [row["val_acc"] for row in result.history]
     first_at_top = accs.index(max(accs)) + 1
     assert result.stopped_early and len(result.history) == first_at_top + 1 < 6  # a tie is not progress
@@ -209,3 +212,54 @@ def test_accumulation_resumes_mid_epoch_bit_identically(
         {k: v for k, v in r.items() if k not in timing} for r in resumed.history
     ]
     assert all(torch.equal(v, again.state_dict()[k]) for k, v in model.state_dict().items())
+
+
+def rows(*measured: tuple[float, float]) -> list[dict]:
+    return [{"epoch": i, "val_acc": acc, "val_loss": loss} for i, (acc, loss) in enumerate(measured, start=1)]
+
+
+@pytest.mark.parametrize(
+    ("select", "chosen"),
+    [("last", 4), ("val_acc", 4), ("val_loss", 3)],
+)
+def test_best_checkpoint_rule(select: str, chosen: int) -> None:
+    """On 500 validation images one image is 0.2%: epoch 2 wins on accuracy by one image, and ties
+    with epoch 4. The default rule (last) takes the final epoch; val_acc takes the later of the
+    tied ones; val_loss the lowest loss."""
+    state = TrainState()
+    picked = [state.record(row, select) for row in rows((0.990, 0.30), (0.994, 0.25), (0.992, 0.20), (0.994, 0.22))]
+    assert state.best_epoch == chosen and picked[-1] == (chosen == 4)
+    assert compose_config().trainer.select == "last"
+
+
+def test_moving_average_is_validated_saved_and_resumed_bit_identically(
+    tmp_path: Path, tiny_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    overrides = ["trainer.ema=true", "trainer.ema_decay=0.9", "trainer.checkpoint_every_steps=3", "trainer.epochs=2"]
+    saved = tmp_path / "mid-epoch.ckpt"
+
+    def keep_the_first_mid_epoch_checkpoint(path: Path, payload: dict) -> None:
+        save_checkpoint(path, payload)
+        if payload.get("in_progress") is not None and not saved.exists():
+            shutil.copy(path, saved)
+
+    monkeypatch.setattr("mnist_cli.training.trainer.save_checkpoint", keep_the_first_mid_epoch_checkpoint)
+    whole, run, model, trainer, cfg = fit(tmp_path / "whole", tiny_data, *overrides)
+    monkeypatch.undo()
+    last, best = load_checkpoint(run.last_ckpt), load_checkpoint(run.best_ckpt)
+    average = {k.removeprefix("module."): v for k, v in last["ema"].items() if k.startswith("module.")}
+    assert best["selected_by"] == "last" and best["epoch"] == 2
+    assert all(torch.equal(best["model"][k], v) for k, v in average.items())  # best.ckpt: the average
+    assert not all(torch.equal(last["model"][k], v) for k, v in average.items())  # not the raw weights
+    # the model rebuilt from best.ckpt (as eval does) measures what validation measured
+    assert whole.history[-1]["val_acc"] == accuracy_of(trainer, model_from_checkpoint(best), whole_val(cfg))
+
+    resumed, resumed_run, _, _, _ = fit(tmp_path / "resumed", tiny_data, *overrides, resume=load_checkpoint(saved))
+    again = load_checkpoint(resumed_run.last_ckpt)
+    assert all(torch.equal(v, again["ema"][k]) for k, v in last["ema"].items())
+    assert all(torch.equal(v, again["model"][k]) for k, v in last["model"].items())
+    assert [r["val_acc"] for r in whole.history] == [r["val_acc"] for r in resumed.history]
+
+
+def whole_val(cfg) -> Split:
+    return train_val_split(load_split(cfg.dataset, "train"), cfg.dataset.val_size, cfg.dataset.split_seed)[1]

@@ -92,6 +92,8 @@ def train_and_test(
         "epochs_run": len(fit.history),
         "stopped_early": fit.stopped_early,
         "best_epoch": fit.best_epoch,
+        "selected_by": cfg.trainer.select,
+        "ema_decay": cfg.trainer.ema_decay if cfg.trainer.ema else None,
         "best_val_acc": fit.best_val_acc,
         "test_loss": tested.loss,
         "test_acc": tested.acc,
@@ -106,7 +108,8 @@ def train_and_test(
     print_key_values(
         f"{cfg.stage.name} finished: {run.path}",
         {
-            "best epoch": f"{fit.best_epoch} of {len(fit.history)}",
+            "best epoch": f"{fit.best_epoch} of {len(fit.history)} (by {cfg.trainer.select}"
+            + (f", moving average {cfg.trainer.ema_decay})" if cfg.trainer.ema else ")"),
             "val accuracy": fit.best_val_acc,
             "test accuracy": tested.acc,
             "test loss": tested.loss,

@@ -12,6 +12,12 @@ import os
 import signal
 import threading
 from types import FrameType
+from typing import TYPE_CHECKING
+
+from mnist_cli.training import distributed
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +39,17 @@ class StopRequest:
     def __exit__(self, *exc: object) -> None:
         for s, handler in self.previous.items():
             signal.signal(s, handler)
+
+    def agreed(self, device: torch.device, sync: bool) -> int:
+        """The signal that asked to stop (0: none). Under torchrun, any rank's, agreed on only at a
+        sync point: every rank must stop at the same step, and agreeing costs a host sync."""
+        if distributed.world_size() == 1:
+            return self.signum or 0
+        if not sync:
+            return 0
+        import torch
+
+        return int(distributed.all_reduce(torch.tensor(self.signum or 0, device=device), op="max"))
 
     def handle(self, signum: int, frame: FrameType | None) -> None:
         if self.signum is not None:

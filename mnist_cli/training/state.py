@@ -25,18 +25,28 @@ class TrainState:
 
     epoch: int = 0  # epochs completed
     history: list[dict[str, Any]] = field(default_factory=list)
-    best_epoch: int = 0
-    best_val_acc: float = -1.0
+    best_epoch: int = 0  # the epoch whose weights best.ckpt holds (0: none yet)
     in_progress: dict[str, Any] | None = None  # EpochProgress.state_dict() of a mid-epoch checkpoint
 
-    def record(self, row: dict[str, Any]) -> bool:
-        """Add an epoch's metrics; True when it is the best so far. Ties go to the later epoch: a
-        small validation split often ties, and later epochs have trained longer at a lower lr."""
+    @property
+    def best_val_acc(self) -> float:
+        return self.history[self.best_epoch - 1]["val_acc"] if self.best_epoch else -1.0
+
+    def record(self, row: dict[str, Any], select: str) -> bool:
+        """Add an epoch's metrics; True when its weights become best.ckpt's, by the rule `select`:
+        val_acc (the highest; ties go to the later epoch, which trained longer at a lower lr),
+        val_loss (the lowest: a smoother measure than the accuracy of a small split) or last."""
         self.history.append(row)
         self.epoch = row["epoch"]
-        improved = row["val_acc"] >= self.best_val_acc
+        best = self.history[self.best_epoch - 1] if self.best_epoch else None
+        improved = (
+            best is None
+            or select == "last"
+            or (select == "val_acc" and row["val_acc"] >= best["val_acc"])
+            or (select == "val_loss" and row["val_loss"] <= best["val_loss"])
+        )
         if improved:
-            self.best_epoch, self.best_val_acc = row["epoch"], row["val_acc"]
+            self.best_epoch = row["epoch"]
         return improved
 
     def epochs_without_progress(self) -> int:

@@ -19,12 +19,12 @@ import functools
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from omegaconf import DictConfig
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from mnist_cli.data.datasets import Split
 from mnist_cli.errors import Interrupted, UserError
@@ -34,25 +34,13 @@ from mnist_cli.report.console import training_progress
 from mnist_cli.run_dir import RunDir
 from mnist_cli.training import distributed
 from mnist_cli.training.checkpoint import save_checkpoint
+from mnist_cli.training.fitting import Fitting
 from mnist_cli.training.interrupts import StopRequest
 from mnist_cli.training.runtime import autocast, pick_precision
 from mnist_cli.training.state import EpochProgress, FitResult, TrainState
 from mnist_cli.training.tasks.base import Batch, Task
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Fitting:
-    """What one fit() trains with."""
-
-    model: nn.Module  # whose state_dict is saved
-    forward: nn.Module  # the model as it is called: maybe wrapped by DDP and compiled
-    ddp: nn.parallel.DistributedDataParallel | None
-    train: Split
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler
-    scaler: torch.amp.GradScaler
 
 
 class Trainer:
@@ -109,36 +97,33 @@ class Trainer:
         """
         cfg = self.cfg
         scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
+        ema = None
+        if cfg.ema:
+            ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
+        parts = Fitting(model, train, optimizer, scheduler, scaler, ema)
         if self.shard[1] > 1:
             torch.manual_seed(cfg.seed + self.shard[0])  # each rank its own dropout masks
         state = TrainState()
         if resume is not None:
-            state = self.restore(resume, model, optimizer, scheduler, scaler)
+            state = self.restore(resume, parts)
             run.write_metrics(state.history)
-            where = (
-                f"step {state.in_progress['step']} of epoch {state.epoch + 1}"
-                if state.in_progress
-                else f"epoch {state.epoch}"
-            )
+            at = state.in_progress
+            where = f"step {at['step']} of epoch {state.epoch + 1}" if at else f"epoch {state.epoch}"
             log.info(f"resuming after {where} of {cfg.epochs}")
-        ddp = None
-        forward = model
+        parts.forward = model
         if self.shard[1] > 1:  # averages the gradients over the ranks
-            ddp = forward = nn.parallel.DistributedDataParallel(
-                model, device_ids=[self.device] if self.device.type == "cuda" else None
-            )
+            device_ids = [self.device] if self.device.type == "cuda" else None
+            parts.ddp = parts.forward = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
         # The compiled module shares its parameters with `model`, whose state_dict is what is saved,
         # so checkpoints load into an uncompiled model.
         if cfg.compile:
-            forward = torch.compile(forward)
+            parts.forward = torch.compile(parts.forward)
         steps = self.steps_per_epoch(len(train))
         done_s = sum(row["epoch_time_s"] + row["val_time_s"] for row in state.history)
         started = time.perf_counter() - done_s - (state.in_progress["time_s"] if state.in_progress else 0.0)
 
-        parts = Fitting(model, forward, ddp, train, optimizer, scheduler, scaler)
-
         def save(current: EpochProgress | None = None, improved: bool = False) -> None:
-            self.save(run, model, optimizer, scheduler, scaler, state, checkpoint_info, improved, current)
+            self.save(run, parts, state, checkpoint_info, improved, current)
 
         with StopRequest() as stop, training_progress(enabled=run.writable) as progress:
             for epoch in range(state.epoch + 1, cfg.epochs + 1):
@@ -161,7 +146,7 @@ class Trainer:
                 train_loss, train_acc, seen = current.totals()
 
                 tic = time.perf_counter()
-                result = self.validate(model, train, val)
+                result = self.validate(parts.measured, train, val)
                 row = {
                     "epoch": epoch,
                     "train_loss": train_loss,
@@ -174,7 +159,7 @@ class Trainer:
                     "images_per_s": seen / current.time_s,
                 }
                 row["elapsed_s"] = time.perf_counter() - started
-                improved = state.record(row)
+                improved = state.record(row, cfg.select)
                 save(improved=improved)
                 run.write_metrics(state.history)
                 log.info(
@@ -184,9 +169,9 @@ class Trainer:
                 )
                 if on_epoch_end is not None:
                     paused = time.perf_counter()
-                    on_epoch_end(row, model)
+                    on_epoch_end(row, parts.measured)
                     started += time.perf_counter() - paused
-                signum = self.stop_signal(stop, sync=True)
+                signum = stop.agreed(self.device, sync=True)
                 if signum:  # it came in the epoch's last step or during validation: the epoch is saved
                     raise Interrupted(signum)
                 patience = cfg.early_stopping_patience
@@ -223,7 +208,7 @@ class Trainer:
             current.step = at
             checkpoint_due = bool(every) and at % every == 0
             sync = at % cfg.log_every_steps == 0 or at == steps or checkpoint_due
-            signum = self.stop_signal(stop, sync)
+            signum = stop.agreed(self.device, sync)
             if sync or signum:
                 mean_loss, acc, _ = current.totals()  # the loop's only host syncs
                 self.check_finite(mean_loss, epoch, at)
@@ -259,15 +244,8 @@ class Trainer:
         p.scaler.step(p.optimizer)
         p.scaler.update()
         p.scheduler.step()
-
-    def stop_signal(self, stop: StopRequest, sync: bool) -> int:
-        """The signal that asked to stop (0: none). With several ranks, any rank's, and only at a
-        sync point (every rank must stop at the same step, and agreeing costs a host sync)."""
-        if self.shard[1] == 1:
-            return stop.signum or 0
-        if not sync:
-            return 0
-        return int(distributed.all_reduce(torch.tensor(stop.signum or 0, device=self.device), op="max"))
+        if p.ema is not None:
+            p.ema.update_parameters(p.model)
 
     @staticmethod
     def check_finite(loss: float, epoch: int, step: int) -> None:
@@ -278,19 +256,10 @@ class Trainer:
             )
 
     def save(
-        self,
-        run: RunDir,
-        model,
-        optimizer,
-        scheduler,
-        scaler,
-        state: TrainState,
-        info: dict,
-        improved: bool,
-        current: EpochProgress | None = None,
+        self, run: RunDir, parts: Fitting, state: TrainState, info: dict, improved: bool, current: EpochProgress | None
     ) -> None:
-        """best.ckpt when the epoch improved; always last.ckpt, with everything needed to resume
-        (including the epoch in progress, for a mid-epoch checkpoint). Rank 0 writes."""
+        """best.ckpt (the measured weights) when the epoch improved; always last.ckpt, with everything
+        needed to resume (including the epoch in progress, for a mid-epoch checkpoint). Rank 0 writes."""
         rng = {"torch": distributed.gather(torch.get_rng_state()), "generator": self.generator.get_state()}
         if self.device.type == "cuda":
             rng["cuda"] = distributed.gather(torch.cuda.get_rng_state(self.device))
@@ -298,41 +267,28 @@ class Trainer:
             return
         common = {
             **info,
-            "model": model.state_dict(),
             "epoch": state.epoch,
             "history": state.history,
             "best_epoch": state.best_epoch,
             "best_val_acc": state.best_val_acc,
+            "selected_by": self.cfg.select,
         }
         if improved:  # as a plain model: LoRA adapters merged into the weights
-            save_checkpoint(run.best_ckpt, {**common, "model": merged_state_dict(model)})
-        save_checkpoint(
-            run.last_ckpt,
-            {
-                **common,
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict(),
-                "rng": rng,
-                "in_progress": current.state_dict() if current is not None else None,
-            },
-        )
+            save_checkpoint(run.best_ckpt, {**common, "model": merged_state_dict(parts.measured)})
+        in_progress = current.state_dict() if current is not None else None
+        save_checkpoint(run.last_ckpt, {**common, **parts.state_dict(), "rng": rng, "in_progress": in_progress})
 
-    def restore(self, ckpt: dict, model, optimizer, scheduler, scaler) -> TrainState:
+    def restore(self, ckpt: dict, parts: Fitting) -> TrainState:
         rank, world = self.shard
         saved_world = len(ckpt["rng"]["torch"])
         if saved_world != world:
             raise UserError(
-                f"this run was trained by {saved_world} process(es); resume it with as many (torchrun --nproc_per_node={saved_world})"
+                f"this run was trained by {saved_world} process(es); "
+                f"resume it with as many (torchrun --nproc_per_node={saved_world})"
             )
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        scaler.load_state_dict(ckpt["scaler"])
+        parts.load_state_dict(ckpt)
         torch.set_rng_state(ckpt["rng"]["torch"][rank])
         self.generator.set_state(ckpt["rng"]["generator"])
         if "cuda" in ckpt["rng"] and self.device.type == "cuda":
             torch.cuda.set_rng_state(ckpt["rng"]["cuda"][rank], self.device)
-        return TrainState(
-            ckpt["epoch"], list(ckpt["history"]), ckpt["best_epoch"], ckpt["best_val_acc"], ckpt["in_progress"]
-        )
+        return TrainState(ckpt["epoch"], list(ckpt["history"]), ckpt["best_epoch"], ckpt["in_progress"])
