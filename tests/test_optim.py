@@ -9,7 +9,10 @@ import pytest
 from omegaconf import OmegaConf
 from torch import nn
 
+from mnist_cli.config.compose import compose_config
+from mnist_cli.models import build_model
 from mnist_cli.training.optim import build_optimizer, build_schedule, lr_factor
+from mnist_cli.training.tasks import build_learner
 
 CONF = Path(__file__).parents[1] / "conf"
 
@@ -57,3 +60,30 @@ def test_optimizer_decays_weights_not_biases(name: str) -> None:
     assert [p.shape for p in decayed["params"]] == [(3, 4)] and decayed["weight_decay"] == 0.01
     assert [p.shape for p in plain["params"]] == [(3,)] and plain["weight_decay"] == 0.0
     assert math.isclose(optimizer.param_groups[0]["lr"], cfg.lr)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "undecayed"),
+    [
+        (["model=cnn"], set()),
+        (["model=resnet18"], set()),
+        (["model=vit"], {"backbone.pos_embed", "backbone.cls_token"}),
+        (
+            ["model=vit", "objective=mae"],
+            {"classifier.backbone.pos_embed", "classifier.backbone.cls_token", "mask_token", "decoder_pos"},
+        ),
+    ],
+    ids=["cnn", "resnet18", "vit", "vit-mae"],
+)
+def test_each_model_names_the_parameters_that_take_no_weight_decay(overrides: list[str], undecayed: set[str]) -> None:
+    """Decayed: conv kernels and weight matrices only. Not: biases, norm scales, and what the model
+    names (a ViT's position embedding and class token, the MAE decoder's mask token and positions)."""
+    cfg = compose_config(*overrides)
+    model = build_learner(cfg.objective, build_model(cfg.model, 10))
+    decayed, plain = build_optimizer(cfg.optimizer, model).param_groups
+    names = {id(p): name for name, p in model.named_parameters()}
+    decayed_names = {names[id(p)] for p in decayed["params"]}
+    plain_names = {names[id(p)] for p in plain["params"]}
+    assert undecayed <= plain_names and not undecayed & decayed_names
+    assert plain_names == undecayed | {n for n, p in model.named_parameters() if p.ndim < 2}
+    assert decayed_names and all(p.ndim >= 2 for p in decayed["params"])

@@ -76,6 +76,10 @@ class ViTBackbone(nn.Module):
             nn.init.trunc_normal_(self.cls_token, std=0.02)
         self.apply(self._init)
 
+    def no_weight_decay(self) -> set[str]:
+        """Parameters the optimizer does not decay (see training/optim.py)."""
+        return {"pos_embed", "cls_token"}
+
     @staticmethod
     def _init(module: nn.Module) -> None:
         if isinstance(module, nn.Linear):

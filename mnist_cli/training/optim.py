@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from hydra.utils import get_class, get_method
 from omegaconf import DictConfig, OmegaConf
+from torch import nn
 
 from mnist_cli.errors import UserError
 from mnist_cli.models.classifier import Classifier
@@ -44,17 +45,34 @@ def target(cfg: DictConfig, group: str, get: Callable[[str], Any]) -> Any:
         raise UserError(f"{group}._target_={cfg._target_} cannot be imported ({e}); name an importable one") from None
 
 
+def no_decay(model: nn.Module) -> set[int]:
+    """The parameters that take no weight decay (ids): biases and norm scales (fewer than 2 dims),
+    and those a module names in its no_weight_decay() (position embeddings, class and mask tokens:
+    decaying them pulls them towards 0, which means nothing for them)."""
+    found = {id(p) for p in model.parameters() if p.ndim < 2}
+    for module in model.modules():
+        if hasattr(module, "no_weight_decay"):
+            named = dict(module.named_parameters())
+            found |= {id(named[name]) for name in module.no_weight_decay() if name in named}
+    return found
+
+
 def build_optimizer(cfg: DictConfig, model: Classifier, layer_decay: float = 1.0) -> torch.optim.Optimizer:
-    """Weight decay applies to weight matrices and conv kernels, not to biases and norm scales;
+    """Weight decay applies to weight matrices and conv kernels, not to the no_decay() parameters;
     with layer_decay < 1, earlier backbone blocks learn more slowly (lr_scales)."""
     params = [p for p in model.parameters() if p.requires_grad]
     scales = lr_scales(model, layer_decay) if layer_decay != 1.0 else {}
+    plain = no_decay(model)
     groups = []
     for scale in sorted({scales.get(id(p), 1.0) for p in params}, reverse=True):
         members = [p for p in params if scales.get(id(p), 1.0) == scale]
         groups += [
-            {"params": [p for p in members if p.ndim >= 2], "weight_decay": cfg.weight_decay, "lr": cfg.lr * scale},
-            {"params": [p for p in members if p.ndim < 2], "weight_decay": 0.0, "lr": cfg.lr * scale},
+            {
+                "params": [p for p in members if id(p) not in plain],
+                "weight_decay": cfg.weight_decay,
+                "lr": cfg.lr * scale,
+            },
+            {"params": [p for p in members if id(p) in plain], "weight_decay": 0.0, "lr": cfg.lr * scale},
         ]
     optimizer_class = target(cfg, "optimizer", get_class)
     try:

@@ -46,6 +46,10 @@ class MaskedAutoencoder(Learner):
         nn.init.trunc_normal_(self.mask_token, std=0.02)
         nn.init.trunc_normal_(self.decoder_pos, std=0.02)
 
+    def no_weight_decay(self) -> set[str]:
+        """Parameters the optimizer does not decay (see training/optim.py)."""
+        return {"mask_token", "decoder_pos"}
+
     def forward(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """The reconstruction loss of a normalized batch, with a fresh random mask per image."""
         vit = self.classifier.backbone
