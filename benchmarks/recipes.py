@@ -1,0 +1,89 @@
+"""Run training recipes over seeds and precisions and print the spread: min / mean / max test accuracy
+and wall time of the whole `mnist pretrain` command, per recipe and precision. An accuracy claim is
+only as good as its worst seed.
+
+    python benchmarks/recipes.py [--data ../shared/data/mnist-10k] [--seeds 0 1 2 3 4]
+        [--precisions auto fp32] [--recipe NAME="override override ..."]...
+
+Without --recipe: the default recipe (`mnist pretrain`, dataset.root only). Each --recipe is a name
+and the overrides it adds, e.g. --recipe vit_mini="experiment=vit_mini".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = str(REPO.parent / "shared" / "data" / "mnist-10k")
+
+
+def cpu_name() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def run(cwd: Path, overrides: list[str]) -> dict:
+    """One whole `mnist pretrain` command: its summary.json and wall time."""
+    before = set((cwd / "outputs" / "pretrain").glob("*")) if (cwd / "outputs" / "pretrain").exists() else set()
+    tic = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "mnist_cli", "pretrain", *overrides], cwd=cwd, capture_output=True, text=True)
+    wall = time.perf_counter() - tic
+    if result.returncode != 0:
+        raise SystemExit(f"mnist pretrain {' '.join(overrides)} failed:\n{result.stderr}")
+    [run_dir] = set((cwd / "outputs" / "pretrain").glob("*")) - before
+    return {**json.loads((run_dir / "summary.json").read_text()), "wall_s": wall}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=DEFAULT_DATA)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--precisions", nargs="+", default=["auto", "fp32"])
+    parser.add_argument("--recipe", action="append", default=[], metavar='NAME="OVERRIDES"')
+    args = parser.parse_args()
+    recipes = {"default": []}
+    if args.recipe:
+        recipes = {name: overrides.split() for name, _, overrides in (r.partition("=") for r in args.recipe)}
+
+    console = Console(width=200)
+    table = Table(title=f"mnist pretrain on {args.data}, seeds {' '.join(map(str, args.seeds))}; {cpu_name()}")
+    for column in ("recipe", "precision", "test acc min", "mean", "max", "per seed", "best epochs", "wall s min-max"):
+        table.add_column(column, justify="left" if column in ("recipe", "per seed", "best epochs") else "right")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, overrides in recipes.items():
+            for precision in args.precisions:
+                runs = []
+                for seed in args.seeds:
+                    extra = [f"dataset.root={args.data}", f"trainer.precision={precision}", f"trainer.seed={seed}"]
+                    runs.append(run(Path(tmp), [*overrides, *extra]))
+                    console.print(f"{name} {precision} seed {seed}: {runs[-1]['test_acc']:.2%} in {runs[-1]['wall_s']:.1f} s")
+                accs = [r["test_acc"] for r in runs]
+                walls = [r["wall_s"] for r in runs]
+                table.add_row(
+                    name,
+                    f"{precision} ({runs[0]['precision']})",
+                    f"{min(accs):.2%}",
+                    f"{statistics.mean(accs):.2%}",
+                    f"{max(accs):.2%}",
+                    " ".join(f"{a:.2%}" for a in accs),
+                    " ".join(str(r["best_epoch"]) for r in runs),
+                    f"{min(walls):.1f}-{max(walls):.1f}",
+                )
+    console.print(table)
+
+
+if __name__ == "__main__":
+    main()
