@@ -108,7 +108,7 @@ BAD = [
     (["pretrain", "resume=nowhere"], "not a run directory with checkpoints/last.ckpt"),
     (["pretrain", "resume={run}"], "that run already finished"),
     (["finetune", "resume={stopped}"], "is a pretrain run; resume it with `mnist pretrain"),
-    (["pretrain", "resume={stopped}", "trainer.epochs=5"], "drop the other overrides"),
+    (["pretrain", "resume={stopped}", "trainer.epochs=5"], "these overrides change it: trainer.epochs=5 (saved: 1)"),
 ]
 
 

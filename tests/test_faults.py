@@ -131,7 +131,10 @@ def test_a_signal_checkpoints_mid_epoch_and_resume_ends_bit_identical(
     )  # saved after the signal, not at step 10
 
     if signum == signal.SIGTERM:  # the checkpoint is the same whichever signal asked for it
-        resumed = mnist("pretrain", f"resume={run}", cwd=tmp_path)
+        # as people resume: the original command with resume= added (and how to run it changed)
+        resumed = mnist(
+            "pretrain", f"dataset.root={data}", *LONG, "trainer.num_threads=2", f"resume={run}", cwd=tmp_path
+        )
         assert resumed.returncode == 0, resumed.stderr
         assert "resuming after step" in resumed.stdout
         assert_same_run(uninterrupted, run)

@@ -18,7 +18,7 @@ from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from mnist_cli import __version__
 from mnist_cli.config.stages import stages
@@ -42,6 +42,32 @@ def versions() -> dict[str, str]:
     return found
 
 
+# What a resumed run may change: where its files are and how it runs, not what it learns.
+WHERE_AND_HOW = (
+    "dataset.root",
+    "dataset.download",
+    "trainer.device",
+    "trainer.num_threads",
+    "trainer.log_every_steps",
+    "outputs_root",
+)
+
+
+def plain(value: Any) -> Any:
+    return OmegaConf.to_container(value, resolve=True) if isinstance(value, (DictConfig, ListConfig)) else value
+
+
+def same_value(cfg: DictConfig, saved: DictConfig, key: str) -> bool:
+    """Whether an override of `key` leaves the saved run's value as it was (a checkpoint argument:
+    whether it names the same file)."""
+    given, before = plain(OmegaConf.select(cfg, key)), plain(OmegaConf.select(saved, key))
+    if key in ("ckpt", "teacher") and isinstance(given, str):
+        from mnist_cli.training.checkpoint import resolve_checkpoint
+
+        return str(resolve_checkpoint(given, cfg.outputs_root)) == before
+    return given == before
+
+
 def resumed_config(cfg: DictConfig, run: RunDir) -> tuple[DictConfig, dict[str, Any]]:
     """The config and last checkpoint of the run being resumed."""
     from mnist_cli.training.checkpoint import load_checkpoint
@@ -57,9 +83,20 @@ def resumed_config(cfg: DictConfig, run: RunDir) -> tuple[DictConfig, dict[str, 
         raise UserError(
             f"resume={run.path} is a {saved.stage.name} run; resume it with `mnist {saved.stage.name} resume=...`"
         )
-    extra = [o for o in task_overrides() if not o.startswith(("resume=", "stage="))]
-    if extra:
-        raise UserError(f"resume continues a run with its saved config; drop the other overrides ({' '.join(extra)})")
+    changed = []
+    for override in task_overrides():
+        key = override.lstrip("+~").partition("=")[0]
+        if key in ("resume", "stage") or same_value(cfg, saved, key):
+            continue
+        if key in WHERE_AND_HOW:
+            OmegaConf.update(saved, key, plain(OmegaConf.select(cfg, key)), force_add=True)
+        else:
+            changed.append(f"{key}={plain(OmegaConf.select(cfg, key))} (saved: {plain(OmegaConf.select(saved, key))})")
+    if changed:
+        raise UserError(
+            f"resume continues a run with its saved config, and these overrides change it: {'; '.join(changed)}; "
+            f"drop them (only {', '.join(WHERE_AND_HOW)} may differ)"
+        )
     saved.resume = cfg.resume
     return saved, ckpt
 
