@@ -19,7 +19,7 @@ from mnist_cli.report.console import print_predictions
 from mnist_cli.run_dir import RunDir, csv_text, write_text
 from mnist_cli.stages.source import load_source
 from mnist_cli.training.checkpoint import model_from_checkpoint
-from mnist_cli.training.runtime import setup
+from mnist_cli.training.runtime import autocast, pick_precision, setup
 
 
 def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str, Any]:
@@ -43,7 +43,7 @@ def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str
 
     model = model_from_checkpoint(ckpt).to(device).eval()
     images = torch.from_numpy(np.stack(digits))[:, None].to(device)
-    with torch.no_grad():
+    with torch.no_grad(), autocast(device, pick_precision(cfg.trainer.precision, device)):
         probabilities = model(BatchPrep(cfg.dataset)(images, train=False)).float().softmax(1).cpu()
     classes = list(cfg.dataset.classes)
     top = probabilities.topk(min(cfg.predict.top_k, len(classes)), dim=1)
