@@ -9,6 +9,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from mnist_cli.config.compose import compose_config
 from mnist_cli.data.batches import BatchPrep
 from mnist_cli.data.datasets import load_split, train_val_split
 from mnist_cli.data.idx import read_idx, write_idx
@@ -113,3 +114,20 @@ def test_batch_prep_normalizes_and_augments_reproducibly() -> None:
     assert torch.equal(first, again) and not torch.allclose(first, plain)
     off = BatchPrep(OmegaConf.merge(MNIST_CFG, {"augment": {"enabled": False}}))
     assert torch.equal(off(images, train=True, generator=torch.Generator()), plain)
+
+
+def test_fashion_mirrors_half_the_images_and_digits_are_never_mirrored() -> None:
+    images = torch.randint(0, 256, (64, 1, 28, 28), dtype=torch.uint8)
+    pixels = images.float() / 255
+    still = {"max_shift": 0, "max_rotate": 0, "max_scale": 0}
+    fashion = compose_config("dataset=fashion_mnist").dataset
+    assert fashion.augment.hflip and not compose_config().dataset.augment.hflip
+    prep = BatchPrep(OmegaConf.merge(fashion, {"augment": still}))
+    out = prep.pixels(images, train=True, generator=torch.Generator().manual_seed(0))
+    same = [torch.allclose(o, p, atol=1e-5) for o, p in zip(out, pixels)]
+    mirrored = [torch.allclose(o, p.flip(-1), atol=1e-5) for o, p in zip(out, pixels)]
+    assert all(a != b for a, b in zip(same, mirrored)) and 16 < sum(mirrored) < 48
+    digits = BatchPrep(OmegaConf.merge(MNIST_CFG, {"augment": still}))
+    assert torch.allclose(
+        digits.pixels(images, train=True, generator=torch.Generator().manual_seed(0)), pixels, atol=1e-5
+    )

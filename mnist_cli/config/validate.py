@@ -76,6 +76,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "dataset.augment.max_shift": (non_negative, "a number of pixels >= 0"),
     "dataset.augment.max_rotate": (non_negative, "a number of degrees >= 0"),
     "dataset.augment.max_scale": (fraction, "a fraction in [0, 1)"),
+    "dataset.augment.hflip": (boolean, "true or false"),
     "model.name": (lambda v: v in MODELS, f"one of the registered models ({', '.join(MODELS)})"),
     "model.channels": (
         lambda v: isinstance(v, Sequence) and len(v) > 0 and all(map(positive_int, v)),
