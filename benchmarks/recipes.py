@@ -39,7 +39,9 @@ def run(cwd: Path, overrides: list[str]) -> dict:
     """One whole `mnist pretrain` command: its summary.json and wall time."""
     before = set((cwd / "outputs" / "pretrain").glob("*")) if (cwd / "outputs" / "pretrain").exists() else set()
     tic = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", "mnist_cli", "pretrain", *overrides], cwd=cwd, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "mnist_cli", "pretrain", *overrides], cwd=cwd, capture_output=True, text=True
+    )
     wall = time.perf_counter() - tic
     if result.returncode != 0:
         raise SystemExit(f"mnist pretrain {' '.join(overrides)} failed:\n{result.stderr}")
@@ -69,7 +71,9 @@ def main() -> None:
                 for seed in args.seeds:
                     extra = [f"dataset.root={args.data}", f"trainer.precision={precision}", f"trainer.seed={seed}"]
                     runs.append(run(Path(tmp), [*overrides, *extra]))
-                    console.print(f"{name} {precision} seed {seed}: {runs[-1]['test_acc']:.2%} in {runs[-1]['wall_s']:.1f} s")
+                    console.print(
+                        f"{name} {precision} seed {seed}: {runs[-1]['test_acc']:.2%} in {runs[-1]['wall_s']:.1f} s"
+                    )
                 accs = [r["test_acc"] for r in runs]
                 walls = [r["wall_s"] for r in runs]
                 table.add_row(

@@ -1,6 +1,11 @@
 """Training speed against the conventional PyTorch loop, side by side in one process.
 
     python benchmarks/speed.py [--data ../shared/data/mnist-10k] [--epochs 6] [--target 0.98]
+    python benchmarks/speed.py --whole [--data ...] [--target 0.98] [--seeds 0 1 2]
+
+--whole compares whole processes instead: the peer script (benchmarks/peer_mnist_main.py, PyTorch's
+example MNIST script) from its launch until its first epoch at --target test accuracy, against the
+whole `mnist pretrain` command (start-up, data, training, the final test) for each seed.
 
 Three ways to train on the same real MNIST files (10k training images):
   1. conventional: torchvision datasets.MNIST, per-sample ToTensor + Normalize, a DataLoader with
@@ -20,6 +25,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -43,6 +49,7 @@ from mnist_cli.training.tasks.classification import evaluate
 
 sys.path.insert(0, str(Path(__file__).parent))
 from pretrain_cnn import DEFAULT_DATA, cli_pretrain, help_seconds, peak_child_rss_mb  # noqa: E402
+from recipes import cpu_name  # noqa: E402
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -135,13 +142,64 @@ def through_mnist(cfg, model: Classifier | None, curve: Curve) -> dict:
         return train_and_test(cfg, RunDir(tmp), model, device, None, on_epoch_end)
 
 
+def peer_seconds_to(data: str, target: float) -> tuple[float | None, list[float]]:
+    """Run the peer script until its first epoch at `target` test accuracy: (seconds from its
+    launch to that epoch's line, or None; the accuracies it printed)."""
+    script = Path(__file__).parent / "peer_mnist_main.py"
+    tic = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, str(script), "--data", data], stdout=subprocess.PIPE, text=True)
+    accs = []
+    for line in proc.stdout:
+        accs.append(float(line.split()[3]))
+        if accs[-1] >= target:
+            seconds = time.perf_counter() - tic
+            proc.kill()
+            proc.wait()
+            return seconds, accs
+    proc.wait()
+    return None, accs
+
+
+def whole_processes(args: argparse.Namespace, console: Console) -> None:
+    peer, accs = peer_seconds_to(args.data, args.target)
+    console.print(f"peer: {' '.join(f'{a:.2%}' for a in accs)}")
+    table = Table(
+        title=f"Whole processes on {args.data}, {cpu_name()}: the peer to {args.target:.0%}, mnist to its end"
+    )
+    for column in ("run", "precision", "wall s", "test accuracy", "x faster than the peer"):
+        table.add_column(column, justify="left" if column == "run" else "right")
+    table.add_row(
+        "peer_mnist_main.py, launch to first epoch >= target",
+        "fp32",
+        f"{peer:.1f}" if peer else "not reached",
+        f"{accs[-1]:.2%}",
+        "1.0x",
+    )
+    for seed in args.seeds:
+        wall, summary = cli_pretrain(args.data, f"trainer.seed={seed}")
+        faster = f"{peer / wall:.1f}x" if peer else "-"
+        table.add_row(
+            f"mnist pretrain model=cnn, seed {seed}, whole command",
+            summary["precision"],
+            f"{wall:.1f}",
+            f"{summary['test_acc']:.2%}",
+            faster,
+        )
+    console.print(table)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=DEFAULT_DATA)
     parser.add_argument("--epochs", type=int, default=6, help="epochs of the two classic-CNN runs")
     parser.add_argument("--target", type=float, default=0.98)
+    parser.add_argument("--whole", action="store_true", help="compare whole processes with the peer script")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="--whole: seeds of mnist's runs")
     args = parser.parse_args()
     console = Console(width=200)
+    if args.whole:
+        whole_processes(args, console)
+        return
     rows = []
 
     console.print("[bold]1/3 conventional loop[/]")
