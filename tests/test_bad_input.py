@@ -109,6 +109,7 @@ BAD = [
     (["pretrain", "resume={run}"], "that run already finished"),
     (["finetune", "resume={stopped}"], "is a pretrain run; resume it with `mnist pretrain"),
     (["pretrain", "resume={stopped}", "trainer.epochs=5"], "these overrides change it: trainer.epochs=5 (saved: 1)"),
+    (["pretrain", "resume={stopped}", "experiment=cnn_fast"], "experiment=cnn_fast (saved: not given)"),
 ]
 
 

@@ -53,13 +53,19 @@ WHERE_AND_HOW = (
 )
 
 
+ABSENT = object()
+
+
 def plain(value: Any) -> Any:
     return OmegaConf.to_container(value, resolve=True) if isinstance(value, (DictConfig, ListConfig)) else value
 
 
 def same_value(cfg: DictConfig, saved: DictConfig, key: str) -> bool:
     """Whether an override of `key` leaves the saved run's value as it was (a checkpoint argument:
-    whether it names the same file)."""
+    whether it names the same file). A preset that is no key of the config (experiment=...) is
+    never the same: its values would be silently ignored."""
+    if OmegaConf.select(cfg, key, default=ABSENT) is ABSENT:
+        return False
     given, before = plain(OmegaConf.select(cfg, key)), plain(OmegaConf.select(saved, key))
     if key in ("ckpt", "teacher") and isinstance(given, str):
         from mnist_cli.training.checkpoint import resolve_checkpoint
@@ -83,15 +89,17 @@ def resumed_config(cfg: DictConfig, run: RunDir) -> tuple[DictConfig, dict[str, 
         raise UserError(
             f"resume={run.path} is a {saved.stage.name} run; resume it with `mnist {saved.stage.name} resume=...`"
         )
+    original = set(summary.get("overrides", []))  # the command line that started the run
     changed = []
     for override in task_overrides():
         key = override.lstrip("+~").partition("=")[0]
-        if key in ("resume", "stage") or same_value(cfg, saved, key):
+        if override in original or key in ("resume", "stage") or same_value(cfg, saved, key):
             continue
         if key in WHERE_AND_HOW:
             OmegaConf.update(saved, key, plain(OmegaConf.select(cfg, key)), force_add=True)
         else:
-            changed.append(f"{key}={plain(OmegaConf.select(cfg, key))} (saved: {plain(OmegaConf.select(saved, key))})")
+            before = plain(OmegaConf.select(saved, key, default="not given"))
+            changed.append(f"{override} (saved: {before})")
     if changed:
         raise UserError(
             f"resume continues a run with its saved config, and these overrides change it: {'; '.join(changed)}; "
