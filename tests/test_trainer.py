@@ -183,6 +183,20 @@ def test_accumulating_4_micro_batches_of_32_steps_like_one_batch_of_128(tmp_path
     assert [r["train_loss"] for r in big.history] == pytest.approx([r["train_loss"] for r in acc.history], rel=1e-5)
 
 
+def keep_the_first_mid_epoch_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Where a copy of the first last.ckpt written mid-epoch will be (a run continued from it is a
+    run stopped there)."""
+    saved = tmp_path / "mid-epoch.ckpt"
+
+    def save(path: Path, payload: dict) -> None:
+        save_checkpoint(path, payload)
+        if payload.get("in_progress") is not None and not saved.exists():
+            shutil.copy(path, saved)
+
+    monkeypatch.setattr("mnist_cli.training.trainer.save_checkpoint", save)
+    return saved
+
+
 def test_accumulation_resumes_mid_epoch_bit_identically(
     tmp_path: Path, tiny_data: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -194,14 +208,7 @@ def test_accumulation_resumes_mid_epoch_bit_identically(
         "trainer.checkpoint_every_steps=3",
         "trainer.epochs=2",
     ]
-    saved = tmp_path / "mid-epoch.ckpt"
-
-    def keep_the_first_mid_epoch_checkpoint(path: Path, payload: dict) -> None:
-        save_checkpoint(path, payload)
-        if payload.get("in_progress") is not None and not saved.exists():
-            shutil.copy(path, saved)
-
-    monkeypatch.setattr("mnist_cli.training.trainer.save_checkpoint", keep_the_first_mid_epoch_checkpoint)
+    saved = keep_the_first_mid_epoch_checkpoint(tmp_path, monkeypatch)
     whole, _, model, _, _ = fit(tmp_path / "whole", tiny_data, *overrides)
     monkeypatch.undo()
     ckpt = load_checkpoint(saved)
@@ -236,14 +243,7 @@ def test_moving_average_is_validated_saved_and_resumed_bit_identically(
     tmp_path: Path, tiny_data: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     overrides = ["trainer.ema=true", "trainer.ema_decay=0.9", "trainer.checkpoint_every_steps=3", "trainer.epochs=2"]
-    saved = tmp_path / "mid-epoch.ckpt"
-
-    def keep_the_first_mid_epoch_checkpoint(path: Path, payload: dict) -> None:
-        save_checkpoint(path, payload)
-        if payload.get("in_progress") is not None and not saved.exists():
-            shutil.copy(path, saved)
-
-    monkeypatch.setattr("mnist_cli.training.trainer.save_checkpoint", keep_the_first_mid_epoch_checkpoint)
+    saved = keep_the_first_mid_epoch_checkpoint(tmp_path, monkeypatch)
     whole, run, model, trainer, cfg = fit(tmp_path / "whole", tiny_data, *overrides)
     monkeypatch.undo()
     last, best = load_checkpoint(run.last_ckpt), load_checkpoint(run.best_ckpt)
