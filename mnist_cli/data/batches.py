@@ -4,10 +4,13 @@ augmentation of the whole batch at once, then normalization. No per-sample Pytho
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
+
+Shard = tuple[int, int]  # (rank, world) of a torchrun job
 
 
 class BatchPrep:
@@ -22,27 +25,18 @@ class BatchPrep:
         self.max_scale = float(aug.max_scale)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
 
-    def __call__(
-        self,
-        images: torch.Tensor,
-        train: bool,
-        generator: torch.Generator | None = None,
-        shard: tuple[int, int] = (0, 1),
-    ) -> torch.Tensor:
-        """`shard=(rank, world)`: `images` are rows rank::world of a global batch; the random draws
-        are made for the whole global batch, so every rank's generator stays in step with the others
-        and each image is augmented as a single process would augment it."""
-        return self.normalize(self.pixels(images, train, generator, shard))
+    def __call__(self, images: torch.Tensor, train: bool, **draws: Any) -> torch.Tensor:
+        """The model's input: pixels(images, train, generator=..., shard=...), normalized."""
+        return self.normalize(self.pixels(images, train, **draws))
 
     def pixels(
-        self,
-        images: torch.Tensor,
-        train: bool,
-        generator: torch.Generator | None = None,
-        shard: tuple[int, int] = (0, 1),
+        self, images: torch.Tensor, train: bool, generator: torch.Generator | None = None, shard: Shard = (0, 1)
     ) -> torch.Tensor:
         """The batch as pixels in [0, 1], augmented when `train` (before normalization: what
-        attacks and corruptions work on)."""
+        attacks and corruptions work on). `shard=(rank, world)`: `images` are rows rank::world of a
+        global batch; the random draws are made for the whole global batch, so every rank's
+        generator stays in step with the others and each image is augmented as a single process
+        would augment it."""
         x = images.float().div_(255)
         if train and self.augment:
             x = self.random_affine(x, generator, shard)
@@ -52,7 +46,7 @@ class BatchPrep:
         """Pixels in [0, 1] -> the model's input (a new tensor, so gradients flow through it)."""
         return ((x - self.mean) / self.std).contiguous(memory_format=self.memory_format)
 
-    def random_affine(self, x: torch.Tensor, generator: torch.Generator | None, shard: tuple[int, int]) -> torch.Tensor:
+    def random_affine(self, x: torch.Tensor, generator: torch.Generator | None, shard: Shard) -> torch.Tensor:
         """Rotate, scale, shift (and mirror half of) the images, each by its own random amount (one
         grid_sample call)."""
         n = x.shape[0]
