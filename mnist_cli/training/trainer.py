@@ -142,8 +142,8 @@ class Trainer:
                     acc=float("nan"),
                 )
                 model.train()
-                self.train_epoch(parts, current, steps, epoch, stop, save, functools.partial(progress.update, bar))
-                train_loss, train_acc, seen = current.totals()
+                update = functools.partial(progress.update, bar)
+                train_loss, train_acc, seen = self.train_epoch(parts, current, steps, epoch, stop, save, update)
 
                 tic = time.perf_counter()
                 result = self.validate(parts.measured, train, val)
@@ -189,10 +189,12 @@ class Trainer:
         stop: StopRequest,
         save: Callable[[EpochProgress], None],
         update: Callable[..., None],
-    ) -> None:
+    ) -> tuple[float, float, int]:
         """Take the rest of `current`'s optimizer steps. Every `log_every_steps` steps, at
         checkpoints and at the epoch's end: the running sums are read back (a host sync) and, under
-        torchrun, the ranks agree whether a signal asked to stop."""
+        torchrun, the ranks agree whether a signal asked to stop. Returns the epoch's (mean loss,
+        accuracy, images) over all ranks, as read at its last step (which always syncs: a mid-epoch
+        checkpoint is never taken at the last step, so a resumed epoch has steps left)."""
         cfg = self.cfg
         rank, world = self.shard
         every = cfg.checkpoint_every_steps
@@ -210,7 +212,7 @@ class Trainer:
             sync = at % cfg.log_every_steps == 0 or at == steps or checkpoint_due
             signum = stop.agreed(self.device, sync)
             if sync or signum:
-                mean_loss, acc, _ = current.totals()  # the loop's only host syncs
+                mean_loss, acc, seen = current.totals()  # the loop's only host syncs
                 self.check_finite(mean_loss, epoch, at)
                 update(completed=at, loss=mean_loss, acc=acc)
             if at < steps and (signum or checkpoint_due):  # the epoch's end saves anyway
@@ -222,6 +224,7 @@ class Trainer:
         if self.device.type == "cuda":
             torch.cuda.synchronize()
         current.time_s += time.perf_counter() - tic
+        return mean_loss, acc, seen
 
     def optimizer_step(self, parts: Fitting, micro_batches: list[torch.Tensor], current: EpochProgress) -> None:
         """One optimizer and scheduler step over the gradients of `micro_batches` (index tensors
