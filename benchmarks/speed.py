@@ -2,10 +2,13 @@
 
     python benchmarks/speed.py [--data ../shared/data/mnist-10k] [--epochs 6] [--target 0.98]
     python benchmarks/speed.py --whole [--data ...] [--target 0.98] [--seeds 0 1 2]
+        [--recipe NAME="override override ..."]...
 
 --whole compares whole processes instead: the peer script (benchmarks/peer_mnist_main.py, PyTorch's
 example MNIST script) from its launch until its first epoch at --target test accuracy, against the
-whole `mnist pretrain` command (start-up, data, training, the final test) for each seed.
+whole `mnist pretrain` command (start-up, data, training, the final test) for each seed, with the
+default recipe and each --recipe (a name and the overrides it adds, e.g. --recipe
+cnn_fast="experiment=cnn_fast").
 
 Three ways to train on the same real MNIST files (10k training images):
   1. conventional: torchvision datasets.MNIST, per-sample ToTensor + Normalize, a DataLoader with
@@ -175,16 +178,18 @@ def whole_processes(args: argparse.Namespace, console: Console) -> None:
         f"{accs[-1]:.2%}",
         "1.0x",
     )
-    for seed in args.seeds:
-        wall, summary = cli_pretrain(args.data, f"trainer.seed={seed}")
-        faster = f"{peer / wall:.1f}x" if peer else "-"
-        table.add_row(
-            f"mnist pretrain model=cnn, seed {seed}, whole command",
-            summary["precision"],
-            f"{wall:.1f}",
-            f"{summary['test_acc']:.2%}",
-            faster,
-        )
+    recipes = {"default": [], **{name: rest.split() for name, _, rest in (r.partition("=") for r in args.recipe)}}
+    for name, overrides in recipes.items():
+        for seed in args.seeds:
+            wall, summary = cli_pretrain(args.data, *overrides, f"trainer.seed={seed}")
+            faster = f"{peer / wall:.1f}x" if peer else "-"
+            table.add_row(
+                f"{name}: mnist pretrain {' '.join(overrides)}, seed {seed}, whole command",
+                summary["precision"],
+                f"{wall:.1f}",
+                f"{summary['test_acc']:.2%}",
+                faster,
+            )
     console.print(table)
 
 
@@ -195,6 +200,13 @@ def main() -> None:
     parser.add_argument("--target", type=float, default=0.98)
     parser.add_argument("--whole", action="store_true", help="compare whole processes with the peer script")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="--whole: seeds of mnist's runs")
+    parser.add_argument(
+        "--recipe",
+        action="append",
+        default=[],
+        metavar='NAME="OVERRIDES"',
+        help="--whole: a recipe besides the default",
+    )
     args = parser.parse_args()
     console = Console(width=200)
     if args.whole:
