@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,13 +15,14 @@ import torch
 from omegaconf import OmegaConf
 
 from mnist_cli.config.compose import compose_config
-from mnist_cli.data.batches import BatchPrep
-from mnist_cli.data.datasets import Split, load_split, train_val_split
+from mnist_cli.data.datasets import Split
 from mnist_cli.data.idx import write_idx
 from mnist_cli.models import build_model
 from mnist_cli.run_dir import RunDir
+from mnist_cli.stages.training import read_data, training_task
+from mnist_cli.training.checkpoint import save_checkpoint
 from mnist_cli.training.optim import build_optimizer, build_scheduler
-from mnist_cli.training.tasks import build_learner, build_task
+from mnist_cli.training.tasks import build_learner
 from mnist_cli.training.trainer import Trainer
 
 # A folder with the four real MNIST files; a relative path is read from where pytest was started
@@ -93,25 +95,38 @@ TIMING = ("epoch_time_s", "val_time_s", "images_per_s", "elapsed_s")
 def metrics(run: Path) -> list[dict]:
     """The run's metrics.jsonl rows without their timings: what a rerun reproduces."""
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return untimed(rows)
+
+
+def untimed(rows: list[dict]) -> list[dict]:
+    """Metrics rows without their timings (which differ between any two runs)."""
     return [{k: v for k, v in row.items() if k not in TIMING} for row in rows]
 
 
 def fit(
-    tmp_path: Path, data: Path, *overrides: str, model=None, shuffle_labels: bool = False, resume: dict | None = None
+    tmp_path: Path,
+    data: Path,
+    *overrides: str,
+    model=None,
+    shuffle_labels: bool = False,
+    shuffle_pool_labels: bool = False,
+    resume: dict | None = None,
 ):
     """Train in process as `mnist pretrain` would (FAST unless overridden) into tmp_path/run:
     (FitResult, RunDir, the trained model, the Trainer, the config). `shuffle_labels`: train on
-    the training images with their labels shuffled; `resume`: a last.ckpt to continue."""
+    the training images with their labels shuffled; `shuffle_pool_labels`: shuffle the hidden labels
+    of the unlabeled pool (semi_supervised); `resume`: a last.ckpt to continue."""
     fast = FAST if not any(o.startswith("model=") for o in overrides) else FAST[:2]  # FAST[2:] are the CNN's
     cfg = compose_config(f"dataset.root={data}", "dataset.download=false", *fast, *overrides)
     torch.manual_seed(cfg.trainer.seed)
-    train, val = train_val_split(load_split(cfg.dataset, "train"), cfg.dataset.val_size, cfg.dataset.split_seed)
+    splits = read_data(cfg)
+    train, val, pool = splits.train, splits.val, splits.pool
     if shuffle_labels:
-        train = Split(
-            train.images, train.labels[torch.randperm(len(train), generator=torch.Generator().manual_seed(1))]
-        )
+        train = Split(train.images, shuffled(train.labels))
+    if shuffle_pool_labels:
+        pool = Split(pool.images, shuffled(pool.labels))
     model = model or build_learner(cfg.objective, build_model(cfg.model, 10))
-    trainer = Trainer(cfg.trainer, torch.device("cpu"), build_task(cfg, model, BatchPrep(cfg.dataset)))
+    trainer = Trainer(cfg.trainer, torch.device("cpu"), training_task(cfg, model, pool))
     optimizer = build_optimizer(cfg.optimizer, model)
     scheduler = build_scheduler(cfg.scheduler, optimizer, trainer.steps_per_epoch(len(train)), cfg.trainer.epochs)
     run = RunDir(tmp_path / "run")
@@ -125,5 +140,23 @@ def fit(
     return result, run, model, trainer, cfg
 
 
+def shuffled(labels: torch.Tensor) -> torch.Tensor:
+    return labels[torch.randperm(len(labels), generator=torch.Generator().manual_seed(1))]
+
+
 def accuracy_of(trainer: Trainer, model: torch.nn.Module, split: Split) -> float:
     return trainer.validate(model, split, split).acc
+
+
+def keep_the_first_mid_epoch_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Where a copy of the first last.ckpt written mid-epoch will be (a run continued from it is a
+    run stopped there)."""
+    saved = tmp_path / "mid-epoch.ckpt"
+
+    def save(path: Path, payload: dict) -> None:
+        save_checkpoint(path, payload)
+        if payload.get("in_progress") is not None and not saved.exists():
+            shutil.copy(path, saved)
+
+    monkeypatch.setattr("mnist_cli.training.trainer.save_checkpoint", save)
+    return saved

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import copy
-import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
 from mnist_cli.config.compose import compose_config
-from mnist_cli.data.datasets import Split, limit_labels, load_split, train_val_split
+from mnist_cli.data.datasets import Split, load_split, split_labels, train_val_split
 from mnist_cli.errors import UserError
 from mnist_cli.evaluation.metrics import classification_report
 from mnist_cli.models import build_model
@@ -18,7 +17,7 @@ from mnist_cli.training.checkpoint import load_checkpoint, model_from_checkpoint
 from mnist_cli.training.optim import build_optimizer
 from mnist_cli.training.state import TrainState
 
-from conftest import FAST, TINY_VIT, accuracy_of, fit
+from conftest import FAST, TINY_VIT, accuracy_of, fit, keep_the_first_mid_epoch_checkpoint, untimed
 
 
 def test_trainer_learns_and_writes_checkpoints_and_metrics(tmp_path: Path, tiny_data: Path) -> None:
@@ -118,13 +117,16 @@ def test_compiled_training_saves_checkpoints_an_uncompiled_model_loads(tmp_path:
 def test_few_labels_are_class_balanced_and_reproducible(tiny_data: Path) -> None:
     cfg = compose_config(f"dataset.root={tiny_data}")
     train = load_split(cfg.dataset, "train")
-    a, b = (limit_labels(train, 3, None, seed=0) for _ in range(2))
+    (a, rest), (b, _) = (split_labels(train, 3, None, seed=0) for _ in range(2))
     assert torch.bincount(a.labels).tolist() == [3] * 10 and torch.equal(a.images, b.images)
-    assert not torch.equal(limit_labels(train, 3, None, seed=1).images, a.images)
-    half = limit_labels(train, None, 0.5, seed=0)
+    assert len(a) + len(rest) == len(train)
+    assert not torch.equal(split_labels(train, 3, None, seed=1)[0].images, a.images)
+    half, _ = split_labels(train, None, 0.5, seed=0)
     assert torch.equal(torch.bincount(half.labels), (torch.bincount(train.labels) / 2).round().long())
+    everything, nothing = split_labels(train, None, None, seed=0)
+    assert everything is train and len(nothing) == 0
     with pytest.raises(UserError, match="class 0 has only"):
-        limit_labels(train, 1000, None, seed=0)
+        split_labels(train, 1000, None, seed=0)
 
 
 @pytest.mark.parametrize("name", ["cnn", "resnet18", "vit"])
@@ -183,20 +185,6 @@ def test_accumulating_4_micro_batches_of_32_steps_like_one_batch_of_128(tmp_path
     assert [r["train_loss"] for r in big.history] == pytest.approx([r["train_loss"] for r in acc.history], rel=1e-5)
 
 
-def keep_the_first_mid_epoch_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Where a copy of the first last.ckpt written mid-epoch will be (a run continued from it is a
-    run stopped there)."""
-    saved = tmp_path / "mid-epoch.ckpt"
-
-    def save(path: Path, payload: dict) -> None:
-        save_checkpoint(path, payload)
-        if payload.get("in_progress") is not None and not saved.exists():
-            shutil.copy(path, saved)
-
-    monkeypatch.setattr("mnist_cli.training.trainer.save_checkpoint", save)
-    return saved
-
-
 def test_accumulation_resumes_mid_epoch_bit_identically(
     tmp_path: Path, tiny_data: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -214,10 +202,7 @@ def test_accumulation_resumes_mid_epoch_bit_identically(
     ckpt = load_checkpoint(saved)
     assert (ckpt["epoch"], ckpt["in_progress"]["step"]) == (0, 3)
     resumed, _, again, _, _ = fit(tmp_path / "resumed", tiny_data, *overrides, resume=ckpt)
-    timing = ("epoch_time_s", "val_time_s", "images_per_s", "elapsed_s")
-    assert [{k: v for k, v in r.items() if k not in timing} for r in whole.history] == [
-        {k: v for k, v in r.items() if k not in timing} for r in resumed.history
-    ]
+    assert untimed(whole.history) == untimed(resumed.history)
     assert all(torch.equal(v, again.state_dict()[k]) for k, v in model.state_dict().items())
 
 

@@ -68,6 +68,21 @@ def device(v: Any) -> bool:
     return isinstance(v, str) and re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", v) is not None
 
 
+def views_rules(prefix: str) -> dict[str, tuple[Callable[[Any], bool], str]]:
+    """The rules of a block of random views' strengths (data/views.py)."""
+    probability = (lambda v: _is_num(v) and 0 <= v <= 1, "a probability in [0, 1]")
+    share = (lambda v: _is_num(v) and 0 < v <= 1, "a fraction in (0, 1]")
+    return {
+        f"{prefix}.crop_min_area": share,
+        f"{prefix}.max_rotate": (non_negative, "a number of degrees >= 0"),
+        f"{prefix}.blur_prob": probability,
+        f"{prefix}.blur_sigma": (positive, "a number of pixels > 0"),
+        f"{prefix}.erase_prob": probability,
+        f"{prefix}.erase_min": share,
+        f"{prefix}.erase_max": share,
+    }
+
+
 # key -> (rule, what a good value looks like)
 RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "dataset.val_size": (val_size, "a fraction between 0 and 1 (e.g. 0.05) or a count >= 1"),
@@ -135,13 +150,11 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "objective.projection_dim": (positive_int, "a whole number >= 1"),
     "objective.knn_k": (positive_int, "a whole number >= 1"),
     "objective.knn_temperature": (positive, "a number > 0 (e.g. 0.07)"),
-    "objective.views.crop_min_area": (lambda v: _is_num(v) and 0 < v <= 1, "a fraction in (0, 1]"),
-    "objective.views.max_rotate": (non_negative, "a number of degrees >= 0"),
-    "objective.views.blur_prob": (lambda v: _is_num(v) and 0 <= v <= 1, "a probability in [0, 1]"),
-    "objective.views.blur_sigma": (positive, "a number of pixels > 0"),
-    "objective.views.erase_prob": (lambda v: _is_num(v) and 0 <= v <= 1, "a probability in [0, 1]"),
-    "objective.views.erase_min": (lambda v: _is_num(v) and 0 < v <= 1, "a fraction in (0, 1]"),
-    "objective.views.erase_max": (lambda v: _is_num(v) and 0 < v <= 1, "a fraction in (0, 1]"),
+    **views_rules("objective.views"),
+    "semi_supervised.ratio": (positive_int, "a whole number >= 1 (unlabeled images per labeled image)"),
+    "semi_supervised.threshold": (lambda v: _is_num(v) and 0 <= v <= 1, "a probability in [0, 1], e.g. 0.95"),
+    "semi_supervised.weight": (non_negative, "a number >= 0"),
+    **views_rules("semi_supervised.strong"),
     "distill.alpha": (lambda v: _is_num(v) and 0 <= v <= 1, "a weight in [0, 1]"),
     "distill.temperature": (positive, "a number > 0, e.g. 4"),
     "finetune.strategy": (one_of("full", "linear", "partial", "lora"), "full, linear, partial or lora"),
@@ -209,6 +222,12 @@ def validate(cfg: DictConfig) -> None:
             )
         if distributed.world_size() > 1:
             raise UserError(f"objective={cfg.objective.name} runs in one process; run it without torchrun")
+    if cfg.semi_supervised.name != "none" and cfg.objective.name != "supervised":
+        raise UserError(
+            f"semi_supervised={cfg.semi_supervised.name} learns from labels and unlabeled images, objective="
+            f"{cfg.objective.name} from no labels; pretrain with one, then `mnist finetune ckpt=<run> "
+            f"semi_supervised={cfg.semi_supervised.name}`"
+        )
     if cfg.objective.name == "mae":
         if cfg.model.name != "vit":
             raise UserError(

@@ -32,6 +32,9 @@ class Split:
     def to(self, device: torch.device) -> Split:
         return Split(self.images.to(device, non_blocking=True), self.labels.to(device, non_blocking=True))
 
+    def subset(self, idx: torch.Tensor) -> Split:
+        return Split(self.images[idx], self.labels[idx])
+
 
 def search_dirs(cfg: DictConfig) -> list[Path]:
     """A flat folder of the IDX files, or torchvision's <root>/<Name>/raw/ layout."""
@@ -99,11 +102,12 @@ def load_split(cfg: DictConfig, split: str) -> Split:
     return Split(images.unsqueeze(1), labels.long())
 
 
-def limit_labels(train: Split, per_class: int | None, fraction: float | None, seed: int) -> Split:
-    """A class-balanced subset of the labeled training images: `per_class` images of each class, or
-    `fraction` of each class's images, drawn with `seed` (the same seed, the same subset)."""
+def split_labels(train: Split, per_class: int | None, fraction: float | None, seed: int) -> tuple[Split, Split]:
+    """(the labeled part, the rest): a class-balanced subset of `per_class` images of each class,
+    or `fraction` of each class's images, drawn with `seed` (the same seed, the same subset); the
+    rest is what semi-supervised training may use without its labels. No limit: (train, empty)."""
     if per_class is None and fraction is None:
-        return train
+        return train, train.subset(torch.zeros(0, dtype=torch.long))
     g = torch.Generator().manual_seed(seed)
     keep = []
     for label in range(int(train.labels.max()) + 1):
@@ -114,8 +118,15 @@ def limit_labels(train: Split, per_class: int | None, fraction: float | None, se
                 f"dataset.labels_per_class={per_class}: class {label} has only {len(members)} training images"
             )
         keep.append(members[torch.randperm(len(members), generator=g)[:count]])
-    idx = torch.cat(keep).sort().values
-    return Split(train.images[idx], train.labels[idx])
+    labeled = torch.zeros(len(train), dtype=torch.bool)
+    labeled[torch.cat(keep)] = True
+    return train.subset(labeled.nonzero().flatten()), train.subset((~labeled).nonzero().flatten())
+
+
+def repeat(split: Split, n: int) -> Split:
+    """`split` repeated whole as often as it takes to hold at least `n` images."""
+    copies = -(-n // len(split))
+    return split.subset(torch.arange(len(split)).repeat(max(1, copies)))
 
 
 def val_count(val_size: float | int, n: int) -> int:
@@ -130,7 +141,4 @@ def train_val_split(train: Split, val_size: float | int, seed: int) -> tuple[Spl
     order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
     n_val = val_count(val_size, len(train))
     val_idx, train_idx = order[:n_val].sort().values, order[n_val:].sort().values
-    return (
-        Split(train.images[train_idx], train.labels[train_idx]),
-        Split(train.images[val_idx], train.labels[val_idx]),
-    )
+    return train.subset(train_idx), train.subset(val_idx)

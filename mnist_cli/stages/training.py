@@ -4,7 +4,9 @@ optimizer and schedule, train with the trainer, test the best checkpoint once, a
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -12,18 +14,61 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from mnist_cli.data.batches import BatchPrep
-from mnist_cli.data.datasets import limit_labels, load_split, train_val_split
+from mnist_cli.data.datasets import Split, load_split, repeat, split_labels, train_val_split
 from mnist_cli.report.console import print_key_values
 from mnist_cli.run_dir import RunDir
 from mnist_cli.training import distributed
 from mnist_cli.training.checkpoint import load_checkpoint
 from mnist_cli.training.loggers import epoch_logger
 from mnist_cli.training.optim import build_optimizer, build_scheduler
-from mnist_cli.training.tasks import build_task
+from mnist_cli.training.tasks import add_unlabeled, build_task
 from mnist_cli.training.tasks.base import Task
 from mnist_cli.training.trainer import Trainer
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainingData:
+    """What a training stage reads: `train`, what the loop draws its batches from (the labeled
+    images; when semi-supervised, repeated to fill an epoch of one pass over the pool), `val`,
+    `test`, and `pool`, the training images whose labels are not used (empty unless labels are
+    limited; never a validation image)."""
+
+    train: Split
+    val: Split
+    test: Split
+    pool: Split
+    labeled: int  # labeled training images, each counted once
+    semi_supervised: bool
+
+
+def read_data(cfg: DictConfig) -> TrainingData:
+    data = cfg.dataset
+    train, val = train_val_split(load_split(data, "train"), data.val_size, data.split_seed)
+    if cfg.objective.name == "supervised":  # self-supervised pretraining uses every training image
+        train, pool = split_labels(train, data.labels_per_class, data.label_fraction, data.split_seed)
+    else:
+        pool = train.subset(torch.zeros(0, dtype=torch.long))
+    labeled = len(train)
+    semi_supervised = cfg.semi_supervised.name != "none"
+    if semi_supervised:
+        train = repeat(train, math.ceil(len(pool) / cfg.semi_supervised.ratio))
+    test = load_split(data, "test")  # read now so a missing file fails before training
+    return TrainingData(train, val, test, pool, labeled, semi_supervised)
+
+
+def training_task(
+    cfg: DictConfig, model: nn.Module, pool: Split, wrap_task: Callable[[Task], Task] | None = None
+) -> Task:
+    """The objective's task for `model`, changed by `wrap_task` (distillation), and extended to
+    learn from `pool` (on the training device) when semi_supervised is set."""
+    prep = BatchPrep(cfg.dataset)
+    task = build_task(cfg, model, prep)
+    task = wrap_task(task) if wrap_task else task
+    if cfg.semi_supervised.name != "none":
+        task = add_unlabeled(cfg, task, prep, pool)
+    return task
 
 
 def train_and_test(
@@ -37,14 +82,11 @@ def train_and_test(
 ) -> dict[str, Any]:
     """Train `model` (the objective's learner) as cfg says; `on_epoch_end(metrics row, model)` is
     called after each epoch besides the logger; `wrap_task` may change the task (distillation)."""
-    train, val = train_val_split(load_split(cfg.dataset, "train"), cfg.dataset.val_size, cfg.dataset.split_seed)
-    if cfg.objective.name == "supervised":  # self-supervised pretraining uses every training image
-        train = limit_labels(train, cfg.dataset.labels_per_class, cfg.dataset.label_fraction, cfg.dataset.split_seed)
-    test = load_split(cfg.dataset, "test")  # read now so a missing file fails before training
-    train, val = train.to(device), val.to(device)
+    data = read_data(cfg)
+    train, val = data.train.to(device), data.val.to(device)
     model.to(device, memory_format=torch.channels_last)
-    task = build_task(cfg, model, BatchPrep(cfg.dataset))
-    trainer = Trainer(cfg.trainer, device, wrap_task(task) if wrap_task else task)
+    task = training_task(cfg, model, data.pool.to(device), wrap_task)
+    trainer = Trainer(cfg.trainer, device, task)
     optimizer = build_optimizer(cfg.optimizer, model, OmegaConf.select(cfg, "finetune.layer_decay", default=1.0))
     scheduler = build_scheduler(cfg.scheduler, optimizer, trainer.steps_per_epoch(len(train)), cfg.trainer.epochs)
     run.write_config(cfg)
@@ -54,7 +96,8 @@ def train_and_test(
         f"{cfg.stage.name} {cfg.model.name} ({n_params:,} parameters, {n_trainable:,} trainable) on {device}"
         + (f" x {distributed.world_size()} processes" if distributed.world_size() > 1 else "")
         + ": "
-        f"{len(train)} train / {len(val)} val images from {cfg.dataset.name}, {cfg.trainer.epochs} epochs"
+        f"{data.labeled} train / {len(val)} val images from {cfg.dataset.name}, {cfg.trainer.epochs} epochs"
+        + (f", {len(data.pool)} more without labels ({cfg.semi_supervised.name})" if data.semi_supervised else "")
         + (f", {trainer.effective_batch_size} images per step" if cfg.trainer.accumulate_steps > 1 else "")
     )
     info = {
@@ -78,7 +121,7 @@ def train_and_test(
         return {"best_val_acc": fit.best_val_acc}
 
     model.load_state_dict(load_checkpoint(run.best_ckpt)["model"])
-    tested = trainer.validate(model, train, test.to(device))  # self-supervised: k-NN accuracy
+    tested = trainer.validate(model, train, data.test.to(device))  # self-supervised: k-NN accuracy
     train_time = sum(row["epoch_time_s"] for row in fit.history)
     target = cfg.trainer.target_accuracy
     reached = [row["elapsed_s"] for row in fit.history if target is not None and row["val_acc"] >= target]
@@ -86,7 +129,12 @@ def train_and_test(
         "device": str(device),
         "processes": distributed.world_size(),
         "objective": cfg.objective.name,
-        "train_images": len(train),
+        "train_images": data.labeled,
+        **(
+            {"unlabeled_images": len(data.pool), "semi_supervised": cfg.semi_supervised.name}
+            if data.semi_supervised
+            else {}
+        ),
         "batch_size": cfg.trainer.batch_size,
         "effective_batch_size": trainer.effective_batch_size,
         "epochs_run": len(fit.history),

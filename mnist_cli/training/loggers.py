@@ -31,7 +31,7 @@ def epoch_logger(cfg: DictConfig, run: RunDir) -> Iterator[EpochCallback | None]
 
     def log_epoch(row: dict[str, Any], model: Any) -> None:
         for key, value in row.items():
-            if key != "epoch":
+            if key != "epoch" and value is not None:  # None: nothing to measure this epoch
                 writer.add_scalar(key, value, global_step=row["epoch"])
         writer.flush()
 

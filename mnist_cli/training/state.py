@@ -67,16 +67,19 @@ class EpochProgress:
     step: int = 0
     seen: int = 0
     time_s: float = 0.0
+    tallies: dict[str, torch.Tensor] = field(default_factory=dict)  # the task's own counts (Task.tallies)
 
     @classmethod
     def start(cls, order: torch.Tensor) -> EpochProgress:
         return cls(order, torch.zeros((), device=order.device), torch.zeros((), device=order.device))
 
-    def add(self, loss: torch.Tensor, correct: torch.Tensor, images: int) -> None:
-        """Count a micro-batch (its mean loss, correct answers and size) on the device."""
+    def add(self, loss: torch.Tensor, correct: torch.Tensor, images: int, tallies: dict[str, torch.Tensor]) -> None:
+        """Count a micro-batch (its mean loss, correct answers, size and the task's tallies) on the device."""
         self.loss_sum += loss.detach() * images
         self.correct += correct
         self.seen += images
+        for name, count in tallies.items():
+            self.tallies[name] = self.tallies.get(name, 0) + count
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -86,6 +89,7 @@ class EpochProgress:
             "step": self.step,
             "seen": self.seen,
             "time_s": self.time_s,
+            "tallies": {name: count.cpu() for name, count in self.tallies.items()},
         }
 
     @classmethod
@@ -97,6 +101,7 @@ class EpochProgress:
             state["step"],
             state["seen"],
             state["time_s"],
+            {name: count.to(device) for name, count in state.get("tallies", {}).items()},
         )
 
     def totals(self) -> tuple[float, float, int]:
@@ -108,3 +113,11 @@ class EpochProgress:
         )
         loss_sum, correct, seen = sums.tolist()
         return loss_sum / seen, correct / seen, int(seen)
+
+    def tally_totals(self) -> dict[str, float]:
+        """The task's tallies of the epoch, summed over all ranks (a host sync)."""
+        names = sorted(self.tallies)
+        if not names:
+            return {}
+        sums = distributed.all_reduce(torch.stack([self.tallies[name].float() for name in names]))
+        return dict(zip(names, sums.tolist(), strict=True))

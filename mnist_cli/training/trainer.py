@@ -145,6 +145,7 @@ class Trainer:
                 update = functools.partial(progress.update, bar)
                 train_loss, train_acc, seen = self.train_epoch(parts, current, steps, epoch, stop, save, update)
 
+                own = self.task.epoch_metrics(current.tally_totals())
                 tic = time.perf_counter()
                 result = self.validate(parts.measured, train, val)
                 row = {
@@ -157,6 +158,7 @@ class Trainer:
                     "epoch_time_s": current.time_s,
                     "val_time_s": time.perf_counter() - tic,
                     "images_per_s": seen / current.time_s,
+                    **own,
                 }
                 row["elapsed_s"] = time.perf_counter() - started
                 improved = state.record(row, cfg.select)
@@ -165,7 +167,9 @@ class Trainer:
                 log.info(
                     f"epoch {epoch}/{cfg.epochs}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}  "
                     f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f}  "
-                    f"{row['images_per_s']:.0f} img/s  {current.time_s:.1f}s" + ("  *best*" if improved else "")
+                    f"{row['images_per_s']:.0f} img/s  {current.time_s:.1f}s"
+                    + "".join(f"  {name} {value:.4f}" for name, value in own.items() if value is not None)
+                    + ("  *best*" if improved else "")
                 )
                 if on_epoch_end is not None:
                     paused = time.perf_counter()
@@ -240,7 +244,7 @@ class Trainer:
                         p.forward, Batch(p.train.images[idx], p.train.labels[idx], self.generator, self.shard)
                     )
                 p.scaler.scale(loss / len(micro_batches)).backward()
-            current.add(loss, correct, len(idx))
+            current.add(loss, correct, len(idx), self.task.tallies())
         if self.cfg.grad_clip is not None:
             p.scaler.unscale_(p.optimizer)
             nn.utils.clip_grad_norm_([w for w in p.model.parameters() if w.requires_grad], self.cfg.grad_clip)

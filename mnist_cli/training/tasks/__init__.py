@@ -5,8 +5,12 @@ of correct answers) and for the validation measure; it never knows which task it
     build_learner(classifier, objective_cfg) -> the model to train (the classifier, or the
                                                 classifier with the task's own heads)
     build_task(cfg, learner, prep)           -> the Task
-Adding an objective is its module, one line here and conf/objective/<name>.yaml. This file imports
-no torch, so the config checks can read the registry.
+Adding an objective is its module, one line here and conf/objective/<name>.yaml.
+
+`semi_supervised=<name>` (other than none) wraps the supervised task in a method that also learns
+from the unlabeled pool; its module defines
+    build_semi_supervised(cfg, task, prep, pool) -> the Task
+This file imports no torch, so the config checks can read the registries.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from mnist_cli.data.batches import BatchPrep
+    from mnist_cli.data.datasets import Split
     from mnist_cli.models.classifier import Classifier
     from mnist_cli.training.tasks.base import Task
 
@@ -26,6 +31,9 @@ TASKS = {
     "supervised": "mnist_cli.training.tasks.classification",
     "contrastive": "mnist_cli.training.tasks.contrastive",
     "mae": "mnist_cli.training.tasks.mae",
+}
+SEMI_SUPERVISED = {
+    "fixmatch": "mnist_cli.training.tasks.fixmatch",
 }
 
 
@@ -37,3 +45,10 @@ def build_learner(cfg: DictConfig, classifier: Classifier) -> nn.Module:
 def build_task(cfg: DictConfig, learner: nn.Module, prep: BatchPrep) -> Task:
     """The task of the run's objective (cfg is the whole run config)."""
     return importlib.import_module(TASKS[cfg.objective.name]).build_task(cfg, learner, prep)
+
+
+def add_unlabeled(cfg: DictConfig, task: Task, prep: BatchPrep, pool: Split) -> Task:
+    """`task` (supervised) extended to learn from `pool` by semi_supervised=cfg.semi_supervised.name."""
+    return importlib.import_module(SEMI_SUPERVISED[cfg.semi_supervised.name]).build_semi_supervised(
+        cfg, task, prep, pool
+    )

@@ -1,4 +1,5 @@
-"""The trainer's view of what it trains: a Task gives the loss of a batch and the validation measure."""
+"""The trainer's view of what it trains: a Task gives the loss of a batch and the validation measure,
+and may count more per step (tallies) for metrics of its own in each epoch's row."""
 
 from __future__ import annotations
 
@@ -33,3 +34,13 @@ class Task(ABC):
     @abstractmethod
     def validate(self, model: nn.Module, bank: Split, split: Split, batch_size: int) -> EvalResult:
         """Loss and accuracy on `split` (`bank`: the training split, for measures that compare with it)."""
+
+    def tallies(self) -> dict[str, torch.Tensor]:
+        """Counts the last loss() call made besides its loss and correct answers (tensors on the
+        device: no host sync). The trainer sums them over the epoch (and saves the sums in mid-epoch
+        checkpoints) and passes the sums to epoch_metrics(). Most tasks count nothing more."""
+        return {}
+
+    def epoch_metrics(self, sums: dict[str, float]) -> dict[str, float | None]:
+        """The task's own metrics for an epoch's row, from its summed tallies."""
+        return {}

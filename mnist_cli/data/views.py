@@ -1,0 +1,58 @@
+"""Strongly augmented random views of image batches, made on the training device for the whole batch
+at once: a random resized crop with rotation (one affine_grid/grid_sample call), a Gaussian blur for
+some images, and a random erased rectangle for some. objective=contrastive contrasts two of them per
+image; semi_supervised=fixmatch learns a pseudo-label from one. Their strengths are config blocks
+(objective.views, semi_supervised.strong)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig
+
+from mnist_cli.data.batches import BatchPrep, affine
+
+
+class Views:
+    """Random views of uint8 image batches, normalized like the data set's inputs."""
+
+    def __init__(self, cfg: DictConfig, prep: BatchPrep):
+        self.cfg = cfg  # objective.views
+        self.prep = prep
+        kernel = torch.exp(-(torch.arange(-2, 3) ** 2) / (2 * float(cfg.blur_sigma) ** 2))
+        self.blur_kernel = (kernel[:, None] * kernel[None, :] / kernel.sum() ** 2)[None, None]
+
+    def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        cfg = self.cfg
+        x = self.prep.pixels(images, train=False)
+        n, _, h, w = x.shape
+
+        def uniform(low: float, high: float, *shape: int) -> torch.Tensor:
+            return low + (high - low) * torch.rand(*shape, device=x.device, generator=generator)
+
+        # random resized crop: a square of side sqrt(area) (a zoom of 1 / side) anywhere inside the image, rotated
+        side = uniform(cfg.crop_min_area, 1.0, n).sqrt()
+        angle = uniform(-1, 1, n) * math.radians(cfg.max_rotate)
+        center = uniform(-1, 1, n, 2) * (1 - side)[:, None]  # in [-1, 1] image coordinates
+        x = affine(x, angle, 1 / side, center * torch.tensor([w / 2, h / 2], device=x.device))
+
+        if self.blur_kernel.device != x.device:
+            self.blur_kernel = self.blur_kernel.to(x.device)  # once, not every batch
+        blurred = F.conv2d(x, self.blur_kernel, padding=2)
+        x = torch.where(uniform(0, 1, n, 1, 1, 1) < cfg.blur_prob, blurred, x)
+
+        # random erasing: one rectangle of random size and place, in some images
+        eh, ew = (uniform(cfg.erase_min, cfg.erase_max, n) * size for size in (h, w))
+        top, left = uniform(0, 1, n) * (h - eh), uniform(0, 1, n) * (w - ew)
+        rows = torch.arange(h, device=x.device)[None, :, None]
+        cols = torch.arange(w, device=x.device)[None, None, :]
+        box = (
+            (rows >= top[:, None, None])
+            & (rows < (top + eh)[:, None, None])
+            & (cols >= left[:, None, None])
+            & (cols < (left + ew)[:, None, None])
+        )
+        erase = (uniform(0, 1, n) < cfg.erase_prob)[:, None, None] & box
+        return self.prep.normalize(x.masked_fill(erase[:, None], 0.0))

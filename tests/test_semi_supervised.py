@@ -1,0 +1,109 @@
+"""Semi-supervised training (semi_supervised=fixmatch): which images are labeled, pooled and held
+out; that the pool's labels never reach the loss; the confidence threshold; resuming mid-epoch;
+the command line in pretrain and finetune."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from mnist_cli.config.compose import compose_config
+from mnist_cli.stages.training import read_data
+from mnist_cli.training.checkpoint import load_checkpoint
+from mnist_cli.training.tasks.fixmatch import pseudo_label_loss
+
+from conftest import fit, keep_the_first_mid_epoch_checkpoint, metrics, mnist, run_dirs, summary, untimed
+
+FIXMATCH = ["semi_supervised=fixmatch", "dataset.labels_per_class=3", "semi_supervised.ratio=2"]
+
+
+def rows_of(images: torch.Tensor) -> set[bytes]:
+    return {image.numpy().tobytes() for image in images}
+
+
+def test_labeled_pool_and_validation_images_are_disjoint(tiny_data: Path) -> None:
+    cfg = compose_config(f"dataset.root={tiny_data}", "dataset.download=false", *FIXMATCH)
+    data = read_data(cfg)
+    labeled, pool, val = rows_of(data.train.images), rows_of(data.pool.images), rows_of(data.val.images)
+    assert len(labeled) == data.labeled == 30 and torch.bincount(data.train.labels).unique().numel() == 1
+    assert not labeled & pool and not labeled & val and not pool & val
+    assert len(labeled) + len(pool) + len(val) == 256  # every training image is in one of them
+    # an epoch is one pass over the pool (in expectation): the labeled images repeated to fill it
+    assert len(data.train) >= len(data.pool) / 2 and len(data.train) % 30 == 0
+
+
+def test_pool_labels_never_reach_the_loss(tmp_path: Path, tiny_data: Path) -> None:
+    """With every pseudo-label taken (threshold 0), the pool's hidden labels shuffled give the same
+    weights and losses; only the measured pseudo-label accuracy changes."""
+    overrides = [*FIXMATCH, "semi_supervised.threshold=0.0"]
+    a, _, model_a, _, _ = fit(tmp_path / "a", tiny_data, *overrides)
+    b, _, model_b, _, _ = fit(tmp_path / "b", tiny_data, *overrides, shuffle_pool_labels=True)
+    assert all(torch.equal(v, model_b.state_dict()[k]) for k, v in model_a.state_dict().items())
+    assert [r["train_loss"] for r in a.history] == [r["train_loss"] for r in b.history]
+    assert [r["pseudo_label_rate"] for r in a.history] == [1.0, 1.0]
+    assert [r["pseudo_label_acc"] for r in a.history] != [r["pseudo_label_acc"] for r in b.history]
+
+
+def test_the_threshold_takes_only_confident_pseudo_labels() -> None:
+    weak = torch.tensor([[5.0, 0.0, 0.0], [0.0, 0.5, 0.0], [0.0, 0.0, 9.0]])  # top probabilities .99, .45, 1.0
+    strong = torch.zeros(3, 3, requires_grad=True)
+    loss, pseudo, taken = pseudo_label_loss(strong, weak, threshold=0.95)
+    loss.backward()
+    assert pseudo.tolist() == [0, 1, 2] and taken.tolist() == [True, False, True]
+    assert strong.grad[1].abs().sum() == 0 and strong.grad[0].abs().sum() > 0 and strong.grad[2].abs().sum() > 0
+    assert loss.item() == pytest.approx(2 * torch.log(torch.tensor(3.0)).item() / 3)  # uniform guesses, mean over 3
+    nothing, _, none_taken = pseudo_label_loss(strong, weak, threshold=1.0 + 1e-6)
+    assert nothing.item() == 0 and not none_taken.any()
+
+
+def test_fixmatch_resumes_mid_epoch_bit_identically(
+    tmp_path: Path, tiny_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pool images each step draws, and the epoch's pseudo-label counts, are in the checkpoint."""
+    overrides = [*FIXMATCH, "semi_supervised.threshold=0.5", "trainer.batch_size=8", "trainer.checkpoint_every_steps=3"]
+    saved = keep_the_first_mid_epoch_checkpoint(tmp_path, monkeypatch)
+    whole, _, model, _, _ = fit(tmp_path / "whole", tiny_data, *overrides)
+    monkeypatch.undo()
+    ckpt = load_checkpoint(saved)
+    assert ckpt["in_progress"]["step"] == 3 and set(ckpt["in_progress"]["tallies"]) == {
+        "pool_images",
+        "pseudo_labels",
+        "pseudo_labels_right",
+    }
+    resumed, _, again, _, _ = fit(tmp_path / "resumed", tiny_data, *overrides, resume=ckpt)
+    assert untimed(whole.history) == untimed(resumed.history)
+    assert all(torch.equal(v, again.state_dict()[k]) for k, v in model.state_dict().items())
+
+
+@pytest.mark.slow
+def test_fixmatch_from_the_command_line_in_pretrain_and_finetune(tmp_path: Path, tiny_data: Path) -> None:
+    common = [f"dataset.root={tiny_data}", "dataset.download=false", *FIXMATCH, "trainer.epochs=2"]
+    small = ["trainer.batch_size=16", "model.channels=[8,16]", "model.hidden=32"]
+    assert mnist("pretrain", *common, *small, cwd=tmp_path).returncode == 0
+    [pretrained] = run_dirs(tmp_path, "pretrain")
+    assert mnist("finetune", f"ckpt={pretrained}", *common, cwd=tmp_path).returncode == 0
+    [finetuned] = run_dirs(tmp_path, "finetune")
+    for run in (pretrained, finetuned):
+        done = summary(run)
+        assert done["status"] == "completed" and done["semi_supervised"] == "fixmatch"
+        assert (done["train_images"], done["unlabeled_images"]) == (30, 256 - 13 - 30)  # 13: 5% validation
+        rows = metrics(run)
+        assert len(rows) == 2 and all(0 <= row["pseudo_label_rate"] <= 1 for row in rows)
+        assert "pseudo_label_rate" in (run / "metrics.csv").read_text().splitlines()[0]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["semi_supervised=fixmatch"], "there are none: keep a few labels with dataset.labels_per_class=10"),
+        (["semi_supervised=fixmatch", "objective=contrastive"], "pretrain with one, then `mnist finetune"),
+        ([*FIXMATCH, "semi_supervised.threshold=2"], "semi_supervised.threshold=2 is not valid"),
+    ],
+)
+def test_fixmatch_config_mistakes_are_one_line_errors(
+    tmp_path: Path, tiny_data: Path, overrides: list[str], message: str
+) -> None:
+    result = mnist("pretrain", f"dataset.root={tiny_data}", "dataset.download=false", *overrides, cwd=tmp_path)
+    assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1
