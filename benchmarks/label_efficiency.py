@@ -1,23 +1,32 @@
-"""Label efficiency: test accuracy from K labels per class, trained from scratch against pretrained
-without labels and then finetuned. Prints one table (mean and spread over seeds).
+"""Label efficiency: test accuracy from K labels per class, by method, over seeds. Prints one table:
+per method and K, the mean and spread (min-max) of the test accuracy and the CPU minutes a run took.
 
     python benchmarks/label_efficiency.py [--data ../shared/data/mnist-10k] [--seeds 0 1 2]
-        [--labels 10 100] [--pretrain-epochs 50] [--finetune-epochs 60] [--methods contrastive mae]
+        [--labels 10 100] [--rows scratch contrastive+linear ...]
 
-For each seed: (a) `mnist pretrain dataset.labels_per_class=K` (supervised, from scratch, on those
-labels only); (b) `mnist pretrain experiment=cnn_contrastive` (SimCLR) on every training image, no labels, then
-`mnist finetune finetune.strategy=linear` (the linear probe: frozen backbone) and
-`finetune.strategy=full` on the same K labels per class; (c) the same with `experiment=vit_mae` (a masked
-autoencoder of `model=vit_mini`), against that ViT from scratch with its supervised recipe. The K labels are a class-balanced sample
-(dataset.split_seed = the seed). Every run picks its best epoch on the 500-image validation split,
-the same for all methods.
+Rows (--rows picks some; all by default):
+  scratch               `mnist pretrain dataset.labels_per_class=K` (the CNN on those labels only)
+  fixmatch              `mnist pretrain dataset.labels_per_class=K semi_supervised=fixmatch` (and the
+                        rest of the training split without labels; fixmatch's own trainer settings)
+  contrastive+linear    `mnist pretrain experiment=cnn_contrastive` (SimCLR, no labels), then
+                        `mnist finetune finetune.strategy=linear` (a linear probe: frozen backbone)
+  contrastive+full      ... then finetune.strategy=full
+  contrastive+fixmatch  ... then finetune with semi_supervised=fixmatch
+  vit_scratch           `experiment=vit_mini` on the K labels only
+  mae+full              `mnist pretrain experiment=vit_mae` (masked autoencoder of vit_mini), then full finetuning
+  mae+fixmatch          ... then finetune with semi_supervised=fixmatch
+The rows that learn from the labels alone train 60 epochs in batches of min(10 K, 256) (with 100
+labels, the default batch of 128 would make one step an epoch). Each seed pretrains once per method (its CPU minutes are the "<method> pretraining" row) and sets
+trainer.seed and dataset.split_seed (which K labels per class are kept). Every run keeps its last
+epoch (trainer.select=last), the same for all methods. CPU minutes: user + system time of the
+process (both cores count), so a figure does not depend on what else the machine was doing.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
+import resource
 import subprocess
 import sys
 import tempfile
@@ -28,28 +37,42 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).parent))
 from pretrain_cnn import DEFAULT_DATA  # noqa: E402
+from recipes import cpu_name  # noqa: E402
 
-# Each method's pretraining recipe (an experiment preset), the model it trains, and that model's
-# supervised recipe for the from-scratch baseline (the ViT's own: lr 1e-3, weight decay, cosine).
+# method -> its pretraining preset (no labels)
 PRETRAIN = {"contrastive": "experiment=cnn_contrastive", "mae": "experiment=vit_mae"}
-MODEL = {"contrastive": "cnn", "mae": "vit_mini"}
-SCRATCH = {"contrastive": ["model=cnn"], "mae": ["experiment=vit_mini"]}
+# row -> (the method it finetunes, or None: trained from scratch by `mnist pretrain`; its overrides;
+# whether it learns from the labels alone)
+ROWS = {
+    "scratch": (None, ["model=cnn"], True),
+    "fixmatch": (None, ["model=cnn", "semi_supervised=fixmatch"], False),
+    "contrastive+linear": ("contrastive", ["finetune.strategy=linear", "optimizer.lr=1e-2"], True),
+    "contrastive+full": ("contrastive", ["finetune.strategy=full", "optimizer.lr=1e-3"], True),
+    "contrastive+fixmatch": ("contrastive", ["semi_supervised=fixmatch"], False),
+    "vit_scratch": (None, ["experiment=vit_mini"], True),
+    "mae+full": ("mae", ["finetune.strategy=full", "optimizer.lr=1e-3"], True),
+    "mae+fixmatch": ("mae", ["semi_supervised=fixmatch"], False),
+}
 
 
-def mnist(cwd: Path, stage: str, *args: str) -> dict:
-    """Run `mnist STAGE ARGS` in `cwd` and return the new run's summary.json."""
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def mnist(cwd: Path, stage: str, *args: str) -> tuple[dict, float]:
+    """Run `mnist STAGE ARGS` in `cwd`: (the new run's summary.json, the CPU seconds it took)."""
     before = set((cwd / "outputs" / stage).glob("*")) if (cwd / "outputs" / stage).exists() else set()
+    cpu = cpu_seconds()
     result = subprocess.run([sys.executable, "-m", "mnist_cli", stage, *args], cwd=cwd, capture_output=True, text=True)
     if result.returncode != 0:
         sys.exit(f"mnist {stage} {' '.join(args)} failed:\n{result.stderr}")
     [run] = set((cwd / "outputs" / stage).glob("*")) - before
-    return {**json.loads((run / "summary.json").read_text()), "run": str(run)}
+    return {**json.loads((run / "summary.json").read_text()), "run": str(run)}, cpu_seconds() - cpu
 
 
 def spread(values: list[float]) -> str:
-    mean = statistics.mean(values)
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{mean:.2%} ± {sd:.2%}"
+    return f"{sum(values) / len(values):.2%} ({min(values):.2%}-{max(values):.2%})"
 
 
 def main() -> None:
@@ -57,61 +80,57 @@ def main() -> None:
     parser.add_argument("--data", default=DEFAULT_DATA)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--labels", type=int, nargs="+", default=[10, 100], help="labels per class")
-    parser.add_argument("--pretrain-epochs", type=int, default=50)
-    parser.add_argument("--finetune-epochs", type=int, default=60)
-    parser.add_argument("--methods", nargs="+", default=["contrastive", "mae"], choices=list(PRETRAIN))
+    parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
     args = parser.parse_args()
 
-    common = [f"dataset.root={args.data}"]
-    few = lambda k, seed: [
-        f"dataset.labels_per_class={k}",
-        f"dataset.split_seed={seed}",
-        f"trainer.seed={seed}",  # noqa: E731
-        f"trainer.epochs={args.finetune_epochs}",
-        f"trainer.batch_size={min(10 * k, 256)}",
-    ]
-    results: dict[tuple[str, int], list[float]] = {}
+    console = Console(width=200)
+    accs: dict[tuple[str, int], list[float]] = {}
+    cpu: dict[tuple[str, int], list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         cwd = Path(tmp)
         for seed in args.seeds:
-            for method in args.methods:
-                model = MODEL[method]
-                Console().print(f"seed {seed}: {method} pretraining ({model}) ...")
-                ssl = mnist(
-                    cwd,
-                    "pretrain",
-                    *common,
-                    PRETRAIN[method],
-                    f"trainer.seed={seed}",
-                    f"trainer.epochs={args.pretrain_epochs}",
-                )
-                results.setdefault((f"{method}: k-NN, all training labels", 0), []).append(ssl["test_acc"])
-                for k in args.labels:
-                    Console().print(f"seed {seed}, {k} labels per class ...")
-                    scratch = mnist(cwd, "pretrain", *common, *SCRATCH[method], *few(k, seed))
-                    results.setdefault((f"{model}: from scratch", k), []).append(scratch["test_acc"])
-                    for strategy, lr in (("linear", "1e-2"), ("full", "1e-3")):
-                        tuned = mnist(
-                            cwd,
-                            "finetune",
-                            f"ckpt={ssl['run']}",
-                            *common,
-                            *few(k, seed),
-                            f"finetune.strategy={strategy}",
-                            f"optimizer.lr={lr}",
+            seeded = [f"dataset.root={args.data}", f"trainer.seed={seed}"]
+            pretrained = {}
+            for method in dict.fromkeys(ROWS[row][0] for row in args.rows if ROWS[row][0]):
+                summary, seconds = mnist(cwd, "pretrain", *seeded, PRETRAIN[method])
+                pretrained[method] = summary["run"]
+                cpu.setdefault((f"{method} pretraining", 0), []).append(seconds)
+            for k in args.labels:
+                few = [f"dataset.labels_per_class={k}", f"dataset.split_seed={seed}"]
+                for row in args.rows:
+                    method, overrides, labels_only = ROWS[row]
+                    if labels_only:
+                        overrides = [*overrides, "trainer.epochs=60", f"trainer.batch_size={min(10 * k, 256)}"]
+                    if method is None:
+                        summary, seconds = mnist(cwd, "pretrain", *seeded, *few, *overrides)
+                    else:
+                        summary, seconds = mnist(
+                            cwd, "finetune", f"ckpt={pretrained[method]}", *seeded, *few, *overrides
                         )
-                        results.setdefault((f"{method} + {strategy}", k), []).append(tuned["test_acc"])
+                    accs.setdefault((row, k), []).append(summary["test_acc"])
+                    cpu.setdefault((row, k), []).append(seconds)
+                    console.print(
+                        f"seed {seed}, {k} labels/class, {row}: {summary['test_acc']:.2%}, {seconds / 60:.1f} CPU min"
+                    )
 
-    table = Table(title=f"Test accuracy from few labels, {args.data}, seeds {args.seeds} (mean ± sd)")
+    table = Table(title=f"Test accuracy from few labels, {args.data}, seeds {args.seeds}: mean (min-max); {cpu_name()}")
     table.add_column("method")
     for k in args.labels:
-        table.add_column(f"{k} labels/class ({10 * k} labels)", justify="right")
-    for method in dict.fromkeys(method for method, _ in results):
-        if (method, 0) in results:  # the k-NN monitor votes with every training label: one figure
-            table.add_row(method, spread(results[(method, 0)]), *[""] * (len(args.labels) - 1))
-        else:
-            table.add_row(method, *(spread(results[(method, k)]) for k in args.labels))
-    Console(width=200).print(table)
+        table.add_column(f"{10 * k} labels", justify="right")
+        table.add_column("CPU min", justify="right")
+    for name, k in dict.fromkeys(cpu):
+        if k == 0:  # pretraining: no labels, one run per seed
+            minutes = sum(cpu[(name, 0)]) / len(cpu[(name, 0)]) / 60
+            table.add_row(name, "-", f"{minutes:.1f}", *["", ""] * (len(args.labels) - 1))
+        elif k == args.labels[0]:
+            cells = []
+            for labels in args.labels:
+                cells += [
+                    spread(accs[(name, labels)]),
+                    f"{sum(cpu[(name, labels)]) / len(cpu[(name, labels)]) / 60:.1f}",
+                ]
+            table.add_row(name, *cells)
+    console.print(table)
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ def test_pool_labels_never_reach_the_loss(tmp_path: Path, tiny_data: Path) -> No
 
 
 def test_the_threshold_takes_only_confident_pseudo_labels() -> None:
-    weak = torch.tensor([[5.0, 0.0, 0.0], [0.0, 0.5, 0.0], [0.0, 0.0, 9.0]])  # top probabilities .99, .45, 1.0
+    weak = torch.tensor([[5.0, 0.0, 0.0], [0.0, 0.5, 0.0], [0.0, 0.0, 9.0]]).softmax(1)  # top: .99, .45, 1.0
     strong = torch.zeros(3, 3, requires_grad=True)
     loss, pseudo, taken = pseudo_label_loss(strong, weak, threshold=0.95)
     loss.backward()

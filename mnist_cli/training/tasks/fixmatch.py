@@ -44,6 +44,7 @@ class FixMatch(Task):
         images = self.pool.images[idx]
         with torch.no_grad():
             weak = forward(self.prep(images, train=True, generator=batch.generator, shard=batch.shard))
+            weak = weak.float().softmax(1)
         strong = self.strong(images, batch.generator)
         strong_logits = []
 
@@ -80,10 +81,10 @@ class FixMatch(Task):
 def pseudo_label_loss(
     strong: torch.Tensor, weak: torch.Tensor, threshold: float
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The strong views' cross-entropy with the pseudo-labels: the weak views' top classes where
-    their probability reaches `threshold`; the other images add 0 (the mean is over all images).
-    Returns (loss, pseudo-labels, which were taken)."""
-    confidence, pseudo = weak.detach().float().softmax(1).max(1)
+    """The strong views' cross-entropy with the pseudo-labels: the top classes of the weak views'
+    class probabilities `weak` where they reach `threshold`; the other images add 0 (the mean is
+    over all images). Returns (loss, pseudo-labels, which were taken)."""
+    confidence, pseudo = weak.max(1)
     taken = confidence >= threshold
     return (F.cross_entropy(strong.float(), pseudo, reduction="none") * taken).mean(), pseudo, taken
 
