@@ -13,7 +13,8 @@ Rows (--rows picks some; all by default):
   contrastive+full      ... then finetune.strategy=full
   contrastive+fixmatch  ... then finetune with semi_supervised=fixmatch
   vit_scratch           `experiment=vit_mini` on the K labels only
-  mae+full              `mnist pretrain experiment=vit_mae` (masked autoencoder of vit_mini), then full finetuning
+  mae+linear            `mnist pretrain experiment=vit_mae` (masked autoencoder of vit_mini), then a linear probe
+  mae+full              ... then full finetuning
   mae+fixmatch          ... then finetune with semi_supervised=fixmatch
 The rows that learn from the labels alone train 60 epochs in batches of min(10 K, 256) (with 100
 labels, the default batch of 128 would make one step an epoch). Each seed pretrains once per method (its CPU minutes are the "<method> pretraining" row) and sets
@@ -50,6 +51,7 @@ ROWS = {
     "contrastive+full": ("contrastive", ["finetune.strategy=full", "optimizer.lr=1e-3"], True),
     "contrastive+fixmatch": ("contrastive", ["semi_supervised=fixmatch"], False),
     "vit_scratch": (None, ["experiment=vit_mini"], True),
+    "mae+linear": ("mae", ["finetune.strategy=linear", "optimizer.lr=1e-2"], True),
     "mae+full": ("mae", ["finetune.strategy=full", "optimizer.lr=1e-3"], True),
     "mae+fixmatch": ("mae", ["semi_supervised=fixmatch"], False),
 }
