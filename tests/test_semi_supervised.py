@@ -62,16 +62,14 @@ def test_fixmatch_resumes_mid_epoch_bit_identically(
     tmp_path: Path, tiny_data: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The pool images each step draws, and the epoch's pseudo-label counts, are in the checkpoint."""
-    overrides = [*FIXMATCH, "semi_supervised.threshold=0.5", "trainer.batch_size=8", "trainer.checkpoint_every_steps=3"]
+    overrides = [*FIXMATCH, "semi_supervised.threshold=0.0", "trainer.batch_size=8", "trainer.checkpoint_every_steps=3"]
     saved = keep_the_first_mid_epoch_checkpoint(tmp_path, monkeypatch)
     whole, _, model, _, _ = fit(tmp_path / "whole", tiny_data, *overrides)
     monkeypatch.undo()
     ckpt = load_checkpoint(saved)
-    assert ckpt["in_progress"]["step"] == 3 and set(ckpt["in_progress"]["tallies"]) == {
-        "pool_images",
-        "pseudo_labels",
-        "pseudo_labels_right",
-    }
+    tallies = ckpt["in_progress"]["tallies"]
+    assert ckpt["in_progress"]["step"] == 3 and set(tallies) == {"pool_images", "pseudo_labels", "pseudo_labels_right"}
+    assert tallies["pool_images"] == 3 * 8 * 2 and tallies["pseudo_labels"] > 0  # 3 steps, batch 8, ratio 2
     resumed, _, again, _, _ = fit(tmp_path / "resumed", tiny_data, *overrides, resume=ckpt)
     assert untimed(whole.history) == untimed(resumed.history)
     assert all(torch.equal(v, again.state_dict()[k]) for k, v in model.state_dict().items())
@@ -100,6 +98,7 @@ def test_fixmatch_from_the_command_line_in_pretrain_and_finetune(tmp_path: Path,
         (["semi_supervised=fixmatch"], "there are none: keep a few labels with dataset.labels_per_class=10"),
         (["semi_supervised=fixmatch", "objective=contrastive"], "pretrain with one, then `mnist finetune"),
         ([*FIXMATCH, "semi_supervised.threshold=2"], "semi_supervised.threshold=2 is not valid"),
+        (["semi_supervised=fixmatch", "dataset.label_fraction=1.0"], "has no unlabeled image to learn from"),
     ],
 )
 def test_fixmatch_config_mistakes_are_one_line_errors(

@@ -222,11 +222,16 @@ def validate(cfg: DictConfig) -> None:
             )
         if distributed.world_size() > 1:
             raise UserError(f"objective={cfg.objective.name} runs in one process; run it without torchrun")
-    if cfg.semi_supervised.name != "none" and cfg.objective.name != "supervised":
+    semi = cfg.semi_supervised.name
+    if semi != "none" and cfg.objective.name != "supervised":
         raise UserError(
-            f"semi_supervised={cfg.semi_supervised.name} learns from labels and unlabeled images, objective="
-            f"{cfg.objective.name} from no labels; pretrain with one, then `mnist finetune ckpt=<run> "
-            f"semi_supervised={cfg.semi_supervised.name}`"
+            f"semi_supervised={semi} learns from labels and unlabeled images, objective={cfg.objective.name} "
+            f"from no labels; pretrain with one, then `mnist finetune ckpt=<run> semi_supervised={semi}`"
+        )
+    if semi != "none" and not (cfg.dataset.labels_per_class or cfg.dataset.label_fraction):
+        raise UserError(
+            f"semi_supervised={semi} learns from the training images without labels, and there are none: "
+            "keep a few labels with dataset.labels_per_class=10 (or dataset.label_fraction=0.01)"
         )
     if cfg.objective.name == "mae":
         if cfg.model.name != "vit":

@@ -12,25 +12,29 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
 
-from mnist_cli.data.batches import BatchPrep, affine
+from mnist_cli.data.batches import BatchPrep, Shard, affine
 
 
 class Views:
     """Random views of uint8 image batches, normalized like the data set's inputs."""
 
     def __init__(self, cfg: DictConfig, prep: BatchPrep):
-        self.cfg = cfg  # objective.views
+        self.cfg = cfg  # the strengths: objective.views or semi_supervised.strong
         self.prep = prep
         kernel = torch.exp(-(torch.arange(-2, 3) ** 2) / (2 * float(cfg.blur_sigma) ** 2))
         self.blur_kernel = (kernel[:, None] * kernel[None, :] / kernel.sum() ** 2)[None, None]
 
-    def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def __call__(self, images: torch.Tensor, generator: torch.Generator, shard: Shard = (0, 1)) -> torch.Tensor:
+        """A view of each image; `shard=(rank, world)`: `images` are rows rank::world of a global
+        batch, and the draws are made for the whole of it (as BatchPrep's augmentation does)."""
         cfg = self.cfg
         x = self.prep.pixels(images, train=False)
         n, _, h, w = x.shape
+        rank, world = shard
 
-        def uniform(low: float, high: float, *shape: int) -> torch.Tensor:
-            return low + (high - low) * torch.rand(*shape, device=x.device, generator=generator)
+        def uniform(low: float, high: float, *shape: int) -> torch.Tensor:  # this shard's rows of the draw
+            draw = torch.rand(shape[0] * world, *shape[1:], device=x.device, generator=generator)[rank::world]
+            return low + (high - low) * draw
 
         # random resized crop: a square of side sqrt(area) (a zoom of 1 / side) anywhere inside the image, rotated
         side = uniform(cfg.crop_min_area, 1.0, n).sqrt()

@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 @dataclass
 class TrainingData:
     """What a training stage reads: `train`, what the loop draws its batches from (the labeled
-    images; when semi-supervised, repeated to fill an epoch of one pass over the pool), `val`,
+    images; when semi-supervised, repeated whole until an epoch's steps draw at least as many pool
+    images as the pool holds), `val`,
     `test`, and `pool`, the training images whose labels are not used (empty unless labels are
     limited; never a validation image)."""
 
@@ -52,7 +53,7 @@ def read_data(cfg: DictConfig) -> TrainingData:
         pool = train.subset(torch.zeros(0, dtype=torch.long))
     labeled = len(train)
     semi_supervised = cfg.semi_supervised.name != "none"
-    if semi_supervised:
+    if semi_supervised:  # whole copies of the labeled images, enough to go with one pass over the pool
         train = repeat(train, math.ceil(len(pool) / cfg.semi_supervised.ratio))
     test = load_split(data, "test")  # read now so a missing file fails before training
     return TrainingData(train, val, test, pool, labeled, semi_supervised)
@@ -85,7 +86,7 @@ def train_and_test(
     data = read_data(cfg)
     train, val = data.train.to(device), data.val.to(device)
     model.to(device, memory_format=torch.channels_last)
-    task = training_task(cfg, model, data.pool.to(device), wrap_task)
+    task = training_task(cfg, model, data.pool.to(device) if data.semi_supervised else data.pool, wrap_task)
     trainer = Trainer(cfg.trainer, device, task)
     optimizer = build_optimizer(cfg.optimizer, model, OmegaConf.select(cfg, "finetune.layer_decay", default=1.0))
     scheduler = build_scheduler(cfg.scheduler, optimizer, trainer.steps_per_epoch(len(train)), cfg.trainer.epochs)

@@ -10,7 +10,7 @@ Adding an objective is its module, one line here and conf/objective/<name>.yaml.
 `semi_supervised=<name>` (other than none) wraps the supervised task in a method that also learns
 from the unlabeled pool; its module defines
     build_semi_supervised(cfg, task, prep, pool) -> the Task
-This file imports no torch, so the config checks can read the registries.
+This file imports no torch, so the config checks can read the objective registry.
 """
 
 from __future__ import annotations

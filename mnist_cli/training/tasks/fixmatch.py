@@ -45,7 +45,7 @@ class FixMatch(Task):
         with torch.no_grad():
             weak = forward(self.prep(images, train=True, generator=batch.generator, shard=batch.shard))
             weak = weak.float().softmax(1)
-        strong = self.strong(images, batch.generator)
+        strong = self.strong(images, batch.generator, batch.shard)
         strong_logits = []
 
         def together(x: torch.Tensor) -> torch.Tensor:
@@ -92,7 +92,7 @@ def pseudo_label_loss(
 def build_semi_supervised(cfg: DictConfig, task: Task, prep: BatchPrep, pool: Split) -> FixMatch:
     if not len(pool):
         raise UserError(
-            "semi_supervised=fixmatch learns from the training images without labels, and there are none: "
-            "keep a few labels with dataset.labels_per_class=10 (or dataset.label_fraction=0.01)"
+            "every training image keeps its label, so semi_supervised=fixmatch has no unlabeled image to learn "
+            "from; keep fewer (e.g. dataset.labels_per_class=10)"
         )
     return FixMatch(task, prep, pool, cfg.semi_supervised)
