@@ -31,6 +31,7 @@ def test_every_group_option_composes_and_validates(group: str, option: str) -> N
     extra = ["ckpt=x.ckpt"] if group == "stage" and option != "pretrain" else []
     extra += ["input=x.png"] if option == "predict" else []
     extra += ["model=vit_mini"] if group == "objective" and option == "mae" else []
+    extra += ["dataset.labels_per_class=10"] if group == "semi_supervised" and option != "none" else []
     cfg = compose_config(f"{group}={option}", *extra)
     validate(cfg)
     if group == "dataset":
