@@ -126,7 +126,9 @@ def fit(
     if shuffle_pool_labels:
         pool = Split(pool.images, shuffled(pool.labels))
     model = model or build_learner(cfg.objective, build_model(cfg.model, 10))
-    trainer = Trainer(cfg.trainer, torch.device("cpu"), training_task(cfg, model, pool))
+    trainer = Trainer(
+        cfg.trainer, torch.device("cpu"), training_task(cfg, model, pool if splits.semi_supervised else None)
+    )
     optimizer = build_optimizer(cfg.optimizer, model)
     scheduler = build_scheduler(cfg.scheduler, optimizer, trainer.steps_per_epoch(len(train)), cfg.trainer.epochs)
     run = RunDir(tmp_path / "run")

@@ -32,9 +32,8 @@ log = logging.getLogger(__name__)
 class TrainingData:
     """What a training stage reads: `train`, what the loop draws its batches from (the labeled
     images; when semi-supervised, repeated whole until an epoch's steps draw at least as many pool
-    images as the pool holds), `val`,
-    `test`, and `pool`, the training images whose labels are not used (empty unless labels are
-    limited; never a validation image)."""
+    images as the pool holds), `val`, `test`, and `pool`, the training images whose labels are not
+    used (empty unless labels are limited; never a validation image)."""
 
     train: Split
     val: Split
@@ -60,16 +59,14 @@ def read_data(cfg: DictConfig) -> TrainingData:
 
 
 def training_task(
-    cfg: DictConfig, model: nn.Module, pool: Split, wrap_task: Callable[[Task], Task] | None = None
+    cfg: DictConfig, model: nn.Module, pool: Split | None, wrap_task: Callable[[Task], Task] | None = None
 ) -> Task:
-    """The objective's task for `model`, changed by `wrap_task` (distillation), and extended to
-    learn from `pool` (on the training device) when semi_supervised is set."""
+    """The objective's task for `model`, changed by `wrap_task` (distillation), and extended by
+    cfg.semi_supervised to learn from `pool` (on the training device; None: the labels only)."""
     prep = BatchPrep(cfg.dataset)
     task = build_task(cfg, model, prep)
     task = wrap_task(task) if wrap_task else task
-    if cfg.semi_supervised.name != "none":
-        task = add_unlabeled(cfg, task, prep, pool)
-    return task
+    return add_unlabeled(cfg, task, prep, pool) if pool is not None else task
 
 
 def train_and_test(
@@ -86,7 +83,7 @@ def train_and_test(
     data = read_data(cfg)
     train, val = data.train.to(device), data.val.to(device)
     model.to(device, memory_format=torch.channels_last)
-    task = training_task(cfg, model, data.pool.to(device) if data.semi_supervised else data.pool, wrap_task)
+    task = training_task(cfg, model, data.pool.to(device) if data.semi_supervised else None, wrap_task)
     trainer = Trainer(cfg.trainer, device, task)
     optimizer = build_optimizer(cfg.optimizer, model, OmegaConf.select(cfg, "finetune.layer_decay", default=1.0))
     scheduler = build_scheduler(cfg.scheduler, optimizer, trainer.steps_per_epoch(len(train)), cfg.trainer.epochs)
