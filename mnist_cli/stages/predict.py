@@ -32,7 +32,7 @@ def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str
     for path in find_images(cfg.input):
         row = {"file": str(path), "label": "", "confidence": "", "next": "", "error": ""}
         try:
-            digits.append(to_mnist(load_grayscale(path), cfg.predict))
+            digits.append(to_mnist(load_grayscale(path), cfg.preprocess))
         except UserError as e:
             row["error"] = str(e)
         rows.append(row)
