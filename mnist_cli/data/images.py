@@ -5,6 +5,7 @@ a 20x20 box keeping its aspect, and placed in the 28x28 frame with its centre of
 from __future__ import annotations
 
 import glob
+import io
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,11 @@ from omegaconf import DictConfig
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from mnist_cli.errors import UserError
+
+
+class ImageTooLarge(UserError):
+    """An image with more pixels than the caller allows."""
+
 
 SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 SIZE = 28
@@ -33,16 +39,24 @@ def find_images(pattern: str) -> list[Path]:
     return sorted(files)
 
 
-def load_grayscale(path: Path) -> np.ndarray:
-    """The image as 2-D float pixels in [0, 255]; transparent parts count as white paper."""
+def load_grayscale(source: Path | bytes, max_pixels: int | None = None) -> np.ndarray:
+    """The image (a file, or a file's bytes) as 2-D float pixels in [0, 255]; transparent parts
+    count as white paper. `max_pixels`: refuse larger images before decoding them (a small
+    compressed file can hold a huge image)."""
     try:
-        with Image.open(path) as image:
+        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
+            if max_pixels is not None and image.width * image.height > max_pixels:
+                raise ImageTooLarge(
+                    f"the image is {image.width}x{image.height} pixels, over the limit of {max_pixels:,}; send a smaller one"
+                )
             image = ImageOps.exif_transpose(image)
             if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
                 paper = Image.new("RGBA", image.size, "white")
                 image = Image.alpha_composite(paper, image.convert("RGBA"))
             return np.asarray(image.convert("L"), dtype=np.float32)
-    except (UnidentifiedImageError, OSError, ValueError) as e:
+    except UnidentifiedImageError:
+        raise UserError("not a readable image (not a format Pillow knows, such as PNG or JPEG, or damaged)") from None
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
         raise UserError(f"not a readable image ({e.__class__.__name__}: {e})") from None
 
 
