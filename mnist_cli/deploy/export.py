@@ -86,13 +86,31 @@ def onnx_bytes(model: nn.Module, example: torch.Tensor, info: dict[str, Any], op
     return proto.SerializeToString()
 
 
-def load_onnx(path: Path) -> tuple[Predict, dict[str, Any]]:
+def json_or_text(value: str) -> Any:
+    """A metadata value: JSON as written by `onnx_bytes`, or plain text as other tools write it."""
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        return value
+
+
+def load_onnx(path: Path, threads: int | None = None) -> tuple[Predict, dict[str, Any]]:
+    """The file's predict function and what it records; `threads`: onnxruntime's threads for one
+    run (None: its default, every core)."""
     try:
         import onnxruntime
     except ImportError:
-        raise UserError("checking an ONNX file needs onnxruntime: pip install 'mnist-cli[export]'") from None
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    info = {key: json.loads(value) for key, value in session.get_modelmeta().custom_metadata_map.items()}
+        raise UserError("running an ONNX file needs onnxruntime: pip install 'mnist-cli[export]'") from None
+    options = onnxruntime.SessionOptions()
+    if threads:
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    try:
+        session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime's own errors name no common class
+        raise UserError(
+            f"{path}: not a readable ONNX model ({str(e).splitlines()[0][:200]}); use a file from `mnist export`"
+        ) from None
+    info = {key: json_or_text(value) for key, value in session.get_modelmeta().custom_metadata_map.items()}
 
     def predict(x: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(session.run(["logits"], {"image": x.cpu().numpy()})[0])
