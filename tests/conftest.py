@@ -5,9 +5,15 @@ from __future__ import annotations
 
 import json
 import os
+import queue
+import re
 import shutil
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -79,6 +85,66 @@ def mnist(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subproces
     return subprocess.run(
         [sys.executable, "-m", "mnist_cli", *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=600
     )
+
+
+class Server:
+    """A running `mnist serve` process: its URL, its stdout lines as they come, its stderr lines."""
+
+    def __init__(self, process: subprocess.Popen):
+        self.process = process
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.errors: list[str] = []
+        threading.Thread(target=lambda: [self.lines.put(line) for line in process.stdout], daemon=True).start()
+        threading.Thread(target=lambda: self.errors.extend(process.stderr), daemon=True).start()
+        self.url = self.wait_for_url()
+
+    def wait_for_url(self, timeout: float = 120) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                found = re.search(r"http://127\.0\.0\.1:\d+/", self.lines.get(timeout=0.5))
+            except queue.Empty:
+                found = None
+            if found:
+                return found.group()
+            if self.process.poll() is not None:
+                time.sleep(0.2)  # the rest of stderr
+                raise AssertionError(f"mnist serve exited {self.process.returncode}: {''.join(self.errors)}")
+        raise AssertionError("mnist serve printed no URL")
+
+    def wait_until_ready(self, timeout: float = 60) -> None:
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.url + "ready").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"{self.url}ready did not answer 200 in {timeout} s")
+
+
+@contextmanager
+def serving(*args: str, cwd: Path) -> Iterator[Server]:
+    """`mnist serve ARGS serve.port=0` in `cwd`, ready; stopped with SIGTERM afterwards if still running."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mnist_cli", "serve", "serve.port=0", *args],
+        cwd=cwd,
+        env={key: value for key, value in os.environ.items() if key != "MNIST_CLI_DATA"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        server = Server(process)
+        server.wait_until_ready()
+        yield server
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            process.wait(timeout=60)
 
 
 def run_dirs(cwd: Path, stage: str) -> list[Path]:

@@ -1,0 +1,156 @@
+"""The FastAPI app of `mnist serve`: its routes, what each answers, and the middleware around them.
+
+POST /predict   images -> per image: label, confidence, probabilities (and the 28x28 input if asked)
+GET  /health    the process is up           GET /ready    the model is loaded, warmed and not stopping
+GET  /info      the model and its accuracy  GET /metrics  Prometheus text format
+GET  /          the page to draw digits on (page/, served from the package: works offline)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import asynccontextmanager
+from importlib import resources
+from typing import Any
+
+import numpy as np
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
+from omegaconf import DictConfig
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
+
+from mnist_cli import __version__
+from mnist_cli.serving.batcher import Batcher, QueueFull
+from mnist_cli.serving.limits import BodyLimit, token_check
+from mnist_cli.serving.metrics import CountRequests, ServerMetrics
+from mnist_cli.serving.model import ServedModel
+from mnist_cli.serving.requests import REQUEST_BODY, read_digits
+
+PAGE = resources.files("mnist_cli.serving") / "page"
+
+
+class Prediction(BaseModel):
+    label: str
+    confidence: float
+    probabilities: dict[str, float]
+    input: list[list[int]] | None = None  # the 28x28 digit the model saw, with ?input=true
+
+
+class PredictResponse(BaseModel):
+    predictions: list[Prediction]
+
+
+def answer(classes: list[str], probabilities: np.ndarray, digits: np.ndarray, with_input: bool) -> PredictResponse:
+    predictions = []
+    for p, digit in zip(probabilities.tolist(), digits):
+        best = max(range(len(classes)), key=p.__getitem__)
+        predictions.append(
+            Prediction(
+                label=classes[best],
+                confidence=round(p[best], 6),
+                probabilities={name: round(q, 6) for name, q in zip(classes, p)},
+                input=digit.tolist() if with_input else None,
+            )
+        )
+    return PredictResponse(predictions=predictions)
+
+
+def build_app(served: ServedModel, cfg: DictConfig, metrics: ServerMetrics) -> FastAPI:
+    knobs = cfg.serve
+    state = {"ready": False}
+
+    def on_batch(size: int) -> None:
+        metrics.batch_size.observe(size)
+        metrics.images.inc(size)
+
+    batcher: Batcher | None = None
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        nonlocal batcher
+        batcher = Batcher(served.predict, knobs.max_batch, knobs.max_wait_ms, knobs.max_queue, on_batch)
+        await asyncio.get_running_loop().run_in_executor(batcher.executor, warm_up, served, knobs.max_batch)
+        batcher.start()
+        state["ready"] = True
+        yield
+        state["ready"] = False
+        await batcher.stop()
+
+    app = FastAPIOffline(  # FastAPI whose /docs page is served from the package, not a CDN
+        title="mnist serve",
+        version=__version__,
+        description="Handwritten digits in, labels out. POST images to /predict; the page at / draws them.",
+        lifespan=lifespan,
+    )
+    guarded = [Depends(token_check(None if knobs.token is None else str(knobs.token)))]
+
+    @app.post(
+        "/predict",
+        response_model=PredictResponse,
+        response_model_exclude_none=True,
+        dependencies=guarded,
+        openapi_extra={"requestBody": REQUEST_BODY},
+        responses={
+            400: {"description": "not a readable image"},
+            401: {"description": "the bearer token is missing or wrong"},
+            413: {"description": "body, image or image count over the limits"},
+            415: {"description": "not an image, multipart or JSON body"},
+            422: {"description": "malformed JSON or form"},
+            503: {"description": "the queue is full; retry after the Retry-After seconds"},
+        },
+    )
+    async def predict(request: Request, show_input: bool = Query(False, alias="input")) -> PredictResponse:
+        """Label one image (multipart field `file`, or the raw body with an image content type) or
+        several (JSON: `{"images": [<base64 image> or <28x28 pixels>, ...]}`). `?input=true` adds
+        the 28x28 digit the model saw to each answer."""
+        with batcher.arrival():
+            digits = await read_digits(request, cfg)
+        try:
+            probabilities = await batcher(digits)
+        except QueueFull as e:
+            raise HTTPException(503, f"the server is busy: {e}; retry shortly", headers={"Retry-After": "1"}) from None
+        finally:
+            metrics.queue.set(batcher.queued())
+        return answer(served.classes, probabilities, digits, show_input)
+
+    @app.get("/health")
+    def health() -> dict[str, str]:
+        """The process is up and answering."""
+        return {"status": "ok"}
+
+    @app.get("/ready", responses={503: {"description": "warming up or shutting down"}})
+    def ready() -> JSONResponse:
+        """The model is loaded and warmed, and the server is not shutting down."""
+        return JSONResponse({"ready": state["ready"]}, status_code=200 if state["ready"] else 503)
+
+    @app.get("/info", dependencies=guarded)
+    def info() -> dict[str, Any]:
+        """The model served, its checkpoint, classes and recorded test accuracy, and the batching knobs."""
+        batching = {key: knobs[key] for key in ("max_batch", "max_wait_ms", "max_queue", "threads")}
+        return {**served.info, "classes": served.classes, "batching": batching, "version": __version__}
+
+    @app.get("/metrics", dependencies=guarded, response_class=Response)
+    def prometheus() -> Response:
+        """Prometheus text format: requests by route and status, latency, batch sizes, images served."""
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def page() -> HTMLResponse:
+        return HTMLResponse((PAGE / "index.html").read_text())
+
+    app.mount("/page", StaticFiles(directory=str(PAGE)), name="page")
+    app.add_middleware(BodyLimit, max_bytes=knobs.max_bytes)
+    app.add_middleware(
+        CountRequests, metrics=metrics, routes={"/predict", "/health", "/ready", "/info", "/metrics", "/"}
+    )
+    return app
+
+
+def warm_up(served: ServedModel, max_batch: int) -> None:
+    """Run the model once at the largest and the smallest batch, so the first requests do not pay
+    for lazy initialisation."""
+    for size in (max_batch, 1):
+        served.predict(np.zeros((size, 28, 28), dtype=np.uint8))

@@ -1,0 +1,94 @@
+"""What `mnist serve` serves: a checkpoint (run directory, .ckpt or latest) through PyTorch, or an
+exported .onnx file through onnxruntime, as one function from MNIST-like digits, uint8 (N, 28, 28),
+to class probabilities, float32 (N, classes), plus what GET /info tells about it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+
+from mnist_cli.data.batches import BatchPrep
+from mnist_cli.deploy.export import load_onnx
+from mnist_cli.errors import UserError
+from mnist_cli.stages.source import load_source
+from mnist_cli.training.checkpoint import model_from_checkpoint
+from mnist_cli.training.runtime import autocast, pick_precision, setup
+
+Predict = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass
+class ServedModel:
+    predict: Predict  # uint8 digits (N, 28, 28) -> probabilities (N, classes)
+    classes: list[str]
+    info: dict[str, Any]  # GET /info
+
+
+def recorded_accuracy(file: Path) -> float | None:
+    """The accuracy its run recorded: a checkpoint's run dir (file's grandparent) has test_acc, an
+    export's run dir (file's parent) exported_acc. None when neither is there."""
+    for folder, key in ((file.parent.parent, "test_acc"), (file.parent, "exported_acc")):
+        summary = folder / "summary.json"
+        if summary.is_file():
+            value = json.loads(summary.read_text()).get(key)
+            if value is not None:
+                return value
+    return None
+
+
+def load_model(cfg: DictConfig) -> ServedModel:
+    """The model of ckpt=... ready to serve; torch's (or onnxruntime's) threads set to serve.threads."""
+    if str(cfg.ckpt).endswith(".onnx"):
+        return onnx_model(cfg)
+    return torch_model(cfg)
+
+
+def torch_model(cfg: DictConfig) -> ServedModel:
+    device = setup(cfg)
+    torch.set_num_threads(cfg.serve.threads)
+    source, ckpt = load_source(cfg)  # cfg takes the checkpoint's model and data set (classes, normalization)
+    model = model_from_checkpoint(ckpt).to(device).eval()
+    prep = BatchPrep(cfg.dataset)
+    precision = pick_precision(cfg.trainer.precision, device)
+
+    def predict(digits: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(digits)[:, None].to(device)
+        with torch.inference_mode(), autocast(device, precision):
+            return model(prep(x, train=False)).float().softmax(1).cpu().numpy()
+
+    info = {
+        "backend": "pytorch",
+        "checkpoint": str(source),
+        "model": cfg.model.name,
+        "dataset": cfg.dataset.name,
+        "device": str(device),
+        "precision": precision,
+    }
+    return ServedModel(predict, list(cfg.dataset.classes), {**info, "test_acc": recorded_accuracy(source)})
+
+
+def onnx_model(cfg: DictConfig) -> ServedModel:
+    source = Path(cfg.ckpt).expanduser()
+    if not source.is_file():
+        raise UserError(f"ckpt={cfg.ckpt}: no such file; give an .onnx file written by `mnist export format=onnx`")
+    run_logits, recorded = load_onnx(source, threads=cfg.serve.threads)
+    if not {"mean", "std", "classes"} <= recorded.keys():
+        raise UserError(
+            f"ckpt={source}: this .onnx file does not record its preprocessing (mean, std, classes); "
+            "export it with `mnist export format=onnx`"
+        )
+    mean, std = recorded["mean"], recorded["std"]
+
+    def predict(digits: np.ndarray) -> np.ndarray:
+        x = (torch.from_numpy(digits)[:, None].float() / 255 - mean) / std
+        return run_logits(x).float().softmax(1).numpy()
+
+    info = {"backend": "onnxruntime", "checkpoint": str(source), "model": "onnx", "device": "cpu", "precision": "fp32"}
+    return ServedModel(predict, list(recorded["classes"]), {**info, "test_acc": recorded_accuracy(source)})

@@ -1,0 +1,108 @@
+"""POST /predict's bodies, turned into MNIST-like digits, uint8 (N, 28, 28).
+
+Three ways to send images: a multipart upload (field `file`), the raw bytes of one image with an
+image content type, or JSON (PredictRequest) with several images, each base64-encoded image bytes or
+a 28x28 array of pixels. Image files are made MNIST-like exactly as `mnist predict` does
+(data/images.py); a pixel array is taken as an MNIST digit already (light on black, 0-255).
+What cannot be used is an HTTPException: 400 unreadable, 413 too large, 415 not an image type,
+422 malformed.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+import numpy as np
+from fastapi import HTTPException, Request
+from omegaconf import DictConfig
+from pydantic import BaseModel, Field, ValidationError
+from starlette.datastructures import UploadFile
+
+from mnist_cli.data.images import SIZE, ImageTooLarge, load_grayscale, to_mnist
+from mnist_cli.errors import UserError
+
+Pixels = list[list[float]]
+
+
+class PredictRequest(BaseModel):
+    images: list[str | Pixels] = Field(
+        min_length=1,
+        description="each an image file's bytes in base64 (a data: URL too), or 28x28 pixels 0-255, light digit on black",
+    )
+
+
+# What the API documentation (/docs) shows for the request body: the route reads it itself.
+REQUEST_BODY = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "properties": {"file": {"type": "string", "format": "binary"}},
+                "required": ["file"],
+            }
+        },
+        "image/png": {"schema": {"type": "string", "format": "binary"}},
+        "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+        "application/json": {"schema": PredictRequest.model_json_schema()},
+    },
+}
+
+
+def digit_from_bytes(data: bytes, cfg: DictConfig) -> np.ndarray:
+    try:
+        return to_mnist(load_grayscale(data, max_pixels=cfg.serve.max_pixels), cfg.preprocess)
+    except ImageTooLarge as e:
+        raise HTTPException(413, str(e)) from None
+    except UserError as e:
+        raise HTTPException(400, str(e)) from None
+
+
+def digit_from_json(item: str | Pixels, cfg: DictConfig) -> np.ndarray:
+    if isinstance(item, str):
+        encoded = item.partition(",")[2] if item.startswith("data:") else item
+        try:
+            data = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            raise HTTPException(400, "an image string is not valid base64") from None
+        return digit_from_bytes(data, cfg)
+    try:
+        pixels = np.asarray(item, dtype=np.float32)
+    except ValueError:  # rows of different lengths
+        raise HTTPException(422, f"a pixel array must be {SIZE} rows of {SIZE} numbers") from None
+    if pixels.shape != (SIZE, SIZE):
+        raise HTTPException(422, f"a pixel array must be {SIZE}x{SIZE} numbers, not {'x'.join(map(str, pixels.shape))}")
+    if not ((pixels >= 0) & (pixels <= 255)).all():
+        raise HTTPException(422, "a pixel array's numbers must be from 0 to 255 (light digit on black)")
+    return pixels.round().astype(np.uint8)
+
+
+async def read_digits(request: Request, cfg: DictConfig) -> np.ndarray:
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind == "multipart/form-data":
+        async with request.form(max_files=1, max_fields=8) as form:
+            upload = form.get("file")
+            if not isinstance(upload, UploadFile):
+                raise HTTPException(422, "a multipart upload needs the image in a field named `file`")
+            digits = [digit_from_bytes(await upload.read(), cfg)]
+    elif kind.startswith("image/"):
+        digits = [digit_from_bytes(await request.body(), cfg)]
+    elif kind == "application/json":
+        try:
+            body = PredictRequest.model_validate_json(await request.body())
+        except ValidationError as e:
+            raise HTTPException(
+                422, f'not a valid JSON request: {e.errors()[0]["msg"]}; send {{"images": [...]}}'
+            ) from None
+        if len(body.images) > cfg.serve.max_images:
+            raise HTTPException(
+                413, f"{len(body.images)} images in one request; at most serve.max_images={cfg.serve.max_images}"
+            )
+        digits = [digit_from_json(item, cfg) for item in body.images]
+    else:
+        raise HTTPException(
+            415,
+            f"content type {kind or 'none'} is not accepted: send an image (image/png, ...), multipart/form-data or application/json",
+        )
+    return np.stack(digits)

@@ -1,0 +1,351 @@
+"""`mnist serve` as a real process on 127.0.0.1: every endpoint, every bad input, concurrent clients
+answered right and batched, flat memory, a graceful SIGTERM; and the pieces (the batcher, the
+ONNX backend, the port check) directly."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+import signal
+import socket
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+from PIL import Image
+
+from mnist_cli.config.compose import compose_config
+from mnist_cli.data.batches import BatchPrep
+from mnist_cli.data.datasets import load_split
+from mnist_cli.data.images import load_grayscale, to_mnist
+from mnist_cli.errors import UserError
+from mnist_cli.serving.batcher import Batcher, QueueFull
+from mnist_cli.stages.serve import listen, need_serve_extra
+from mnist_cli.training.checkpoint import load_checkpoint, model_from_checkpoint
+from mnist_cli.training.runtime import autocast, pick_precision
+
+from conftest import BAD_INPUTS, FAST, mnist, run_dirs, serving, summary
+
+pytestmark = pytest.mark.slow
+TOKEN = "s3cret"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory, tiny_data: Path) -> Path:
+    """A run directory with a CNN trained on the tiny data."""
+    cwd = tmp_path_factory.mktemp("serve")
+    done = mnist("pretrain", f"dataset.root={tiny_data}", *FAST, cwd=cwd)
+    assert done.returncode == 0, done.stderr
+    return run_dirs(cwd, "pretrain")[0]
+
+
+@pytest.fixture(scope="module")
+def server(trained: Path):
+    """The server every test shares, with a small body limit."""
+    with serving(
+        f"ckpt={trained}", "serve.max_bytes=200000", "serve.max_images=8", cwd=trained.parent.parent.parent
+    ) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def digits(tiny_data: Path) -> np.ndarray:
+    """Test images of the tiny data set, uint8 (N, 28, 28)."""
+    cfg = compose_config(f"dataset.root={tiny_data}", "dataset.download=false")
+    return load_split(cfg.dataset, "test").images[:20].reshape(-1, 28, 28).numpy()
+
+
+def png(pixels: np.ndarray, paper: bool = False) -> bytes:
+    """PNG bytes of a digit; `paper`: dark ink on white, as a photo or drawing would be."""
+    buffer = io.BytesIO()
+    Image.fromarray(255 - pixels if paper else pixels).resize((112, 112)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def reference(run: Path, digits: np.ndarray) -> np.ndarray:
+    """The checkpoint's class probabilities for MNIST-like digits, computed here as the server should."""
+    ckpt = load_checkpoint(run / "checkpoints" / "best.ckpt")
+    model = model_from_checkpoint(ckpt).eval()
+    prep = BatchPrep(OmegaConf.create(ckpt["config"]["dataset"]))
+    with torch.no_grad(), autocast(torch.device("cpu"), pick_precision("auto", torch.device("cpu"))):
+        logits = model(prep(torch.from_numpy(digits)[:, None], train=False))
+    return logits.float().softmax(1).numpy()
+
+
+def predictions(response: httpx.Response) -> list[dict]:
+    assert response.status_code == 200, response.text
+    return response.json()["predictions"]
+
+
+def test_every_endpoint_answers(server, trained: Path) -> None:
+    assert httpx.get(server.url + "health").json() == {"status": "ok"}
+    assert httpx.get(server.url + "ready").json() == {"ready": True}
+    info = httpx.get(server.url + "info").json()
+    assert info["checkpoint"] == str(trained / "checkpoints" / "best.ckpt")
+    assert info["classes"] == [str(c) for c in range(10)] and info["model"] == "cnn"
+    assert info["test_acc"] == summary(trained)["test_acc"]
+    metrics = httpx.get(server.url + "metrics")
+    assert metrics.headers["content-type"].startswith("text/plain")
+    assert 'mnist_requests_total{route="/info",status="200"} 1.0' in metrics.text
+    spec = httpx.get(server.url + "openapi.json").json()
+    body = spec["paths"]["/predict"]["post"]["requestBody"]["content"]
+    assert {"multipart/form-data", "image/png", "application/json"} <= body.keys()
+    for path in ("docs", ""):  # the API page and the drawing page, with what they load, from the package
+        page = httpx.get(server.url + path)
+        assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+        for asset in [a for a in page.text.split('"') if a.endswith((".js", ".css"))]:
+            assert not asset.startswith("http"), f"{asset}: the page must work offline"
+            assert httpx.get(server.url + asset.lstrip("/")).status_code == 200, asset
+    assert 'id="canvas"' in page.text and 'id="prediction"' in page.text
+
+
+def test_every_way_of_sending_gives_the_checkpoint_answer(server, trained: Path, digits: np.ndarray) -> None:
+    photo = png(digits[3], paper=True)  # dark on light, 112x112: made MNIST-like by the server
+    upload = predictions(httpx.post(server.url + "predict?input=true", files={"file": ("d.png", photo, "image/png")}))
+    raw = predictions(
+        httpx.post(server.url + "predict?input=true", content=photo, headers={"content-type": "image/png"})
+    )
+    encoded = base64.b64encode(photo).decode()
+    as_json = predictions(
+        httpx.post(server.url + "predict?input=true", json={"images": [encoded, "data:image/png;base64," + encoded]})
+    )
+    assert upload == raw == as_json[:1] == as_json[1:]
+    # The same preprocessing as `mnist predict`: one function.
+    cfg = compose_config()
+    assert np.array_equal(np.array(upload[0]["input"]), to_mnist(load_grayscale(photo), cfg.preprocess))
+    assert (
+        "input"
+        not in predictions(httpx.post(server.url + "predict", content=photo, headers={"content-type": "image/png"}))[0]
+    )
+
+    # 28x28 pixel arrays are MNIST digits already: their answers are the checkpoint's own.
+    answers = predictions(httpx.post(server.url + "predict", json={"images": digits[:8].tolist()}))
+    expected = reference(trained, digits[:8])
+    for answer, p in zip(answers, expected):
+        assert answer["label"] == str(p.argmax())
+        assert answer["confidence"] == pytest.approx(p.max(), abs=1e-2)
+        assert list(answer["probabilities"]) == [str(c) for c in range(10)]
+        assert sum(answer["probabilities"].values()) == pytest.approx(1, abs=1e-4)
+
+
+def test_bad_input_gets_a_clear_status_and_the_server_goes_on(server, digits: np.ndarray) -> None:
+    url = server.url + "predict"
+    image = {"content-type": "image/png"}
+    truncated = png(digits[0])[:60]
+    cases = [
+        ("a text file as an image", dict(content=b"hello", headers=image), 400, "not a readable image"),
+        ("a truncated PNG", dict(content=truncated, headers=image), 400, "not a readable image"),
+        ("a blank image", dict(content=png(np.zeros((28, 28), np.uint8)), headers=image), 400, "blank"),
+        ("a text body", dict(content=b"7", headers={"content-type": "text/plain"}), 415, "not accepted"),
+        ("no content type", dict(content=png(digits[0])), 415, "not accepted"),
+        ("an upload without a file field", dict(files={"image": ("d.png", png(digits[0]))}), 422, "`file`"),
+        ("malformed JSON", dict(content=b'{"images": [', headers={"content-type": "application/json"}), 422, "JSON"),
+        ("JSON without images", dict(json={"pictures": []}), 422, "JSON"),
+        ("a 27x28 pixel array", dict(json={"images": [digits[0][:27].tolist()]}), 422, "28x28"),
+        ("pixels above 255", dict(json={"images": [(digits[0].astype(int) + 300).tolist()]}), 422, "0 to 255"),
+        ("ragged pixel rows", dict(json={"images": [[[0] * 28] * 27 + [[0] * 5]]}), 422, "28 rows"),
+        ("bad base64", dict(json={"images": ["not base64!"]}), 400, "base64"),
+        ("9 images (max_images=8)", dict(json={"images": [digits[0].tolist()] * 9}), 413, "max_images"),
+        ("a body over max_bytes", dict(content=b"\0" * 200_001, headers=image), 413, "max_bytes"),
+        ("a 5000x5000 image", dict(content=huge_png(), headers=image), 413, "over the limit"),
+    ]
+    for tried, request, status, said in cases:
+        response = httpx.post(url, **request)
+        assert response.status_code == status, (tried, response.text)
+        assert said in response.json()["detail"], (tried, response.text)
+        BAD_INPUTS.append((f"mnist serve: POST /predict with {tried}", f"{status} {response.json()['detail']}"))
+    assert predictions(httpx.post(url, content=png(digits[0]), headers=image))  # still serving
+
+
+def huge_png() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("L", (5000, 5000)).save(buffer, format="PNG")  # 25 M pixels in a few kB
+    return buffer.getvalue()
+
+
+def post_raw(url: str, head: bytes, body: bytes = b"") -> tuple[socket.socket, bytes]:
+    """Send a request's head (and part of its body) on a raw socket; the socket and the first reply bytes."""
+    host, port = url.removeprefix("http://").rstrip("/").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=10)
+    sock.sendall(head + body)
+    return sock, sock.recv(65536)
+
+
+def test_an_oversized_body_is_refused_before_it_is_read(server) -> None:
+    # Content-Length says 1 GB and 10 bytes came: the answer comes at once, nothing more is read.
+    head = b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 1000000000\r\n\r\n"
+    sock, reply = post_raw(server.url, head, b"0123456789")
+    sock.close()
+    assert reply.startswith(b"HTTP/1.1 413") and b"max_bytes" in reply
+    # Without a Content-Length (chunked), counting stops the body at the limit.
+    chunked = httpx.post(
+        server.url + "predict", content=iter([b"\0" * 65536] * 8), headers={"content-type": "image/png"}
+    )
+    assert chunked.status_code == 413
+
+
+def test_token_and_a_full_queue(trained: Path, digits: np.ndarray) -> None:
+    with serving(f"ckpt={trained}", f"serve.token={TOKEN}", "serve.max_queue=2", cwd=trained.parent.parent.parent) as s:
+        body = {"images": digits[:2].tolist()}
+        for path in ("predict", "info", "metrics"):
+            denied = httpx.request("POST" if path == "predict" else "GET", s.url + path, json=body)
+            assert denied.status_code == 401 and denied.headers["www-authenticate"] == "Bearer", path
+        wrong = httpx.post(s.url + "predict", json=body, headers={"authorization": "Bearer nope"})
+        assert wrong.status_code == 401
+        assert httpx.get(s.url + "health").status_code == 200  # liveness and readiness stay open
+        auth = {"authorization": f"Bearer {TOKEN}"}
+        assert len(predictions(httpx.post(s.url + "predict", json=body, headers=auth))) == 2
+        full = httpx.post(s.url + "predict", json={"images": digits[:3].tolist()}, headers=auth)
+        assert full.status_code == 503 and full.headers["retry-after"] == "1" and "max_queue" in full.json()["detail"]
+        BAD_INPUTS.append(("mnist serve: POST /predict without the token", denied.json()["detail"]))
+        BAD_INPUTS.append(("mnist serve: 3 images with serve.max_queue=2", full.json()["detail"]))
+
+
+def rss_kib(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:")))
+
+
+def test_32_clients_are_answered_right_in_batches_and_memory_stays_flat(server, digits: np.ndarray) -> None:
+    images = [png(d) for d in digits[:10]]
+    expected = [
+        predictions(httpx.post(server.url + "predict", content=i, headers={"content-type": "image/png"}))[0]["label"]
+        for i in images
+    ]
+
+    def client(k: int) -> list[bool]:
+        with httpx.Client(base_url=server.url) as http:
+            right = []
+            for n in range(50):
+                reply = http.post("predict", content=images[(k + n) % 10], headers={"content-type": "image/png"})
+                right.append(
+                    reply.status_code == 200 and reply.json()["predictions"][0]["label"] == expected[(k + n) % 10]
+                )
+            return right
+
+    def load() -> list[bool]:
+        with ThreadPoolExecutor(32) as pool:
+            return [ok for answers in pool.map(client, range(32)) for ok in answers]
+
+    first = load()
+    before = rss_kib(server.process.pid)
+    second = load()
+    after = rss_kib(server.process.pid)
+    assert len(first) == len(second) == 32 * 50 and all(first) and all(second)
+    assert after - before < 4096, f"the server grew by {after - before} KiB over 1,600 requests"
+
+    text = httpx.get(server.url + "metrics").text
+    value = lambda name: float(next(line.split()[-1] for line in text.splitlines() if line.startswith(name)))
+    batches, singles = value("mnist_batch_size_count"), value('mnist_batch_size_bucket{le="1.0"}')
+    assert singles < batches, "under 32 concurrent clients some forward passes should take more than one image"
+    assert value('mnist_requests_total{route="/predict",status="200"}') >= 3200
+
+
+def test_sigterm_answers_the_request_in_flight_and_exits_0(trained: Path, digits: np.ndarray) -> None:
+    cwd = trained.parent.parent.parent
+    with serving(f"ckpt={trained}", cwd=cwd) as s:
+        body = json.dumps({"images": digits[:2].tolist()}).encode()
+        head = f"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        host, port = s.url.removeprefix("http://").rstrip("/").split(":")
+        in_flight = socket.create_connection((host, int(port)), timeout=10)
+        in_flight.sendall(head.encode() + body[:100])  # half a request: the server is reading it
+        time.sleep(0.3)
+        s.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # new connections are refused once it stops accepting
+            try:
+                socket.create_connection((host, int(port)), timeout=1).close()
+                time.sleep(0.1)
+            except OSError:
+                break
+        else:
+            pytest.fail("the server still accepts connections 10 s after SIGTERM")
+        in_flight.sendall(body[100:])
+        reply = b""
+        while chunk := in_flight.recv(65536):
+            reply += chunk
+        assert reply.startswith(b"HTTP/1.1 200"), reply[:200]
+        assert len(json.loads(reply.split(b"\r\n\r\n", 1)[1])["predictions"]) == 2
+        assert s.process.wait(timeout=30) == 0, "".join(s.errors)
+    record = summary(run_dirs(cwd, "serve")[-1])
+    assert record["status"] == "completed" and record["stopped_by"] == "SIGTERM"
+    assert record["requests_by_status"]["200"] >= 1 and record["images"] >= 2
+
+
+def test_the_batcher_groups_what_arrives_together_and_refuses_a_full_queue() -> None:
+    calls: list[int] = []
+
+    def predict(digits: np.ndarray) -> np.ndarray:
+        calls.append(len(digits))
+        return np.eye(10, dtype=np.float32)[digits[:, 0, 0] % 10]
+
+    def digit(k: int) -> np.ndarray:
+        return np.full((1, 28, 28), k, np.uint8)
+
+    async def scenario() -> dict:
+        seen = {}
+        batcher = Batcher(predict, max_batch=8, max_wait_ms=1000, max_queue=16)
+        batcher.start()
+        # Twelve queued together: batches of at most 8, each image its own answer.
+        answers = await asyncio.gather(*(batcher(digit(k)) for k in range(12)))
+        seen["labels"], seen["calls"] = [int(a.argmax()) for a in np.concatenate(answers)], calls[:]
+        # A lone request does not wait for max_wait_ms (1 s): nothing else is arriving.
+        started = time.perf_counter()
+        await batcher(digit(3))
+        seen["lone_s"] = time.perf_counter() - started
+        # While a request is still being read, the batch waits for it (up to max_wait_ms).
+        calls.clear()
+
+        async def late() -> np.ndarray:
+            with batcher.arrival():
+                await asyncio.sleep(0.2)
+            return await batcher(digit(5))
+
+        reading = asyncio.ensure_future(late())
+        await asyncio.sleep(0)  # it is being read now
+        await asyncio.gather(batcher(digit(4)), reading)
+        seen["waited_calls"] = calls[:]
+        try:
+            await batcher(np.zeros((17, 28, 28), np.uint8))
+        except QueueFull as e:
+            seen["refused"] = str(e)
+        await batcher.stop()
+        return seen
+
+    seen = asyncio.run(scenario())
+    assert seen["labels"] == [k % 10 for k in range(12)]
+    assert seen["calls"] == [8, 4]
+    assert seen["lone_s"] < 0.5
+    assert seen["waited_calls"] == [2]
+    assert "serve.max_queue=16" in seen["refused"]
+
+
+def test_an_exported_onnx_file_is_served_like_its_checkpoint(trained: Path, digits: np.ndarray, tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    from mnist_cli.serving.model import load_model
+
+    done = mnist("export", f"ckpt={trained}", "format=onnx", "export.check_images=64", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    onnx_file = next((tmp_path / "outputs" / "export").glob("*/model.onnx"))
+    served = load_model(compose_config("stage=serve", f"ckpt={onnx_file}"))
+    assert served.classes == [str(c) for c in range(10)] and served.info["backend"] == "onnxruntime"
+    assert served.info["test_acc"] == summary(onnx_file.parent)["exported_acc"]
+    assert np.allclose(served.predict(digits), reference(trained, digits), atol=2e-2)
+
+
+def test_a_port_in_use_and_a_missing_extra_are_one_line_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    taken = listen("127.0.0.1", 0)
+    with pytest.raises(UserError, match=r"cannot listen on 127\.0\.0\.1:\d+ .*serve\.port="):
+        listen("127.0.0.1", taken.getsockname()[1])
+    taken.close()
+    monkeypatch.setitem(sys.modules, "uvicorn", None)
+    with pytest.raises(UserError, match=r"pip install 'mnist-cli\[serve\]'"):
+        need_serve_extra()

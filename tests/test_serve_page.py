@@ -1,0 +1,125 @@
+"""The page of `mnist serve` in a real browser (Debian's chromium, driven by selenium through
+chromium-driver; .ci/run installs both): draw a 1 and a 7 with the mouse, upload an image, and the
+API documentation renders, all without the network. Needs a model that reads real digits, so it
+runs where MNIST_CLI_REAL_DATA names the real MNIST files."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageDraw
+
+from conftest import REAL_DATA, mnist, run_dirs, serving
+
+CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+pytestmark = [
+    pytest.mark.real_data,
+    pytest.mark.slow,
+    pytest.mark.skipif(not REAL_DATA, reason="set MNIST_CLI_REAL_DATA to a folder with the real MNIST IDX files"),
+    pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="needs Debian's chromium and chromium-driver (apt-get)"),
+]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",  # as root in a container
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--disable-background-networking",  # no connections beyond the page's own (this machine has no network)
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1000,900",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory):
+    cwd = tmp_path_factory.mktemp("page")
+    done = mnist("pretrain", "experiment=cnn_fast", f"dataset.root={REAL_DATA}", cwd=cwd)
+    assert done.returncode == 0, done.stderr
+    with serving(f"ckpt={run_dirs(cwd, 'pretrain')[0]}", cwd=cwd) as s:
+        yield s
+
+
+def draw(browser, strokes: list[list[tuple[int, int]]]) -> None:
+    """Mouse strokes on the 280x280 canvas, through points given in canvas pixels."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    canvas = browser.find_element(By.ID, "canvas")
+    for points in strokes:
+        moves = ActionChains(browser, duration=10)
+        moves.move_to_element_with_offset(canvas, points[0][0] - 140, points[0][1] - 140).click_and_hold()
+        for (x0, y0), (x1, y1) in zip(points, points[1:]):
+            for _ in range(6):  # several small moves, as a hand makes
+                moves.move_by_offset(round((x1 - x0) / 6), round((y1 - y0) / 6))
+        moves.release().perform()
+
+
+def shown(browser, expected: str) -> str:
+    """#prediction's text once it starts with `expected` (or what it shows after 15 s)."""
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    text = lambda: browser.find_element(By.ID, "prediction").text
+    try:
+        WebDriverWait(browser, 15).until(lambda _: text().startswith(expected))
+    except TimeoutException:
+        pass
+    return text()
+
+
+def test_digits_drawn_with_the_mouse_are_read_as_drawn(browser, server) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.get(server.url)
+    draw(browser, [[(140, 45), (140, 235)]])
+    assert shown(browser, "1").startswith("1")
+    bars = browser.find_elements(By.CSS_SELECTOR, "#bars .bar")
+    assert len(bars) == 10 and "top" in bars[1].get_attribute("class")
+
+    browser.find_element(By.ID, "clear").click()
+    assert shown(browser, "draw") == "draw a digit"
+    draw(browser, [[(75, 60), (205, 60), (125, 235)]])
+    assert shown(browser, "7").startswith("7")
+    seen = browser.execute_script(
+        "return Array.from(document.getElementById('seen').getContext('2d').getImageData(0, 0, 28, 28).data)"
+    )
+    assert max(seen[0::4]) > 200  # what the model saw is shown, light on black
+
+
+def test_an_uploaded_image_is_read(browser, server, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    photo = Image.new("RGB", (300, 240), "white")  # a 4 in blue ink on white paper
+    ImageDraw.Draw(photo).line([(170, 30), (100, 150), (200, 150)], fill=(20, 30, 120), width=16)
+    ImageDraw.Draw(photo).line([(175, 90), (175, 215)], fill=(20, 30, 120), width=16)
+    photo.save(tmp_path / "four.jpg")
+    browser.get(server.url)
+    browser.find_element(By.ID, "upload").send_keys(str(tmp_path / "four.jpg"))
+    assert shown(browser, "4").startswith("4")
+
+
+def test_the_api_documentation_renders_offline(browser, server) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(server.url + "docs")
+    WebDriverWait(browser, 15).until(lambda b: b.find_elements(By.CSS_SELECTOR, ".opblock-summary-path"))
+    paths = {e.text for e in browser.find_elements(By.CSS_SELECTOR, ".opblock-summary-path")}
+    assert {"/predict", "/health", "/ready", "/info", "/metrics"} <= paths
