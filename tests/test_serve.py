@@ -341,6 +341,28 @@ def test_an_exported_onnx_file_is_served_like_its_checkpoint(trained: Path, digi
     assert np.allclose(served.predict(digits), reference(trained, digits), atol=2e-2)
 
 
+def test_answers_are_not_held_back_by_nagle() -> None:
+    """Connections accepted on the listening socket send at once (TCP_NODELAY), so a response
+    written in two parts does not wait ~40 ms for the client's delayed ACK."""
+
+    async def accepted_nodelay() -> int:
+        sock = listen("127.0.0.1", 0)
+        accepted: asyncio.Future = asyncio.get_running_loop().create_future()
+        server = await asyncio.start_server(
+            lambda r, w: accepted.set_result(
+                w.get_extra_info("socket").getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+            ),
+            sock=sock,
+        )
+        _, writer = await asyncio.open_connection(*sock.getsockname()[:2])
+        value = await accepted
+        writer.close()
+        server.close()
+        return value
+
+    assert asyncio.run(accepted_nodelay()) != 0
+
+
 def test_a_port_in_use_and_a_missing_extra_are_one_line_errors(monkeypatch: pytest.MonkeyPatch) -> None:
     taken = listen("127.0.0.1", 0)
     with pytest.raises(UserError, match=r"cannot listen on 127\.0\.0\.1:\d+ .*serve\.port="):
