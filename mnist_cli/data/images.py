@@ -7,6 +7,7 @@ from __future__ import annotations
 import glob
 import io
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 from omegaconf import DictConfig
@@ -65,7 +66,7 @@ def paper_level(pixels: np.ndarray) -> float:
     return float(np.median(np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])))
 
 
-def to_mnist(pixels: np.ndarray, cfg: DictConfig) -> np.ndarray:
+def to_mnist(pixels: np.ndarray, cfg: DictConfig | SimpleNamespace) -> np.ndarray:
     """MNIST-style 28x28 uint8 digit from grayscale pixels (see the module docstring).
 
     cfg: invert (auto: when the border is lighter than the middle grey), threshold (share of the

@@ -27,7 +27,7 @@ from mnist_cli.serving.batcher import Batcher, QueueFull
 from mnist_cli.serving.limits import BodyLimit, token_check
 from mnist_cli.serving.metrics import CountRequests, ServerMetrics
 from mnist_cli.serving.model import ServedModel
-from mnist_cli.serving.requests import REQUEST_BODY, read_digits
+from mnist_cli.serving.requests import REQUEST_BODY, DigitReader
 
 PAGE = resources.files("mnist_cli.serving") / "page"
 
@@ -60,6 +60,7 @@ def answer(classes: list[str], probabilities: np.ndarray, digits: np.ndarray, wi
 
 def build_app(served: ServedModel, cfg: DictConfig, metrics: ServerMetrics) -> FastAPI:
     knobs = cfg.serve
+    read_digits = DigitReader(cfg)
     state = {"ready": False}
 
     def on_batch(size: int) -> None:
@@ -85,7 +86,7 @@ def build_app(served: ServedModel, cfg: DictConfig, metrics: ServerMetrics) -> F
         description="Handwritten digits in, labels out. POST images to /predict; the page at / draws them.",
         lifespan=lifespan,
     )
-    guarded = [Depends(token_check(None if knobs.token is None else str(knobs.token)))]
+    guarded = [] if knobs.token is None else [Depends(token_check(str(knobs.token)))]
 
     @app.post(
         "/predict",
@@ -107,7 +108,7 @@ def build_app(served: ServedModel, cfg: DictConfig, metrics: ServerMetrics) -> F
         several (JSON: `{"images": [<base64 image> or <28x28 pixels>, ...]}`). `?input=true` adds
         the 28x28 digit the model saw to each answer."""
         with batcher.arrival():
-            digits = await read_digits(request, cfg)
+            digits = await read_digits(request)
         try:
             probabilities = await batcher(digits)
         except QueueFull as e:
@@ -117,28 +118,28 @@ def build_app(served: ServedModel, cfg: DictConfig, metrics: ServerMetrics) -> F
         return answer(served.classes, probabilities, digits, show_input)
 
     @app.get("/health")
-    def health() -> dict[str, str]:
+    async def health() -> dict[str, str]:
         """The process is up and answering."""
         return {"status": "ok"}
 
     @app.get("/ready", responses={503: {"description": "warming up or shutting down"}})
-    def ready() -> JSONResponse:
+    async def ready() -> JSONResponse:
         """The model is loaded and warmed, and the server is not shutting down."""
         return JSONResponse({"ready": state["ready"]}, status_code=200 if state["ready"] else 503)
 
     @app.get("/info", dependencies=guarded)
-    def info() -> dict[str, Any]:
+    async def info() -> dict[str, Any]:
         """The model served, its checkpoint, classes and recorded test accuracy, and the batching knobs."""
         batching = {key: knobs[key] for key in ("max_batch", "max_wait_ms", "max_queue", "threads")}
         return {**served.info, "classes": served.classes, "batching": batching, "version": __version__}
 
     @app.get("/metrics", dependencies=guarded, response_class=Response)
-    def prometheus() -> Response:
+    async def prometheus() -> Response:
         """Prometheus text format: requests by route and status, latency, batch sizes, images served."""
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def page() -> HTMLResponse:
+    async def page() -> HTMLResponse:
         return HTMLResponse((PAGE / "index.html").read_text())
 
     app.mount("/page", StaticFiles(directory=str(PAGE)), name="page")

@@ -44,12 +44,11 @@ class BodyLimit:
         await self.app(scope, counted, send)
 
 
-def token_check(token: str | None):
-    """A FastAPI dependency: 401 unless the request carries `Authorization: Bearer <token>`."""
+def token_check(token: str):
+    """A FastAPI dependency: 401 unless the request carries `Authorization: Bearer <token>`. (async:
+    FastAPI runs a plain function in its thread pool, a thread hand-off on every request.)"""
 
-    def check(request: Request) -> None:
-        if token is None:
-            return
+    async def check(request: Request) -> None:
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not secrets.compare_digest(given.encode(), token.encode()):
             raise HTTPException(

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+from types import SimpleNamespace
 
 import numpy as np
 from fastapi import HTTPException, Request
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from pydantic import BaseModel, Field, ValidationError
 from starlette.datastructures import UploadFile
 
@@ -50,59 +51,68 @@ REQUEST_BODY = {
 }
 
 
-def digit_from_bytes(data: bytes, cfg: DictConfig) -> np.ndarray:
-    try:
-        return to_mnist(load_grayscale(data, max_pixels=cfg.serve.max_pixels), cfg.preprocess)
-    except ImageTooLarge as e:
-        raise HTTPException(413, str(e)) from None
-    except UserError as e:
-        raise HTTPException(400, str(e)) from None
+class DigitReader:
+    """Reads /predict's bodies with the limits and preprocessing of the config, taken out of it
+    once (a config lookup per request costs more than it should on the server's hot path)."""
 
+    def __init__(self, cfg: DictConfig):
+        self.max_pixels = int(cfg.serve.max_pixels)
+        self.max_images = int(cfg.serve.max_images)
+        self.preprocess = SimpleNamespace(**OmegaConf.to_container(cfg.preprocess))
 
-def digit_from_json(item: str | Pixels, cfg: DictConfig) -> np.ndarray:
-    if isinstance(item, str):
-        encoded = item.partition(",")[2] if item.startswith("data:") else item
-        try:
-            data = base64.b64decode(encoded, validate=True)
-        except (binascii.Error, ValueError):
-            raise HTTPException(400, "an image string is not valid base64") from None
-        return digit_from_bytes(data, cfg)
-    try:
-        pixels = np.asarray(item, dtype=np.float32)
-    except ValueError:  # rows of different lengths
-        raise HTTPException(422, f"a pixel array must be {SIZE} rows of {SIZE} numbers") from None
-    if pixels.shape != (SIZE, SIZE):
-        raise HTTPException(422, f"a pixel array must be {SIZE}x{SIZE} numbers, not {'x'.join(map(str, pixels.shape))}")
-    if not ((pixels >= 0) & (pixels <= 255)).all():
-        raise HTTPException(422, "a pixel array's numbers must be from 0 to 255 (light digit on black)")
-    return pixels.round().astype(np.uint8)
-
-
-async def read_digits(request: Request, cfg: DictConfig) -> np.ndarray:
-    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if kind == "multipart/form-data":
-        async with request.form(max_files=1, max_fields=8) as form:
-            upload = form.get("file")
-            if not isinstance(upload, UploadFile):
-                raise HTTPException(422, "a multipart upload needs the image in a field named `file`")
-            digits = [digit_from_bytes(await upload.read(), cfg)]
-    elif kind.startswith("image/"):
-        digits = [digit_from_bytes(await request.body(), cfg)]
-    elif kind == "application/json":
-        try:
-            body = PredictRequest.model_validate_json(await request.body())
-        except ValidationError as e:
+    async def __call__(self, request: Request) -> np.ndarray:
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if kind == "multipart/form-data":
+            async with request.form(max_files=1, max_fields=8) as form:
+                upload = form.get("file")
+                if not isinstance(upload, UploadFile):
+                    raise HTTPException(422, "a multipart upload needs the image in a field named `file`")
+                digits = [self.from_bytes(await upload.read())]
+        elif kind.startswith("image/"):
+            digits = [self.from_bytes(await request.body())]
+        elif kind == "application/json":
+            try:
+                body = PredictRequest.model_validate_json(await request.body())
+            except ValidationError as e:
+                raise HTTPException(
+                    422, f'not a valid JSON request: {e.errors()[0]["msg"]}; send {{"images": [...]}}'
+                ) from None
+            if len(body.images) > self.max_images:
+                raise HTTPException(
+                    413, f"{len(body.images)} images in one request; at most serve.max_images={self.max_images}"
+                )
+            digits = [self.from_json(item) for item in body.images]
+        else:
             raise HTTPException(
-                422, f'not a valid JSON request: {e.errors()[0]["msg"]}; send {{"images": [...]}}'
-            ) from None
-        if len(body.images) > cfg.serve.max_images:
-            raise HTTPException(
-                413, f"{len(body.images)} images in one request; at most serve.max_images={cfg.serve.max_images}"
+                415,
+                f"content type {kind or 'none'} is not accepted: send an image (image/png, ...), multipart/form-data or application/json",
             )
-        digits = [digit_from_json(item, cfg) for item in body.images]
-    else:
-        raise HTTPException(
-            415,
-            f"content type {kind or 'none'} is not accepted: send an image (image/png, ...), multipart/form-data or application/json",
-        )
-    return np.stack(digits)
+        return np.stack(digits)
+
+    def from_bytes(self, data: bytes) -> np.ndarray:
+        try:
+            return to_mnist(load_grayscale(data, max_pixels=self.max_pixels), self.preprocess)
+        except ImageTooLarge as e:
+            raise HTTPException(413, str(e)) from None
+        except UserError as e:
+            raise HTTPException(400, str(e)) from None
+
+    def from_json(self, item: str | Pixels) -> np.ndarray:
+        if isinstance(item, str):
+            encoded = item.partition(",")[2] if item.startswith("data:") else item
+            try:
+                data = base64.b64decode(encoded, validate=True)
+            except (binascii.Error, ValueError):
+                raise HTTPException(400, "an image string is not valid base64") from None
+            return self.from_bytes(data)
+        try:
+            pixels = np.asarray(item, dtype=np.float32)
+        except ValueError:  # rows of different lengths
+            raise HTTPException(422, f"a pixel array must be {SIZE} rows of {SIZE} numbers") from None
+        if pixels.shape != (SIZE, SIZE):
+            raise HTTPException(
+                422, f"a pixel array must be {SIZE}x{SIZE} numbers, not {'x'.join(map(str, pixels.shape))}"
+            )
+        if not ((pixels >= 0) & (pixels <= 255)).all():
+            raise HTTPException(422, "a pixel array's numbers must be from 0 to 255 (light digit on black)")
+        return pixels.round().astype(np.uint8)
