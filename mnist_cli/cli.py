@@ -32,6 +32,7 @@ EXAMPLES = """\
   mnist eval ckpt=outputs/finetune/<run> eval.attack=pgd eval.corruptions=true
   mnist predict ckpt=latest input='my_digits/*.png'
   mnist export ckpt=latest format=onnx      # or torchscript, int8; prune=0.5 first
+  mnist serve ckpt=latest                   # HTTP API + a page to draw digits on (http://127.0.0.1:8000/)
   mnist pretrain resume=outputs/pretrain/<run>
   mnist pretrain -m optimizer=adam,sgd optimizer.lr=1e-3,1e-2
   mnist pretrain -m hparams_search=optuna   # an Optuna search, continued when run again

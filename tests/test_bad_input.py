@@ -104,6 +104,12 @@ BAD = [
     (["eval", "ckpt={run}", "dataset.classes=[a,b]"], "predicts 10 classes but mnist has 2"),
     (["finetune", "ckpt={run}", "objective=contrastive"], "objective=contrastive is for `mnist pretrain`"),
     (["finetune", "ckpt={run}", "finetune.strategy=lora"], "finetune.strategy=lora adapts a vit's linear layers"),
+    # serve
+    (["serve"], "serve needs a checkpoint"),
+    (["serve", "ckpt={run}", "serve.port=70000"], "serve.port=70000 is not valid"),
+    (["serve", "ckpt={ckpt:truncated}"], "truncated or corrupt"),
+    (["serve", "ckpt=missing.onnx"], "ckpt=missing.onnx: no such file"),
+    (["serve", "ckpt=broken.onnx"], "broken.onnx: not a readable ONNX model"),
     # resume
     (["pretrain", "resume=nowhere"], "not a run directory with checkpoints/last.ckpt"),
     (["pretrain", "resume={run}"], "that run already finished"),
@@ -117,6 +123,7 @@ def try_bad_input(args: list[str], run: Path, cwd: Path) -> subprocess.Completed
     """Fill in the placeholders of `args` (damaged data, bad checkpoints, runs) and run mnist in `cwd`."""
     cwd.mkdir()
     (cwd / "notes.txt").write_text("notes")
+    (cwd / "broken.onnx").write_text("not a model")
     filled = []
     for arg in args:
         if "{data:" in arg:
