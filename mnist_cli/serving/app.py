@@ -61,7 +61,7 @@ def answer(classes: list[str], probabilities: np.ndarray, digits: np.ndarray, wi
 def build_app(served: ServedModel, cfg: DictConfig, metrics: ServerMetrics) -> FastAPI:
     knobs = cfg.serve
     read_digits = DigitReader(cfg)
-    state = {"ready": False}
+    state = {"warm": False}
 
     def on_batch(size: int) -> None:
         metrics.batch_size.observe(size)
@@ -69,15 +69,21 @@ def build_app(served: ServedModel, cfg: DictConfig, metrics: ServerMetrics) -> F
 
     batcher: Batcher | None = None
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI):
-        nonlocal batcher
-        batcher = Batcher(served.predict, knobs.max_batch, knobs.max_wait_ms, knobs.max_queue, on_batch)
+    async def warm_then_start() -> None:
         await asyncio.get_running_loop().run_in_executor(batcher.executor, warm_up, served, knobs.max_batch)
         batcher.start()
-        state["ready"] = True
+        state["warm"] = True
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        """Serving starts at once (/health answers); the model warms up meanwhile and /ready says
+        when it is done. Requests that come earlier wait in the queue."""
+        nonlocal batcher
+        batcher = Batcher(served.predict, knobs.max_batch, knobs.max_wait_ms, knobs.max_queue, on_batch)
+        warming = asyncio.get_running_loop().create_task(warm_then_start())
         yield
-        state["ready"] = False
+        state["warm"] = False
+        await asyncio.gather(warming, return_exceptions=True)
         await batcher.stop()
 
     app = FastAPIOffline(  # FastAPI whose /docs page is served from the package, not a CDN
@@ -86,6 +92,7 @@ def build_app(served: ServedModel, cfg: DictConfig, metrics: ServerMetrics) -> F
         description="Handwritten digits in, labels out. POST images to /predict; the page at / draws them.",
         lifespan=lifespan,
     )
+    app.state.stopping = lambda: False  # `mnist serve` points it at uvicorn's graceful stop
     guarded = [] if knobs.token is None else [Depends(token_check(str(knobs.token)))]
 
     @app.post(
@@ -125,7 +132,8 @@ def build_app(served: ServedModel, cfg: DictConfig, metrics: ServerMetrics) -> F
     @app.get("/ready", responses={503: {"description": "warming up or shutting down"}})
     async def ready() -> JSONResponse:
         """The model is loaded and warmed, and the server is not shutting down."""
-        return JSONResponse({"ready": state["ready"]}, status_code=200 if state["ready"] else 503)
+        ready = state["warm"] and not app.state.stopping()
+        return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
 
     @app.get("/info", dependencies=guarded)
     async def info() -> dict[str, Any]:

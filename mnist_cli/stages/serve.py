@@ -79,8 +79,9 @@ def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str
     host, port = sock.getsockname()[:2]
     url = f"http://{host if ':' not in host else f'[{host}]'}:{port}/"
     metrics = ServerMetrics()
+    app = build_app(served, cfg, metrics)
     config = uvicorn.Config(
-        build_app(served, cfg, metrics),
+        app,
         log_config=None,  # uvicorn's messages go to the run's log like the stage's own
         log_level="warning",
         access_log=False,
@@ -89,8 +90,10 @@ def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str
     )
     print(f"mnist serve: {served.info['checkpoint']} at {url} (API: {url}docs); Ctrl-C stops", flush=True)
     log.info("serving %s at %s", served.info["checkpoint"], url)
+    server = uvicorn.Server(config)
+    app.state.stopping = lambda: server.should_exit  # /ready answers 503 while requests in flight finish
     with stop_signals() as caught:
-        uvicorn.Server(config).run(sockets=[sock])
+        server.run(sockets=[sock])
     counts = metrics.counts()
     log.info(
         "stopped (%s): %d requests, %d images",
