@@ -203,7 +203,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "serve.max_bytes": (positive_int, "a whole number of bytes >= 1, e.g. 4194304 (4 MiB)"),
     "serve.max_images": (positive_int, "a whole number of images >= 1"),
     "serve.max_pixels": (positive_int, "a whole number of pixels >= 1"),
-    "serve.shutdown_timeout_s": (non_negative, "a number of seconds >= 0"),
+    "serve.shutdown_timeout_s": (positive, "a number of seconds > 0"),
     "dataset.labels_per_class": (optional(positive_int), "null or a whole number >= 1"),
     "dataset.label_fraction": (optional(lambda v: _is_num(v) and 0 < v <= 1), "null or a fraction in (0, 1]"),
 }

@@ -89,7 +89,6 @@ def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str
         timeout_graceful_shutdown=cfg.serve.shutdown_timeout_s,
     )
     print(f"mnist serve: {served.info['checkpoint']} at {url} (API: {url}docs); Ctrl-C stops", flush=True)
-    log.info("serving %s at %s", served.info["checkpoint"], url)
     server = uvicorn.Server(config)
     app.state.stopping = lambda: server.should_exit  # /ready answers 503 while requests in flight finish
     with stop_signals() as caught:
