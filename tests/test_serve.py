@@ -20,6 +20,7 @@ import httpx
 import numpy as np
 import pytest
 import torch
+from fastapi.testclient import TestClient
 from omegaconf import OmegaConf
 from PIL import Image
 
@@ -27,8 +28,11 @@ from mnist_cli.config.compose import compose_config
 from mnist_cli.data.batches import BatchPrep
 from mnist_cli.data.datasets import load_split
 from mnist_cli.data.images import load_grayscale, to_mnist
+from mnist_cli.deploy.predictor import Predictor, load_predictor
 from mnist_cli.errors import UserError
+from mnist_cli.serving.app import build_app
 from mnist_cli.serving.batcher import Batcher, QueueFull
+from mnist_cli.serving.metrics import ServerMetrics
 from mnist_cli.stages.serve import listen, need_serve_extra
 from mnist_cli.training.checkpoint import load_checkpoint, model_from_checkpoint
 from mnist_cli.training.runtime import autocast, pick_precision
@@ -329,11 +333,6 @@ def test_the_batcher_groups_what_arrives_together_and_refuses_a_full_queue() -> 
 
 
 def test_ready_only_once_warmed_and_not_while_stopping() -> None:
-    from fastapi.testclient import TestClient
-
-    from mnist_cli.serving.app import build_app
-    from mnist_cli.serving.metrics import ServerMetrics
-    from mnist_cli.serving.model import ServedModel
 
     warmed = threading.Event()
 
@@ -341,9 +340,7 @@ def test_ready_only_once_warmed_and_not_while_stopping() -> None:
         warmed.wait(10)  # a model that takes its time to warm up
         return np.full((len(digits), 10), 0.1, np.float32)
 
-    app = build_app(
-        ServedModel(predict, [str(c) for c in range(10)], {}), compose_config("stage=serve"), ServerMetrics()
-    )
+    app = build_app(Predictor(predict, [str(c) for c in range(10)], {}), compose_config("stage=serve"), ServerMetrics())
     with TestClient(app) as client:
         assert client.get("/health").status_code == 200
         assert client.get("/ready").json() == {"ready": False} and client.get("/ready").status_code == 503
@@ -356,17 +353,28 @@ def test_ready_only_once_warmed_and_not_while_stopping() -> None:
         assert client.get("/ready").status_code == 503
 
 
-def test_an_exported_onnx_file_is_served_like_its_checkpoint(trained: Path, digits: np.ndarray, tmp_path: Path) -> None:
+def test_an_exported_onnx_file_predicts_like_its_checkpoint(trained: Path, digits: np.ndarray, tmp_path: Path) -> None:
+    """What serve and predict load from an .onnx file answers as the checkpoint does."""
     pytest.importorskip("onnxruntime")
-    from mnist_cli.serving.model import load_model
-
     done = mnist("export", f"ckpt={trained}", "format=onnx", "export.check_images=64", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     onnx_file = next((tmp_path / "outputs" / "export").glob("*/model.onnx"))
-    served = load_model(compose_config("stage=serve", f"ckpt={onnx_file}"))
+    served = load_predictor(compose_config("stage=serve", f"ckpt={onnx_file}"), threads=1)
     assert served.classes == [str(c) for c in range(10)] and served.info["backend"] == "onnxruntime"
     assert served.info["test_acc"] == summary(onnx_file.parent)["exported_acc"]
     assert np.allclose(served.predict(digits), reference(trained, digits), atol=2e-2)
+    # `mnist predict` takes the file too.
+    for k, digit in enumerate(digits[:4]):
+        Image.fromarray(digit).save(tmp_path / f"{k}.png")
+    done = mnist("predict", f"ckpt={onnx_file}", f"input={tmp_path}/*.png", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    [run] = run_dirs(tmp_path, "predict")
+    labels = [line.split(",")[1] for line in (run / "predictions.csv").read_text().splitlines()[1:]]
+    cfg = compose_config()
+    expected = reference(
+        trained, np.stack([to_mnist(digit.astype(np.float32), cfg.preprocess) for digit in digits[:4]])
+    )
+    assert labels == [str(c) for c in expected.argmax(1)]
 
 
 def test_answers_are_not_held_back_by_nagle() -> None:

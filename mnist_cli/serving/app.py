@@ -23,10 +23,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
 from mnist_cli import __version__
+from mnist_cli.deploy.predictor import Predictor
 from mnist_cli.serving.batcher import Batcher, QueueFull
 from mnist_cli.serving.limits import BodyLimit, token_check
 from mnist_cli.serving.metrics import CountRequests, ServerMetrics
-from mnist_cli.serving.model import ServedModel
 from mnist_cli.serving.requests import REQUEST_BODY, DigitReader
 
 PAGE = resources.files("mnist_cli.serving") / "page"
@@ -44,45 +44,36 @@ class PredictResponse(BaseModel):
 
 
 def answer(classes: list[str], probabilities: np.ndarray, digits: np.ndarray, with_input: bool) -> PredictResponse:
-    predictions = []
-    for p, digit in zip(probabilities.tolist(), digits):
-        best = max(range(len(classes)), key=p.__getitem__)
-        predictions.append(
+    return PredictResponse(
+        predictions=[
             Prediction(
                 label=classes[best],
                 confidence=round(p[best], 6),
                 probabilities={name: round(q, 6) for name, q in zip(classes, p)},
                 input=digit.tolist() if with_input else None,
             )
-        )
-    return PredictResponse(predictions=predictions)
+            for p, best, digit in zip(probabilities.tolist(), probabilities.argmax(1).tolist(), digits)
+        ]
+    )
 
 
-def build_app(served: ServedModel, cfg: DictConfig, metrics: ServerMetrics) -> FastAPI:
+def build_app(served: Predictor, cfg: DictConfig, metrics: ServerMetrics) -> FastAPI:
     knobs = cfg.serve
     read_digits = DigitReader(cfg)
-    state = {"warm": False}
-
-    def on_batch(size: int) -> None:
-        metrics.batch_size.observe(size)
-        metrics.images.inc(size)
-
-    batcher: Batcher | None = None
+    batcher = Batcher(served.predict, knobs.max_batch, knobs.max_wait_ms, knobs.max_queue, metrics.batch_size.observe)
 
     async def warm_then_start() -> None:
         await asyncio.get_running_loop().run_in_executor(batcher.executor, warm_up, served, knobs.max_batch)
         batcher.start()
-        state["warm"] = True
+        app.state.warm = True
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         """Serving starts at once (/health answers); the model warms up meanwhile and /ready says
         when it is done. Requests that come earlier wait in the queue."""
-        nonlocal batcher
-        batcher = Batcher(served.predict, knobs.max_batch, knobs.max_wait_ms, knobs.max_queue, on_batch)
         warming = asyncio.get_running_loop().create_task(warm_then_start())
         yield
-        state["warm"] = False
+        app.state.warm = False
         await asyncio.gather(warming, return_exceptions=True)
         await batcher.stop()
 
@@ -92,6 +83,7 @@ def build_app(served: ServedModel, cfg: DictConfig, metrics: ServerMetrics) -> F
         description="Handwritten digits in, labels out. POST images to /predict; the page at / draws them.",
         lifespan=lifespan,
     )
+    app.state.warm = False  # the model has been run once at each batch size, and the batcher runs
     app.state.stopping = lambda: False  # `mnist serve` points it at uvicorn's graceful stop
     guarded = [] if knobs.token is None else [Depends(token_check(str(knobs.token)))]
 
@@ -132,7 +124,7 @@ def build_app(served: ServedModel, cfg: DictConfig, metrics: ServerMetrics) -> F
     @app.get("/ready", responses={503: {"description": "warming up or shutting down"}})
     async def ready() -> JSONResponse:
         """The model is loaded and warmed, and the server is not shutting down."""
-        ready = state["warm"] and not app.state.stopping()
+        ready = app.state.warm and not app.state.stopping()
         return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
 
     @app.get("/info", dependencies=guarded)
@@ -158,7 +150,7 @@ def build_app(served: ServedModel, cfg: DictConfig, metrics: ServerMetrics) -> F
     return app
 
 
-def warm_up(served: ServedModel, max_batch: int) -> None:
+def warm_up(served: Predictor, max_batch: int) -> None:
     """Run the model once at the largest and the smallest batch, so the first requests do not pay
     for lazy initialisation."""
     for size in (max_batch, 1):

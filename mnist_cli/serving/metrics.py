@@ -1,5 +1,6 @@
 """What GET /metrics reports, in Prometheus' text format (prometheus_client): requests by route and
-status, their latency, the batch sizes of the forward passes, images served and the queue; and the
+status, their latency, the batch sizes of the forward passes (their sum: the images served) and the
+queue; and the
 counts summary.json records when the server stops. Requests are counted by ASGI middleware."""
 
 from __future__ import annotations
@@ -28,10 +29,10 @@ class ServerMetrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        # Its _count is the forward passes, its _sum the images answered.
         self.batch_size = Histogram(
             "mnist_batch_size", "Images per forward pass", buckets=BATCH_BUCKETS, registry=self.registry
         )
-        self.images = Counter("mnist_images", "Images answered", registry=self.registry)
         self.queue = Gauge("mnist_queue_images", "Images waiting for the model", registry=self.registry)
 
     def counts(self) -> dict[str, Any]:
@@ -43,7 +44,7 @@ class ServerMetrics:
                     status = sample.labels["status"]
                     by_status[status] = by_status.get(status, 0) + int(sample.value)
         batches = self.registry.get_sample_value("mnist_batch_size_count") or 0
-        images = int(self.registry.get_sample_value("mnist_images_total") or 0)
+        images = int(self.registry.get_sample_value("mnist_batch_size_sum") or 0)
         return {
             "requests": sum(by_status.values()),
             "requests_by_status": dict(sorted(by_status.items())),

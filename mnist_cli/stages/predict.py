@@ -1,5 +1,6 @@
-"""`mnist predict ckpt=... input=...`: label people's own images. Each readable image is made
-MNIST-like (data/images.py), all are classified in one batch, and the result is printed as a table and
+"""`mnist predict ckpt=... input=...`: label people's own images with a checkpoint or an exported
+.onnx file (deploy/predictor.py). Each readable image is made MNIST-like (data/images.py), all are
+classified in one batch, and the result is printed as a table and
 written to predictions.csv, with inputs.png showing what the model saw. An unreadable file is
 reported on its row; the others are still predicted."""
 
@@ -11,20 +12,17 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from mnist_cli.data.batches import BatchPrep
 from mnist_cli.data.images import find_images, load_grayscale, to_mnist
+from mnist_cli.deploy.predictor import load_predictor
 from mnist_cli.errors import UserError
 from mnist_cli.report import plots
 from mnist_cli.report.console import print_predictions
 from mnist_cli.run_dir import RunDir, csv_text, write_text
-from mnist_cli.stages.source import load_source
-from mnist_cli.training.checkpoint import model_from_checkpoint
-from mnist_cli.training.runtime import autocast, pick_precision, setup
 
 
 def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str, Any]:
-    device = setup(cfg)
-    source, ckpt = load_source(cfg)  # the classes and normalization it was trained with
+    predictor = load_predictor(cfg)  # a checkpoint: cfg takes its model and data set (classes, normalization)
+    source = predictor.info["checkpoint"]
     run.write_config(cfg)
 
     rows: list[dict[str, Any]] = []
@@ -41,11 +39,8 @@ def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str
             f"input={cfg.input}: none of the {len(rows)} files could be read as an image ({rows[0]['error']})"
         )
 
-    model = model_from_checkpoint(ckpt).to(device).eval()
-    images = torch.from_numpy(np.stack(digits))[:, None].to(device)
-    with torch.no_grad(), autocast(device, pick_precision(cfg.trainer.precision, device)):
-        probabilities = model(BatchPrep(cfg.dataset)(images, train=False)).float().softmax(1).cpu()
-    classes = list(cfg.dataset.classes)
+    probabilities = torch.from_numpy(predictor.predict(np.stack(digits)))
+    classes = predictor.classes
     top = probabilities.topk(min(cfg.predict.top_k, len(classes)), dim=1)
     readable = [row for row in rows if not row["error"]]
     for row, p, i in zip(readable, top.values.tolist(), top.indices.tolist()):

@@ -1,4 +1,4 @@
-"""`mnist serve ckpt=...`: load the model (serving/model.py), listen on serve.host:serve.port, print
+"""`mnist serve ckpt=...`: load the model (deploy/predictor.py), listen on serve.host:serve.port, print
 the URL, and serve the FastAPI app (serving/app.py) with uvicorn until Ctrl-C or SIGTERM. Then
 uvicorn stops accepting, answers the requests in flight, and the summary records the counts."""
 
@@ -69,12 +69,12 @@ def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str
     need_serve_extra()
     import uvicorn
 
+    from mnist_cli.deploy.predictor import load_predictor
     from mnist_cli.serving.app import build_app
     from mnist_cli.serving.metrics import ServerMetrics
-    from mnist_cli.serving.model import load_model
 
     sock = listen(cfg.serve.host, cfg.serve.port)  # first: a port in use is said before the model loads
-    served = load_model(cfg)
+    served = load_predictor(cfg, threads=cfg.serve.threads)
     run.write_config(cfg)
     host, port = sock.getsockname()[:2]
     url = f"http://{host if ':' not in host else f'[{host}]'}:{port}/"

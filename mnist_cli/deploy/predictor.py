@@ -1,6 +1,7 @@
-"""What `mnist serve` serves: a checkpoint (run directory, .ckpt or latest) through PyTorch, or an
-exported .onnx file through onnxruntime, as one function from MNIST-like digits, uint8 (N, 28, 28),
-to class probabilities, float32 (N, classes), plus what GET /info tells about it."""
+"""A trained model as one function from MNIST-like digits, uint8 (N, 28, 28), to class
+probabilities, float32 (N, classes): a checkpoint (run directory, .ckpt or latest) through PyTorch,
+under the run's device and precision, or an exported .onnx file through onnxruntime. What
+`mnist predict` and `mnist serve` run, and what serve's GET /info tells about it."""
 
 from __future__ import annotations
 
@@ -25,10 +26,10 @@ Predict = Callable[[np.ndarray], np.ndarray]
 
 
 @dataclass
-class ServedModel:
+class Predictor:
     predict: Predict  # uint8 digits (N, 28, 28) -> probabilities (N, classes)
     classes: list[str]
-    info: dict[str, Any]  # GET /info
+    info: dict[str, Any]  # backend, checkpoint (its path), model, device, precision, recorded test_acc
 
 
 def recorded_accuracy(file: Path) -> float | None:
@@ -43,16 +44,18 @@ def recorded_accuracy(file: Path) -> float | None:
     return None
 
 
-def load_model(cfg: DictConfig) -> ServedModel:
-    """The model of ckpt=... ready to serve; torch's (or onnxruntime's) threads set to serve.threads."""
+def load_predictor(cfg: DictConfig, threads: int | None = None) -> Predictor:
+    """The model of ckpt=...; `threads`: torch's (or onnxruntime's) CPU threads for it (None: as
+    trainer.num_threads says, for ONNX every core)."""
     if str(cfg.ckpt).endswith(".onnx"):
-        return onnx_model(cfg)
-    return torch_model(cfg)
+        return onnx_predictor(cfg, threads)
+    return torch_predictor(cfg, threads)
 
 
-def torch_model(cfg: DictConfig) -> ServedModel:
+def torch_predictor(cfg: DictConfig, threads: int | None) -> Predictor:
     device = setup(cfg)
-    torch.set_num_threads(cfg.serve.threads)
+    if threads:
+        torch.set_num_threads(threads)
     source, ckpt = load_source(cfg)  # cfg takes the checkpoint's model and data set (classes, normalization)
     model = model_from_checkpoint(ckpt).to(device).eval()
     prep = BatchPrep(cfg.dataset)
@@ -71,14 +74,14 @@ def torch_model(cfg: DictConfig) -> ServedModel:
         "device": str(device),
         "precision": precision,
     }
-    return ServedModel(predict, list(cfg.dataset.classes), {**info, "test_acc": recorded_accuracy(source)})
+    return Predictor(predict, list(cfg.dataset.classes), {**info, "test_acc": recorded_accuracy(source)})
 
 
-def onnx_model(cfg: DictConfig) -> ServedModel:
+def onnx_predictor(cfg: DictConfig, threads: int | None) -> Predictor:
     source = Path(cfg.ckpt).expanduser()
     if not source.is_file():
         raise UserError(f"ckpt={cfg.ckpt}: no such file; give an .onnx file written by `mnist export format=onnx`")
-    run_logits, recorded = load_onnx(source, threads=cfg.serve.threads)
+    run_logits, recorded = load_onnx(source, threads)
     if not {"mean", "std", "classes"} <= recorded.keys():
         raise UserError(
             f"ckpt={source}: this .onnx file does not record its preprocessing (mean, std, classes); "
@@ -91,4 +94,4 @@ def onnx_model(cfg: DictConfig) -> ServedModel:
         return run_logits(x).float().softmax(1).numpy()
 
     info = {"backend": "onnxruntime", "checkpoint": str(source), "model": "onnx", "device": "cpu", "precision": "fp32"}
-    return ServedModel(predict, list(recorded["classes"]), {**info, "test_acc": recorded_accuracy(source)})
+    return Predictor(predict, list(recorded["classes"]), {**info, "test_acc": recorded_accuracy(source)})
