@@ -195,8 +195,9 @@ def fit(
     trainer = Trainer(
         cfg.trainer, torch.device("cpu"), training_task(cfg, model, pool if splits.semi_supervised else None)
     )
+    length = trainer.length(len(train))
     optimizer = build_optimizer(cfg.optimizer, model)
-    scheduler = build_scheduler(cfg.scheduler, optimizer, trainer.steps_per_epoch(len(train)), cfg.trainer.epochs)
+    scheduler = build_scheduler(cfg.scheduler, optimizer, length.steps_per_epoch, length.total_steps)
     run = RunDir(tmp_path / "run")
     info = {
         "config": {"model": OmegaConf.to_container(cfg.model)},

@@ -110,6 +110,19 @@ def test_pretrain_finetune_eval(tmp_path: Path, tiny_data: Path) -> None:
     assert len((predict_run / "predictions.csv").read_text().splitlines()) == 3  # header and two images
 
 
+@pytest.mark.slow
+def test_stop_at_target_ends_the_run_and_records_the_time_to_it(tmp_path: Path, tiny_data: Path) -> None:
+    stop = ["trainer.epochs=4", "trainer.target_accuracy=0.5", "trainer.stop_at_target=true"]
+    result = mnist("pretrain", f"dataset.root={tiny_data}", *FAST, *stop, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    [run] = run_dirs(tmp_path, "pretrain")
+    s = summary(run)
+    first = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
+    assert first["val_acc"] >= 0.5 and s["epochs_run"] == 1 and s["stopped_at_target"] and not s["stopped_early"]
+    assert s["time_to_target_s"] == round(first["elapsed_s"], 3) and s["steps_run"] == 243 // 32
+    assert "reached trainer.target_accuracy" in result.stderr + result.stdout
+
+
 def test_config_errors_do_not_import_torch(tmp_path: Path) -> None:
     code = (
         "import sys\nfrom mnist_cli.cli import main\n"

@@ -75,6 +75,22 @@ def test_fixmatch_resumes_mid_epoch_bit_identically(
     assert all(torch.equal(v, again.state_dict()[k]) for k, v in model.state_dict().items())
 
 
+def test_fixmatch_with_a_step_budget_resumes_bit_identically(
+    tmp_path: Path, tiny_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """20 steps of 15 an epoch: the second epoch ends after 5 steps; stopped at step 3, the run
+    continues to the same weights, metrics and step count."""
+    overrides = [*FIXMATCH, "trainer.batch_size=8", "trainer.max_steps=20", "trainer.checkpoint_every_steps=3"]
+    saved = keep_the_first_mid_epoch_checkpoint(tmp_path, monkeypatch)
+    whole, run, model, _, _ = fit(tmp_path / "whole", tiny_data, *overrides)
+    monkeypatch.undo()
+    assert len(whole.history) == 2 and load_checkpoint(run.last_ckpt)["scheduler"]["last_epoch"] == 20
+    resumed, resumed_run, again, _, _ = fit(tmp_path / "resumed", tiny_data, *overrides, resume=load_checkpoint(saved))
+    assert untimed(whole.history) == untimed(resumed.history)
+    assert load_checkpoint(resumed_run.last_ckpt)["scheduler"]["last_epoch"] == 20
+    assert all(torch.equal(v, again.state_dict()[k]) for k, v in model.state_dict().items())
+
+
 @pytest.mark.slow
 def test_fixmatch_from_the_command_line_in_pretrain_and_finetune(tmp_path: Path, tiny_data: Path) -> None:
     common = [f"dataset.root={tiny_data}", "dataset.download=false", *FIXMATCH, "trainer.epochs=2"]

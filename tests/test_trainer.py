@@ -248,3 +248,30 @@ def test_moving_average_is_validated_saved_and_resumed_bit_identically(
 
 def whole_val(cfg) -> Split:
     return train_val_split(load_split(cfg.dataset, "train"), cfg.dataset.val_size, cfg.dataset.split_seed)[1]
+
+
+def test_stop_at_target_ends_at_the_first_epoch_that_reaches_it(tmp_path: Path, tiny_data: Path) -> None:
+    whole, *_ = fit(tmp_path / "whole", tiny_data, "trainer.epochs=5")
+    accs = [row["val_acc"] for row in whole.history]
+    target = max(accs)
+    first = accs.index(target) + 1
+    stopped, *_ = fit(
+        tmp_path / "stopped",
+        tiny_data,
+        "trainer.epochs=5",
+        f"trainer.target_accuracy={target}",
+        "trainer.stop_at_target=true",
+    )
+    assert first < 5 and len(stopped.history) == first and stopped.stopped_at_target
+    assert untimed(stopped.history) == untimed(whole.history[:first])  # the same epochs, then no more
+    assert not whole.stopped_at_target
+
+
+def test_a_step_budget_sizes_the_run_and_ends_the_schedule(tmp_path: Path, tiny_data: Path) -> None:
+    """243 training images in batches of 64 make 3 steps an epoch: 7 steps are 3 + 3 + 1."""
+    result, run, _, trainer, _ = fit(tmp_path, tiny_data, "trainer.batch_size=64", "trainer.max_steps=7")
+    length = trainer.length(243)
+    assert (length.epochs, [length.steps_in(e) for e in (1, 2, 3)]) == (3, [3, 3, 1]) and len(result.history) == 3
+    last = load_checkpoint(run.last_ckpt)
+    assert last["scheduler"]["last_epoch"] == 7  # optimizer steps taken
+    assert result.history[-1]["lr"] == pytest.approx(1e-2 / 25 / 1e4)  # onecycle's end, at the 7th step

@@ -97,6 +97,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
         lambda v: isinstance(v, Sequence) and len(v) > 0 and all(map(positive_int, v)),
         "a list of widths >= 1, e.g. [16,32,64]",
     ),
+    "model.convs": (positive_int, "a whole number of conv layers per stage >= 1"),
     "model.hidden": (non_negative_int, "a whole number >= 0 (0: no hidden layer)"),
     "model.head_dropout": (fraction, "a number in [0, 1)"),
     "model.dropout": (fraction, "a number in [0, 1)"),
@@ -119,6 +120,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "scheduler.div_factor": (positive, "a number > 0"),
     "scheduler.final_div_factor": (positive, "a number > 0"),
     "trainer.epochs": (positive_int, "a whole number >= 1"),
+    "trainer.max_steps": (optional(positive_int), "null or a whole number of optimizer steps >= 1"),
     "trainer.batch_size": (positive_int, "a whole number >= 1"),
     "trainer.accumulate_steps": (positive_int, "a whole number >= 1 (1: no accumulation)"),
     "trainer.eval_batch_size": (positive_int, "a whole number >= 1"),
@@ -126,6 +128,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "trainer.precision": (one_of("auto", "fp32", "bf16", "fp16"), "auto, fp32, bf16 or fp16"),
     "trainer.compile": (lambda v: isinstance(v, bool), "true or false"),
     "trainer.target_accuracy": (optional(lambda v: _is_num(v) and 0 < v <= 1), "null or an accuracy in (0, 1]"),
+    "trainer.stop_at_target": (boolean, "true or false"),
     "trainer.label_smoothing": (fraction, "a number in [0, 1)"),
     "trainer.grad_clip": (optional(positive), "null or a max gradient norm > 0"),
     "trainer.seed": (_is_int, "an integer"),
@@ -222,6 +225,9 @@ def validate(cfg: DictConfig) -> None:
         raise UserError(
             f"model.dim={cfg.model.dim} must be divisible by model.heads={cfg.model.heads}; change one of them"
         )
+
+    if cfg.trainer.stop_at_target and cfg.trainer.target_accuracy is None:
+        raise UserError("trainer.stop_at_target=true stops at trainer.target_accuracy: set it too, e.g. 0.99")
 
     if OmegaConf.select(cfg, "dataset.labels_per_class") and OmegaConf.select(cfg, "dataset.label_fraction"):
         raise UserError("set one of dataset.labels_per_class and dataset.label_fraction, not both")

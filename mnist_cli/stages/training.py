@@ -85,8 +85,9 @@ def train_and_test(
     model.to(device, memory_format=torch.channels_last)
     task = training_task(cfg, model, data.pool.to(device) if data.semi_supervised else None, wrap_task)
     trainer = Trainer(cfg.trainer, device, task)
+    length = trainer.length(len(train))
     optimizer = build_optimizer(cfg.optimizer, model, OmegaConf.select(cfg, "finetune.layer_decay", default=1.0))
-    scheduler = build_scheduler(cfg.scheduler, optimizer, trainer.steps_per_epoch(len(train)), cfg.trainer.epochs)
+    scheduler = build_scheduler(cfg.scheduler, optimizer, length.steps_per_epoch, length.total_steps)
     run.write_config(cfg)
     n_params = sum(p.numel() for p in model.parameters())
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -94,7 +95,8 @@ def train_and_test(
         f"{cfg.stage.name} {cfg.model.name} ({n_params:,} parameters, {n_trainable:,} trainable) on {device}"
         + (f" x {distributed.world_size()} processes" if distributed.world_size() > 1 else "")
         + ": "
-        f"{data.labeled} train / {len(val)} val images from {cfg.dataset.name}, {cfg.trainer.epochs} epochs"
+        f"{data.labeled} train / {len(val)} val images from {cfg.dataset.name}, {length.epochs} epochs"
+        + (f" ({length.total_steps} steps)" if cfg.trainer.max_steps else "")
         + (f", {len(data.pool)} more without labels ({cfg.semi_supervised.name})" if data.semi_supervised else "")
         + (f", {trainer.effective_batch_size} images per step" if cfg.trainer.accumulate_steps > 1 else "")
     )
@@ -136,7 +138,9 @@ def train_and_test(
         "batch_size": cfg.trainer.batch_size,
         "effective_batch_size": trainer.effective_batch_size,
         "epochs_run": len(fit.history),
+        "steps_run": sum(length.steps_in(row["epoch"]) for row in fit.history),
         "stopped_early": fit.stopped_early,
+        "stopped_at_target": fit.stopped_at_target,
         "best_epoch": fit.best_epoch,
         "selected_by": cfg.trainer.select,
         "ema_decay": cfg.trainer.ema_decay if cfg.trainer.ema else None,

@@ -98,10 +98,10 @@ def build_schedule(cfg: DictConfig) -> Callable[[int, int, int], float]:
 
 
 def build_scheduler(
-    cfg: DictConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int, epochs: int
+    cfg: DictConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int, total_steps: int
 ) -> torch.optim.lr_scheduler.LambdaLR:
+    """The schedule over a run of `total_steps` optimizer steps (Trainer.length())."""
     schedule = build_schedule(cfg)
-    total = steps_per_epoch * epochs
     return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, total, steps_per_epoch, cfg.warmup_epochs, schedule)
+        optimizer, lambda step: lr_factor(step, total_steps, steps_per_epoch, cfg.warmup_epochs, schedule)
     )

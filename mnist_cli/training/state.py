@@ -16,7 +16,8 @@ class FitResult:
     history: list[dict[str, Any]]
     best_epoch: int
     best_val_acc: float
-    stopped_early: bool = False
+    stopped_early: bool = False  # by early stopping (no better val accuracy for its patience)
+    stopped_at_target: bool = False  # by trainer.stop_at_target
 
 
 @dataclass

@@ -17,8 +17,10 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -41,6 +43,20 @@ from mnist_cli.training.state import EpochProgress, FitResult, TrainState
 from mnist_cli.training.tasks.base import Batch, Task
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Length:
+    """How long a run trains: `epochs` epochs of `steps_per_epoch` optimizer steps, `total_steps`
+    in all (with trainer.max_steps, the last epoch ends where the budget does)."""
+
+    epochs: int
+    steps_per_epoch: int
+    total_steps: int
+
+    def steps_in(self, epoch: int) -> int:
+        """The optimizer steps of epoch `epoch` (1-based)."""
+        return min(self.steps_per_epoch, self.total_steps - (epoch - 1) * self.steps_per_epoch)
 
 
 class Trainer:
@@ -68,6 +84,13 @@ class Trainer:
             )
         return max(1, n_train // self.effective_batch_size)
 
+    def length(self, n_train: int) -> Length:
+        """trainer.epochs epochs, or trainer.max_steps optimizer steps when it is set."""
+        steps = self.steps_per_epoch(n_train)
+        if self.cfg.max_steps:
+            return Length(math.ceil(self.cfg.max_steps / steps), steps, self.cfg.max_steps)
+        return Length(self.cfg.epochs, steps, self.cfg.epochs * steps)
+
     def autocast(self) -> contextlib.AbstractContextManager:
         return autocast(self.device, self.precision)
 
@@ -88,8 +111,9 @@ class Trainer:
         resume: dict[str, Any] | None = None,
         on_epoch_end: Callable[[dict[str, Any], nn.Module], None] | None = None,
     ) -> FitResult:
-        """Train for cfg.epochs epochs (or until early stopping), checkpointing after each one
-        (and every cfg.checkpoint_every_steps steps, and when stopped by SIGINT/SIGTERM).
+        """Train for self.length() (or until early stopping, or until cfg.target_accuracy with
+        cfg.stop_at_target), checkpointing after each epoch (and every cfg.checkpoint_every_steps
+        steps, and when stopped by SIGINT/SIGTERM).
 
         `checkpoint_info` (config, model name, class count, objective) goes into every checkpoint;
         `resume` is a last.ckpt to continue from; `on_epoch_end(metrics_row, model)` is called
@@ -101,6 +125,7 @@ class Trainer:
         if cfg.ema:
             ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
         parts = Fitting(model, train, optimizer, scheduler, scaler, ema)
+        length = self.length(len(train))
         if self.shard[1] > 1:
             torch.manual_seed(cfg.seed + self.shard[0])  # each rank its own dropout masks
         state = TrainState()
@@ -109,7 +134,7 @@ class Trainer:
             run.write_metrics(state.history)
             at = state.in_progress
             where = f"step {at['step']} of epoch {state.epoch + 1}" if at else f"epoch {state.epoch}"
-            log.info(f"resuming after {where} of {cfg.epochs}")
+            log.info(f"resuming after {where} of {length.epochs}")
         parts.forward = model
         if self.shard[1] > 1:  # averages the gradients over the ranks
             device_ids = [self.device] if self.device.type == "cuda" else None
@@ -118,7 +143,6 @@ class Trainer:
         # so checkpoints load into an uncompiled model.
         if cfg.compile:
             parts.forward = torch.compile(parts.forward)
-        steps = self.steps_per_epoch(len(train))
         done_s = sum(row["epoch_time_s"] + row["val_time_s"] for row in state.history)
         started = time.perf_counter() - done_s - (state.in_progress["time_s"] if state.in_progress else 0.0)
 
@@ -126,7 +150,8 @@ class Trainer:
             self.save(run, parts, state, checkpoint_info, improved, current)
 
         with StopRequest() as stop, training_progress(enabled=run.writable) as progress:
-            for epoch in range(state.epoch + 1, cfg.epochs + 1):
+            for epoch in range(state.epoch + 1, length.epochs + 1):
+                steps = length.steps_in(epoch)
                 if state.in_progress is not None:
                     current = EpochProgress.from_state_dict(state.in_progress, self.device)
                     state.in_progress = None
@@ -135,7 +160,7 @@ class Trainer:
                         torch.randperm(len(train), device=self.device, generator=self.generator)
                     )
                 bar = progress.add_task(
-                    f"epoch {epoch}/{cfg.epochs}",
+                    f"epoch {epoch}/{length.epochs}",
                     total=steps,
                     completed=current.step,
                     loss=float("nan"),
@@ -165,7 +190,7 @@ class Trainer:
                 save(improved=improved)
                 run.write_metrics(state.history)
                 log.info(
-                    f"epoch {epoch}/{cfg.epochs}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}  "
+                    f"epoch {epoch}/{length.epochs}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}  "
                     f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f}  "
                     f"{row['images_per_s']:.0f} img/s  {current.time_s:.1f}s"
                     + "".join(f"  {name} {value:.4f}" for name, value in own.items() if value is not None)
@@ -178,8 +203,13 @@ class Trainer:
                 signum = stop.agreed(self.device, sync=True)
                 if signum:  # it came in the epoch's last step or during validation: the epoch is saved
                     raise Interrupted(signum)
+                if epoch == length.epochs:
+                    break
+                if cfg.stop_at_target and row["val_acc"] >= cfg.target_accuracy:
+                    log.info(f"stop: val accuracy {row['val_acc']:.4f} reached trainer.target_accuracy")
+                    return FitResult(state.history, state.best_epoch, state.best_val_acc, stopped_at_target=True)
                 patience = cfg.early_stopping_patience
-                if patience and state.epochs_without_progress() >= patience and epoch < cfg.epochs:
+                if patience and state.epochs_without_progress() >= patience:
                     log.info(f"early stop: no better val accuracy for {patience} epochs")
                     return FitResult(state.history, state.best_epoch, state.best_val_acc, stopped_early=True)
         return FitResult(state.history, state.best_epoch, state.best_val_acc)
