@@ -1,5 +1,6 @@
 """A trained model as one function from MNIST-like digits, uint8 (N, 28, 28), to class
-probabilities, float32 (N, classes): a checkpoint (run directory, .ckpt or latest) through PyTorch,
+probabilities, float32 (N, classes): a checkpoint (run directory, .ckpt or latest) or an ensemble
+of them (ckpt=[a,b,c] or a sweep's folder: their probabilities averaged) through PyTorch,
 under the run's device and precision, or an exported .onnx file through onnxruntime. What
 `mnist predict` and `mnist serve` run, and what serve's GET /info tells about it."""
 
@@ -18,8 +19,7 @@ from omegaconf import DictConfig
 from mnist_cli.data.batches import BatchPrep
 from mnist_cli.deploy.export import load_onnx
 from mnist_cli.errors import UserError
-from mnist_cli.stages.source import load_source
-from mnist_cli.training.checkpoint import model_from_checkpoint
+from mnist_cli.stages.source import load_classifier
 from mnist_cli.training.runtime import autocast, pick_precision, setup
 
 Predict = Callable[[np.ndarray], np.ndarray]
@@ -56,8 +56,9 @@ def torch_predictor(cfg: DictConfig, threads: int | None) -> Predictor:
     device = setup(cfg)
     if threads:
         torch.set_num_threads(threads)
-    source, ckpt = load_source(cfg)  # cfg takes the checkpoint's model and data set (classes, normalization)
-    model = model_from_checkpoint(ckpt).to(device).eval()
+    # cfg takes the (first) checkpoint's model and data set (classes, normalization)
+    sources, model = load_classifier(cfg)
+    model.to(device).eval()
     prep = BatchPrep(cfg.dataset)
     precision = pick_precision(cfg.trainer.precision, device)
 
@@ -68,13 +69,14 @@ def torch_predictor(cfg: DictConfig, threads: int | None) -> Predictor:
 
     info = {
         "backend": "pytorch",
-        "checkpoint": str(source),
-        "model": cfg.model.name,
+        "checkpoint": ", ".join(map(str, sources)),
+        "model": cfg.model.name if len(sources) == 1 else f"ensemble of {len(sources)}",
         "dataset": cfg.dataset.name,
         "device": str(device),
         "precision": precision,
+        "test_acc": recorded_accuracy(sources[0]) if len(sources) == 1 else None,
     }
-    return Predictor(predict, list(cfg.dataset.classes), {**info, "test_acc": recorded_accuracy(source)})
+    return Predictor(predict, list(cfg.dataset.classes), info)
 
 
 def onnx_predictor(cfg: DictConfig, threads: int | None) -> Predictor:

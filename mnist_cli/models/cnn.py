@@ -1,4 +1,5 @@
-"""The fast default: a few conv3x3-BatchNorm-ReLU-maxpool stages and one hidden linear layer."""
+"""The fast default: a few stages of conv3x3-BatchNorm-ReLU (one or more) and a 2x2 max-pool,
+then one hidden linear layer."""
 
 from __future__ import annotations
 
@@ -7,17 +8,19 @@ from torch import nn
 
 
 class CNNBackbone(nn.Sequential):
-    def __init__(self, channels: list[int], hidden: int, image_size: int = 28, in_channels: int = 1):
+    def __init__(self, channels: list[int], hidden: int, convs: int = 1, image_size: int = 28, in_channels: int = 1):
         layers: list[nn.Module] = []
         size = image_size
         for width in channels:
-            layers += [
-                nn.Conv2d(in_channels, width, 3, padding=1, bias=False),
-                nn.BatchNorm2d(width),
-                nn.ReLU(inplace=True),
-                nn.MaxPool2d(2),
-            ]
-            in_channels, size = width, size // 2
+            for _ in range(convs):
+                layers += [
+                    nn.Conv2d(in_channels, width, 3, padding=1, bias=False),
+                    nn.BatchNorm2d(width),
+                    nn.ReLU(inplace=True),
+                ]
+                in_channels = width
+            layers.append(nn.MaxPool2d(2))
+            size //= 2
         layers.append(nn.Flatten())
         feature_dim = in_channels * size * size
         if hidden:
@@ -28,13 +31,19 @@ class CNNBackbone(nn.Sequential):
 
 
 def blocks(backbone: CNNBackbone) -> list[list[nn.Module]]:
-    """The backbone's blocks from input to output: each conv stage, then the hidden layer."""
-    layers = list(backbone)
-    stages = [layers[i : i + 4] for i in range(0, len(layers), 4) if isinstance(layers[i], nn.Conv2d)]
-    hidden = [layer for layer in layers if isinstance(layer, nn.Linear)]
-    return stages + ([hidden] if hidden else [])
+    """The backbone's blocks from input to output: each conv stage (up to its pool), then the hidden layer."""
+    found: list[list[nn.Module]] = [[]]
+    for layer in backbone:
+        if isinstance(layer, nn.Flatten):
+            break
+        found[-1].append(layer)
+        if isinstance(layer, nn.MaxPool2d):
+            found.append([])
+    hidden = [layer for layer in backbone if isinstance(layer, nn.Linear)]
+    return found[:-1] + ([hidden] if hidden else [])
 
 
 def build_backbone(cfg: DictConfig) -> tuple[nn.Module, int]:
-    backbone = CNNBackbone(list(cfg.channels), cfg.hidden)
+    # checkpoints saved before model.convs existed have one conv per stage
+    backbone = CNNBackbone(list(cfg.channels), cfg.hidden, cfg.get("convs", 1))
     return backbone, backbone.feature_dim

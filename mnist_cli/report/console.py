@@ -45,6 +45,17 @@ def print_per_class(title: str, classes: Sequence[str], per_class: list[dict[str
     console.print(table)
 
 
+def print_members(members: list[dict[str, Any]], acc: float, loss: float) -> None:
+    """An ensemble's members, each on its own, and the ensemble (the average of their probabilities)."""
+    table = Table(title="Ensemble (test)", title_justify="left")
+    for name in ("member", "accuracy", "loss"):
+        table.add_column(name, justify="left" if name == "member" else "right")
+    for member in members:
+        table.add_row(member["checkpoint"], f"{member['test_acc']:.4f}", f"{member['test_loss']:.4f}")
+    table.add_row(f"[bold]ensemble of {len(members)}[/]", f"[bold]{acc:.4f}[/]", f"[bold]{loss:.4f}[/]")
+    console.print(table)
+
+
 def print_confusion(classes: Sequence[str], matrix: list[list[int]]) -> None:
     table = Table(title="Confusion matrix (rows: true, columns: predicted)", title_justify="left")
     table.add_column("")

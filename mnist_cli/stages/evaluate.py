@@ -1,6 +1,8 @@
 """`mnist eval ckpt=...`: measure a checkpoint on the test split (accuracy, top-k, per-class
 P/R/F1, calibration; with eval.* also TTA, adversarial attacks and corruptions); print it, write
-eval.json and draw the confusion matrix, reliability diagram and most confidently wrong images."""
+eval.json and draw the confusion matrix, reliability diagram and most confidently wrong images.
+Several checkpoints (ckpt=[a,b,c] or a sweep's folder) are measured as an ensemble (the average of
+their probabilities), each member's own accuracy beside it."""
 
 from __future__ import annotations
 
@@ -16,25 +18,32 @@ from mnist_cli.errors import UserError
 from mnist_cli.evaluation.inference import chunks
 from mnist_cli.evaluation.metrics import calibration, classification_report, top_k_accuracy
 from mnist_cli.evaluation.robustness import Forward, attacked_accuracy, corrupted_accuracy, tta_probabilities
-from mnist_cli.report.console import print_confusion, print_key_values, print_per_class, print_robustness
+from mnist_cli.models.ensemble import Ensemble
+from mnist_cli.report.console import (
+    print_confusion,
+    print_key_values,
+    print_members,
+    print_per_class,
+    print_robustness,
+)
 from mnist_cli.run_dir import RunDir
-from mnist_cli.stages.source import load_source
-from mnist_cli.training.checkpoint import model_from_checkpoint
+from mnist_cli.stages.source import load_classifier
 from mnist_cli.training.runtime import autocast, pick_precision, setup
 from mnist_cli.training.tasks.classification import evaluate
 
 
 def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str, Any]:
     device = setup(cfg)
-    source, ckpt = load_source(cfg)
+    sources, model = load_classifier(cfg)  # one checkpoint's model, or an ensemble of several
+    source = sources[0] if len(sources) == 1 else f"an ensemble of {len(sources)} checkpoints"
     classes = list(cfg.dataset.classes)
-    if len(classes) != ckpt["num_classes"]:
+    if len(classes) != model.num_classes:
         raise UserError(
-            f"{source} predicts {ckpt['num_classes']} classes but {cfg.dataset.name} has {len(classes)}; "
+            f"{sources[0]} predicts {model.num_classes} classes but {cfg.dataset.name} has {len(classes)}; "
             f"finetune it on {cfg.dataset.name} first (mnist finetune ckpt=...)"
         )
     run.write_config(cfg)
-    model = model_from_checkpoint(ckpt).to(device)
+    model.to(device)
     test = load_split(cfg.dataset, "test").to(device)
     prep = BatchPrep(cfg.dataset)
     precision = pick_precision(cfg.trainer.precision, device)
@@ -45,12 +54,18 @@ def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str
 
     with autocast(device, precision):
         tested = evaluate(model, prep, test, cfg.trainer.eval_batch_size)
+        members = [
+            {"checkpoint": str(path), "test_acc": result.acc, "test_loss": result.loss}
+            for path, member in zip(sources, model.members if isinstance(model, Ensemble) else [])
+            for result in [evaluate(member, prep, test, cfg.trainer.eval_batch_size)]
+        ]
     labels = test.labels.cpu()
     report = classification_report(tested.predictions, labels, len(classes))
     calibrated = calibration(tested.probabilities, labels, cfg.eval.calibration_bins)
     k = cfg.eval.top_k
     results = {
-        "checkpoint": str(source),
+        "checkpoint": str(sources[0]) if len(sources) == 1 else [str(p) for p in sources],
+        **({"members": members} if members else {}),
         "dataset": cfg.dataset.name,
         "device": str(device),
         "test_images": len(test),
@@ -67,6 +82,8 @@ def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str
     figures = draw_figures(cfg, run, classes, test, tested.probabilities, report, calibrated)
     run.write_json("eval.json", {**results, "classes": classes, **report, "calibration_bins": calibrated["bins"]})
 
+    if members:
+        print_members(members, tested.acc, tested.loss)
     print_per_class(f"Per class ({cfg.dataset.name} test)", classes, report["per_class"])
     print_confusion(classes, report["confusion_matrix"])
     if "attacks" in robustness or "corruptions" in robustness:

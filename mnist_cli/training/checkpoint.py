@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from mnist_cli.errors import UserError
 from mnist_cli.models import build_model
 from mnist_cli.models.classifier import Classifier
-from mnist_cli.run_dir import write_bytes
+from mnist_cli.run_dir import RunDir, write_bytes
 from mnist_cli.training.tasks.self_supervised import classifier_state
 
 FORMAT = "mnist-cli-checkpoint"
@@ -72,10 +72,39 @@ def resolve_checkpoint(arg: str, outputs_root: str) -> Path:
     path = Path(arg).expanduser()
     if path.is_dir():
         best = path / "checkpoints" / "best.ckpt"
-        if not best.is_file():
-            raise UserError(f"ckpt={arg}: no checkpoints/best.ckpt in that directory; is it a finished training run?")
-        return best
+        if best.is_file():
+            return best
+        if sweep_checkpoints(path):
+            raise UserError(
+                f"ckpt={arg} is a sweep's folder of {len(sweep_checkpoints(path))} runs; give one of them "
+                f"(e.g. ckpt={path / '0'}), or the whole folder to `mnist eval` or `mnist predict` as an ensemble"
+            )
+        raise UserError(f"ckpt={arg}: no checkpoints/best.ckpt in that directory; is it a finished training run?")
     return path
+
+
+def sweep_checkpoints(folder: Path) -> list[Path]:
+    """The best.ckpt of each finished job of a `-m` sweep's folder (its summary.json says
+    completed), in job order."""
+    jobs = [RunDir(best.parent.parent) for best in folder.glob("*/checkpoints/best.ckpt")]
+    finished = [job for job in jobs if (job.read_summary() or {}).get("status") == "completed"]
+    return [job.best_ckpt for job in sorted(finished, key=lambda job: (len(job.path.name), job.path.name))]
+
+
+def resolve_checkpoints(arg: str | list[str], outputs_root: str) -> list[Path]:
+    """The checkpoints of an ensemble: `ckpt=[a,b,c]` (each as resolve_checkpoint reads it), or a
+    sweep's folder (the best.ckpt of each of its jobs); anything else is one checkpoint."""
+    if not isinstance(arg, str):
+        paths = [resolve_checkpoint(str(a), outputs_root) for a in arg]
+        if not paths:
+            raise UserError("ckpt=[]: give at least one checkpoint")
+        return paths
+    folder = Path(arg).expanduser()
+    if arg != "latest" and folder.is_dir() and not (folder / "checkpoints" / "best.ckpt").is_file():
+        found = sweep_checkpoints(folder)
+        if found:
+            return found
+    return [resolve_checkpoint(arg, outputs_root)]
 
 
 def load_classifier_checkpoint(path: Path) -> dict[str, Any]:
