@@ -1,8 +1,11 @@
 """Label efficiency: test accuracy from K labels per class, by method, over seeds. Prints one table:
 per method and K, the mean and spread (min-max) of the test accuracy and the CPU minutes a run took.
 
-    python benchmarks/label_efficiency.py [--data ../shared/data/mnist-10k] [--seeds 0 1 2]
-        [--labels 10 100] [--rows scratch contrastive+linear ...]
+    python benchmarks/label_efficiency.py [--data ../shared/data/mnist] [--seeds 0 1 2]
+        [--labels 10 60 100 300] [--rows scratch contrastive+linear ...]
+
+The default labels per class are the standard protocol's 100 / 600 / 1,000 / 3,000 labels of the
+60,000 training images (the rest is the unlabeled pool).
 
 Rows (--rows picks some; all by default):
   scratch               `mnist pretrain dataset.labels_per_class=K` (the CNN on those labels only)
@@ -86,7 +89,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=DEFAULT_DATA)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--labels", type=int, nargs="+", default=[10, 100], help="labels per class")
+    parser.add_argument("--labels", type=int, nargs="+", default=[10, 60, 100, 300], help="labels per class")
     parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
     args = parser.parse_args()
 

@@ -2,11 +2,12 @@
 and wall time of the whole `mnist pretrain` command, per recipe and precision. An accuracy claim is
 only as good as its worst seed.
 
-    python benchmarks/recipes.py [--data ../shared/data/mnist-10k] [--seeds 0 1 2 3 4]
-        [--precisions auto fp32] [--recipe NAME="override override ..."]...
+    python benchmarks/recipes.py [--data ../shared/data/mnist] [--seeds 0 1 2 3 4]
+        [--precisions auto fp32] [--recipe NAME="override override ..."]... [--ensemble]
 
 Without --recipe: the default recipe (`mnist pretrain`, dataset.root only). Each --recipe is a name
-and the overrides it adds, e.g. --recipe vit_mini="experiment=vit_mini".
+and the overrides it adds, e.g. --recipe record="experiment=cnn_record". --ensemble: also the test
+accuracy of each row's seeds as one ensemble (`mnist eval ckpt=[...]`, their averaged probabilities).
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = str(REPO.parent / "shared" / "data" / "mnist-10k")
+sys.path.insert(0, str(Path(__file__).parent))
+from pretrain_cnn import DEFAULT_DATA  # noqa: E402
 
 
 def cpu_name() -> str:
@@ -49,12 +50,25 @@ def run(cwd: Path, overrides: list[str]) -> dict:
     return {**json.loads((run_dir / "summary.json").read_text()), "wall_s": wall}
 
 
+def ensemble_accuracy(cwd: Path, runs: list[dict]) -> float:
+    """`mnist eval` of the runs' checkpoints as one ensemble: its test accuracy."""
+    members = ",".join(run["run_dir"] for run in runs)
+    result = subprocess.run(
+        [sys.executable, "-m", "mnist_cli", "eval", f"ckpt=[{members}]"], cwd=cwd, capture_output=True, text=True
+    )
+    if result.returncode != 0:
+        raise SystemExit(f"mnist eval of the ensemble failed:\n{result.stderr}")
+    run_dir = max((cwd / "outputs" / "eval").glob("*"), key=lambda p: p.stat().st_mtime)
+    return json.loads((run_dir / "eval.json").read_text())["test_acc"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=DEFAULT_DATA)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--precisions", nargs="+", default=["auto", "fp32"])
     parser.add_argument("--recipe", action="append", default=[], metavar='NAME="OVERRIDES"')
+    parser.add_argument("--ensemble", action="store_true", help="also each row's seeds as one ensemble")
     args = parser.parse_args()
     recipes = {"default": []}
     if args.recipe:
@@ -62,7 +76,8 @@ def main() -> None:
 
     console = Console(width=200)
     table = Table(title=f"mnist pretrain on {args.data}, seeds {' '.join(map(str, args.seeds))}; {cpu_name()}")
-    for column in ("recipe", "precision", "test acc min", "mean", "max", "per seed", "best epochs", "wall s min-max"):
+    columns = ["recipe", "precision", "test acc min", "mean", "max", "per seed", "best epochs", "wall s min-max"]
+    for column in columns + (["ensemble"] if args.ensemble else []):
         table.add_column(column, justify="left" if column in ("recipe", "per seed", "best epochs") else "right")
     with tempfile.TemporaryDirectory() as tmp:
         for name, overrides in recipes.items():
@@ -85,6 +100,7 @@ def main() -> None:
                     " ".join(f"{a:.2%}" for a in accs),
                     " ".join(str(r["best_epoch"]) for r in runs),
                     f"{min(walls):.1f}-{max(walls):.1f}",
+                    *([f"{ensemble_accuracy(Path(tmp), runs):.2%}"] if args.ensemble else []),
                 )
     console.print(table)
 
