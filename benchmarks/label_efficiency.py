@@ -20,7 +20,7 @@ Rows (--rows picks some; all by default):
   mae+full              ... then full finetuning
   mae+fixmatch          ... then finetune with semi_supervised=fixmatch
 The rows that learn from the labels alone train 60 epochs (the contrastive linear probe: 200) in
-batches of min(10 K, 256) (with 100 labels, the default batch of 128 would make one step an epoch). Each seed pretrains once per method (its CPU minutes are the "<method> pretraining" row) and sets
+batches of min(10 K, 256), no more (trainer.min_steps=0) (with 100 labels, the default batch of 128 would make one step an epoch). Each seed pretrains once per method (its CPU minutes are the "<method> pretraining" row) and sets
 trainer.seed and dataset.split_seed (which K labels per class are kept). Every run keeps its last
 epoch (trainer.select=last), the same for all methods. CPU minutes: user + system time of the
 process (both cores count), so a figure does not depend on what else the machine was doing.
@@ -110,7 +110,7 @@ def main() -> None:
                 for row in args.rows:
                     method, overrides, labels_only = ROWS[row]
                     if labels_only:  # 60 epochs in batches of min(10 K, 256), unless the row says otherwise
-                        usual = {"trainer.epochs": 60, "trainer.batch_size": min(10 * k, 256)}
+                        usual = {"trainer.epochs": 60, "trainer.batch_size": min(10 * k, 256), "trainer.min_steps": 0}
                         given = {o.partition("=")[0] for o in overrides}
                         overrides = [*overrides, *(f"{key}={v}" for key, v in usual.items() if key not in given)]
                     if method is None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -30,10 +31,13 @@ from pretrain_cnn import DEFAULT_DATA  # noqa: E402
 
 
 def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
+    """The CPU's model name, its core count and the instructions that decide precision=auto
+    (AMX or AVX512-BF16: bf16; else fp32)."""
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "")
+    flags = set(next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), []))
+    native = [isa for isa in ("amx_bf16", "avx512_bf16") if isa in flags] or (["avx2"] if "avx2" in flags else [])
+    return f"{name or platform.processor() or platform.machine()}, {os.cpu_count()} cores, {' '.join(native)}"
 
 
 def run(cwd: Path, overrides: list[str]) -> dict:

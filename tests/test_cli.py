@@ -123,6 +123,26 @@ def test_stop_at_target_ends_the_run_and_records_the_time_to_it(tmp_path: Path, 
     assert "reached trainer.target_accuracy" in result.stderr + result.stdout
 
 
+@pytest.mark.slow
+def test_a_run_of_few_steps_says_so_before_it_starts(tmp_path: Path, tiny_data: Path) -> None:
+    """FAST: 243 images in batches of 32, 2 epochs, no minimum: 14 optimizer steps. With
+    trainer.select=last every epoch is kept, so no epoch is marked best."""
+    result = mnist("pretrain", f"dataset.root={tiny_data}", *FAST, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    said = [line for line in (result.stderr + result.stdout).splitlines() if "too few to learn" in line]
+    assert len(said) == 1 and "only 14 optimizer steps" in said[0] and "trainer.min_steps" in said[0]
+    [run] = run_dirs(tmp_path, "pretrain")
+    assert (
+        summary(run)["warnings"] == [said[0][said[0].index("this run") :].strip()] and summary(run)["steps_run"] == 14
+    )
+    assert "*best*" not in result.stderr + result.stdout
+    sized = mnist(
+        "pretrain", f"dataset.root={tiny_data}", *FAST, "trainer.min_steps=50", "trainer.select=val_acc", cwd=tmp_path
+    )
+    assert sized.returncode == 0 and "too few" not in sized.stderr + sized.stdout and "*best*" in sized.stdout
+    assert summary(run_dirs(tmp_path, "pretrain")[-1])["epochs_run"] == 8  # ceil(50 / 7) epochs
+
+
 def test_config_errors_do_not_import_torch(tmp_path: Path) -> None:
     code = (
         "import sys\nfrom mnist_cli.cli import main\n"

@@ -16,6 +16,7 @@ from mnist_cli.models import build_model
 from mnist_cli.training.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from mnist_cli.training.optim import build_optimizer
 from mnist_cli.training.state import TrainState
+from mnist_cli.training.trainer import Trainer
 
 from conftest import FAST, TINY_VIT, accuracy_of, fit, keep_the_first_mid_epoch_checkpoint, untimed
 
@@ -275,3 +276,22 @@ def test_a_step_budget_sizes_the_run_and_ends_the_schedule(tmp_path: Path, tiny_
     last = load_checkpoint(run.last_ckpt)
     assert last["scheduler"]["last_epoch"] == 7  # optimizer steps taken
     assert result.history[-1]["lr"] == pytest.approx(1e-2 / 25 / 1e4)  # onecycle's end, at the 7th step
+
+
+def test_few_images_get_the_minimum_steps_and_many_keep_their_epochs() -> None:
+    trainer = Trainer(compose_config().trainer, torch.device("cpu"), task=None)
+    few = trainer.length(100)  # 100 images, batches of 128: one step an epoch
+    assert few.steps_per_epoch == 1 and few.total_steps == few.epochs == compose_config().trainer.min_steps == 200
+    many = trainer.length(57_000)
+    assert (many.epochs, many.total_steps) == (compose_config().trainer.epochs, 7 * (57_000 // 128))
+    budget = Trainer(compose_config("trainer.max_steps=50").trainer, torch.device("cpu"), task=None).length(100)
+    assert budget.total_steps == 50  # a step budget is exact: no minimum on top
+
+
+@pytest.mark.parametrize(("strategy", "lr"), [("full", 1e-3), ("linear", 3e-2), ("partial", 3e-3), ("lora", 3e-3)])
+def test_each_finetune_strategy_brings_its_learning_rate(strategy: str, lr: float) -> None:
+    model = build_model(compose_config().model, 10)
+    cfg = compose_config("stage=finetune", f"finetune.strategy={strategy}")
+    assert {group["lr"] for group in build_optimizer(cfg.optimizer, model).param_groups} == {lr}
+    given = compose_config("stage=finetune", f"finetune.strategy={strategy}", "optimizer.lr=5e-3")
+    assert {group["lr"] for group in build_optimizer(given.optimizer, model).param_groups} == {5e-3}

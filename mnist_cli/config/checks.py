@@ -138,9 +138,9 @@ def check_config(stage: str, args: list[str]) -> None:
         if config_dirs:
             overrides.append(f"hydra.searchpath=[{','.join('file://' + str(Path(d).resolve()) for d in config_dirs)}]")
         cfg = compose_config(*overrides)
-        OmegaConf.to_container(cfg, resolve=True)  # every ${...} resolves
         if not sweep:
-            validate(cfg)
+            validate(cfg)  # first: a bad finetune.strategy is named, not the optimizer.lr that reads it
+        OmegaConf.to_container(cfg, resolve=True)  # every ${...} resolves
         if cfg.resume is None:
             check_writable(Path(cfg.outputs_root).expanduser())
     except UserError:

@@ -83,8 +83,10 @@ def views_rules(prefix: str) -> dict[str, tuple[Callable[[Any], bool], str]]:
     }
 
 
-# key -> (rule, what a good value looks like)
+# key -> (rule, what a good value looks like), checked in this order
 RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    # first: optimizer.lr of a finetune is finetune.lr.<strategy>
+    "finetune.strategy": (one_of("full", "linear", "partial", "lora"), "full, linear, partial or lora"),
     "dataset.val_size": (val_size, "a fraction between 0 and 1 (e.g. 0.05) or a count >= 1"),
     "dataset.split_seed": (_is_int, "an integer"),
     "dataset.std": (positive, "a number > 0"),
@@ -120,6 +122,8 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "scheduler.div_factor": (positive, "a number > 0"),
     "scheduler.final_div_factor": (positive, "a number > 0"),
     "trainer.epochs": (positive_int, "a whole number >= 1"),
+    "trainer.min_steps": (non_negative_int, "a whole number of optimizer steps >= 0 (0: no minimum)"),
+    "trainer.warn_under_steps": (non_negative_int, "a whole number of optimizer steps >= 0 (0: never warn)"),
     "trainer.max_steps": (optional(positive_int), "null or a whole number of optimizer steps >= 1"),
     "trainer.batch_size": (positive_int, "a whole number >= 1"),
     "trainer.accumulate_steps": (positive_int, "a whole number >= 1 (1: no accumulation)"),
@@ -160,7 +164,6 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     **views_rules("semi_supervised.strong"),
     "distill.alpha": (lambda v: _is_num(v) and 0 <= v <= 1, "a weight in [0, 1]"),
     "distill.temperature": (positive, "a number > 0, e.g. 4"),
-    "finetune.strategy": (one_of("full", "linear", "partial", "lora"), "full, linear, partial or lora"),
     "finetune.lora_rank": (positive_int, "a whole number >= 1"),
     "finetune.lora_alpha": (positive, "a number > 0"),
     "finetune.unfreeze_blocks": (positive_int, "a whole number of blocks >= 1"),

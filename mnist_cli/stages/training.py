@@ -96,10 +96,18 @@ def train_and_test(
         + (f" x {distributed.world_size()} processes" if distributed.world_size() > 1 else "")
         + ": "
         f"{data.labeled} train / {len(val)} val images from {cfg.dataset.name}, {length.epochs} epochs"
-        + (f" ({length.total_steps} steps)" if cfg.trainer.max_steps else "")
+        + (f" ({length.total_steps} steps)" if length.epochs != cfg.trainer.epochs else "")
         + (f", {len(data.pool)} more without labels ({cfg.semi_supervised.name})" if data.semi_supervised else "")
         + (f", {trainer.effective_batch_size} images per step" if cfg.trainer.accumulate_steps > 1 else "")
     )
+    warnings = []
+    if length.total_steps < cfg.trainer.warn_under_steps:
+        warnings.append(
+            f"this run makes only {length.total_steps} optimizer steps ({length.epochs} epochs of "
+            f"{length.steps_per_epoch}: {len(train)} images in batches of {trainer.effective_batch_size}), too few "
+            "to learn much; raise trainer.epochs or trainer.min_steps, or lower trainer.batch_size"
+        )
+        log.warning(warnings[-1])
     info = {
         "config": OmegaConf.to_container(cfg, resolve=True),
         "model_name": cfg.model.name,
@@ -154,6 +162,7 @@ def train_and_test(
         "images_per_s": round(sum(r["images_per_s"] * r["epoch_time_s"] for r in fit.history) / train_time, 1),
         "parameters": n_params,
         "checkpoints": {"best": str(run.best_ckpt), "last": str(run.last_ckpt)},
+        **({"warnings": warnings} if warnings else {}),
     }
     print_key_values(
         f"{cfg.stage.name} finished: {run.path}",

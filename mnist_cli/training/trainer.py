@@ -85,11 +85,13 @@ class Trainer:
         return max(1, n_train // self.effective_batch_size)
 
     def length(self, n_train: int) -> Length:
-        """trainer.epochs epochs, or trainer.max_steps optimizer steps when it is set."""
+        """trainer.max_steps optimizer steps when it is set; else trainer.epochs epochs, or as many
+        more whole epochs as make trainer.min_steps steps."""
         steps = self.steps_per_epoch(n_train)
         if self.cfg.max_steps:
             return Length(math.ceil(self.cfg.max_steps / steps), steps, self.cfg.max_steps)
-        return Length(self.cfg.epochs, steps, self.cfg.epochs * steps)
+        epochs = max(self.cfg.epochs, math.ceil(self.cfg.min_steps / steps))
+        return Length(epochs, steps, epochs * steps)
 
     def autocast(self) -> contextlib.AbstractContextManager:
         return autocast(self.device, self.precision)
@@ -194,7 +196,7 @@ class Trainer:
                     f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f}  "
                     f"{row['images_per_s']:.0f} img/s  {current.time_s:.1f}s"
                     + "".join(f"  {name} {value:.4f}" for name, value in own.items() if value is not None)
-                    + ("  *best*" if improved else "")
+                    + ("  *best*" if improved and cfg.select != "last" else "")  # last: every epoch is kept
                 )
                 if on_epoch_end is not None:
                     paused = time.perf_counter()
