@@ -40,7 +40,14 @@ def test_pretrain_finetune_eval(tmp_path: Path, tiny_data: Path) -> None:
     # The model and the data set come from the checkpoint: no model= or dataset.root= needed. (The
     # teacher here is the same model: what is checked is that distillation runs and is recorded.)
     finetune = mnist(
-        "finetune", f"ckpt={run}", bf16, "trainer.epochs=1", "finetune.strategy=linear", f"teacher={run}", cwd=tmp_path
+        "finetune",
+        f"ckpt={run}",
+        bf16,
+        "trainer.epochs=1",
+        "trainer.min_steps=0",
+        "finetune.strategy=linear",
+        f"teacher={run}",
+        cwd=tmp_path,
     )
     assert finetune.returncode == 0, finetune.stderr
     [ft_run] = run_dirs(tmp_path, "finetune")

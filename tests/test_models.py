@@ -94,6 +94,7 @@ def test_vit_pretrain_eval_round_trip_and_frozen_or_lora_finetune(tmp_path: Path
             f"dataset.root={tiny_data}",
             *TINY_VIT,
             "trainer.epochs=1",
+            "trainer.min_steps=0",
             "trainer.batch_size=32",
             cwd=tmp_path,
         ).returncode
@@ -108,6 +109,7 @@ def test_vit_pretrain_eval_round_trip_and_frozen_or_lora_finetune(tmp_path: Path
         f"ckpt={run}",
         "finetune.strategy=linear,lora",
         "trainer.epochs=1",
+        "trainer.min_steps=0",
         "trainer.batch_size=32",
         cwd=tmp_path,
     )

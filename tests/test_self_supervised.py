@@ -74,7 +74,14 @@ def test_patches_follow_the_vits_token_order() -> None:
 @pytest.mark.slow
 def test_pretrain_without_labels_then_linear_probe_keeps_the_backbone(tmp_path: Path, tiny_data: Path) -> None:
     objective = "contrastive"  # the command-line path is the same for mae, which is tested in process above
-    pretrain = mnist("pretrain", *OBJECTIVES[objective], f"dataset.root={tiny_data}", "trainer.epochs=2", cwd=tmp_path)
+    pretrain = mnist(
+        "pretrain",
+        *OBJECTIVES[objective],
+        f"dataset.root={tiny_data}",
+        "trainer.epochs=2",
+        "trainer.min_steps=0",
+        cwd=tmp_path,
+    )
     assert pretrain.returncode == 0, pretrain.stderr
     [run] = run_dirs(tmp_path, "pretrain")
     rows = metrics(run)
@@ -88,6 +95,7 @@ def test_pretrain_without_labels_then_linear_probe_keeps_the_backbone(tmp_path: 
         "finetune.strategy=linear",
         "dataset.labels_per_class=5",
         "trainer.epochs=2",
+        "trainer.min_steps=0",
         "trainer.batch_size=10",
         cwd=tmp_path,
     )

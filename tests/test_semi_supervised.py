@@ -16,12 +16,13 @@ from mnist_cli.training.tasks.fixmatch import pseudo_label_loss
 
 from conftest import fit, keep_the_first_mid_epoch_checkpoint, metrics, mnist, run_dirs, summary, untimed
 
-# fixmatch sizes its runs in steps (trainer.max_steps); these tests give epochs instead
+# fixmatch sizes its runs in steps (trainer.max_steps); these tests give epochs instead, no minimum
 FIXMATCH = [
     "semi_supervised=fixmatch",
     "dataset.labels_per_class=3",
     "semi_supervised.ratio=2",
     "trainer.max_steps=null",
+    "trainer.min_steps=0",
 ]
 
 

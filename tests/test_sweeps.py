@@ -40,6 +40,7 @@ def sweep(tmp_path_factory: pytest.TempPathFactory, tiny_data: Path) -> tuple[Pa
         f"dataset.root={tiny_data}",
         *TINY_CNN,
         "trainer.epochs=2",
+        "trainer.min_steps=0",
         "logger=tensorboard",
         "optimizer=adam,sgd",
         "model.hidden=16,32",
@@ -122,6 +123,7 @@ def test_a_failing_job_is_recorded_and_the_sweep_goes_on(
         f"dataset.root={tiny_data}",
         *FAST,
         "trainer.epochs=1",
+        "trainer.min_steps=0",
         "optimizer.lr=-1,0.01",
         cwd=tmp_path,
     )
@@ -173,6 +175,7 @@ def test_every_experiment_preset_runs_a_tiny_step(tmp_path: Path) -> None:
         f"dataset.root={data}",
         "trainer.precision=bf16",  # every model and objective once in bf16, on any CPU
         "trainer.epochs=1",
+        "trainer.min_steps=0",
         "trainer.batch_size=32",
         "trainer.eval_batch_size=64",
         cwd=tmp_path,
