@@ -52,13 +52,12 @@ def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str
         with autocast(device, precision):
             return model(prep.normalize(x)).float()
 
+    members = []  # an ensemble's members, each measured on its own
     with autocast(device, precision):
         tested = evaluate(model, prep, test, cfg.trainer.eval_batch_size)
-        members = [
-            {"checkpoint": str(path), "test_acc": result.acc, "test_loss": result.loss}
-            for path, member in zip(sources, model.members if isinstance(model, Ensemble) else [])
-            for result in [evaluate(member, prep, test, cfg.trainer.eval_batch_size)]
-        ]
+        for path, member in zip(sources, model.members if isinstance(model, Ensemble) else []):
+            alone = evaluate(member, prep, test, cfg.trainer.eval_batch_size)
+            members.append({"checkpoint": str(path), "test_acc": alone.acc, "test_loss": alone.loss})
     labels = test.labels.cpu()
     report = classification_report(tested.predictions, labels, len(classes))
     calibrated = calibration(tested.probabilities, labels, cfg.eval.calibration_bins)

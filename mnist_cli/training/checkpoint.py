@@ -74,9 +74,10 @@ def resolve_checkpoint(arg: str, outputs_root: str) -> Path:
         best = path / "checkpoints" / "best.ckpt"
         if best.is_file():
             return best
-        if sweep_checkpoints(path):
+        jobs = sweep_checkpoints(path)
+        if jobs:
             raise UserError(
-                f"ckpt={arg} is a sweep's folder of {len(sweep_checkpoints(path))} runs; give one of them "
+                f"ckpt={arg} is a sweep's folder of {len(jobs)} runs; give one of them "
                 f"(e.g. ckpt={path / '0'}), or the whole folder to `mnist eval` or `mnist predict` as an ensemble"
             )
         raise UserError(f"ckpt={arg}: no checkpoints/best.ckpt in that directory; is it a finished training run?")
