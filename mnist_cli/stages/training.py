@@ -96,7 +96,11 @@ def train_and_test(
         + (f" x {distributed.world_size()} processes" if distributed.world_size() > 1 else "")
         + ": "
         f"{data.labeled} train / {len(val)} val images from {cfg.dataset.name}, {length.epochs} epochs"
-        + (f" ({length.total_steps} steps)" if length.epochs != cfg.trainer.epochs else "")
+        + (
+            f" ({length.total_steps} steps)"
+            if length.total_steps != cfg.trainer.epochs * length.steps_per_epoch
+            else ""
+        )
         + (f", {len(data.pool)} more without labels ({cfg.semi_supervised.name})" if data.semi_supervised else "")
         + (f", {trainer.effective_batch_size} images per step" if cfg.trainer.accumulate_steps > 1 else "")
     )
@@ -105,7 +109,9 @@ def train_and_test(
         warnings.append(
             f"this run makes only {length.total_steps} optimizer steps ({length.epochs} epochs of "
             f"{length.steps_per_epoch}: {len(train)} images in batches of {trainer.effective_batch_size}), too few "
-            "to learn much; raise trainer.epochs or trainer.min_steps, or lower trainer.batch_size"
+            "to learn much; raise "
+            + ("trainer.max_steps" if cfg.trainer.max_steps else "trainer.epochs or trainer.min_steps")
+            + ", or lower trainer.batch_size"
         )
         log.warning(warnings[-1])
     info = {
