@@ -40,17 +40,17 @@ def cpu_name() -> str:
     return f"{name or platform.processor() or platform.machine()}, {os.cpu_count()} cores, {' '.join(native)}"
 
 
-def run(cwd: Path, overrides: list[str]) -> dict:
-    """One whole `mnist pretrain` command: its summary.json and wall time."""
-    before = set((cwd / "outputs" / "pretrain").glob("*")) if (cwd / "outputs" / "pretrain").exists() else set()
+def run(cwd: Path, overrides: list[str], stage: str = "pretrain") -> dict:
+    """One whole `mnist <stage>` command: its summary.json and wall time."""
+    before = set((cwd / "outputs" / stage).glob("*")) if (cwd / "outputs" / stage).exists() else set()
     tic = time.perf_counter()
     result = subprocess.run(
-        [sys.executable, "-m", "mnist_cli", "pretrain", *overrides], cwd=cwd, capture_output=True, text=True
+        [sys.executable, "-m", "mnist_cli", stage, *overrides], cwd=cwd, capture_output=True, text=True
     )
     wall = time.perf_counter() - tic
     if result.returncode != 0:
-        raise SystemExit(f"mnist pretrain {' '.join(overrides)} failed:\n{result.stderr}")
-    [run_dir] = set((cwd / "outputs" / "pretrain").glob("*")) - before
+        raise SystemExit(f"mnist {stage} {' '.join(overrides)} failed:\n{result.stderr}")
+    [run_dir] = set((cwd / "outputs" / stage).glob("*")) - before
     return {**json.loads((run_dir / "summary.json").read_text()), "wall_s": wall}
 
 

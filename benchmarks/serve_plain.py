@@ -19,7 +19,7 @@ from pydantic import BaseModel
 
 from mnist_cli.config.compose import compose_config
 from mnist_cli.data.batches import BatchPrep
-from mnist_cli.data.images import load_grayscale, to_mnist
+from mnist_cli.data.images import load_grayscale, preprocess
 from mnist_cli.training.checkpoint import load_checkpoint, model_from_checkpoint, resolve_checkpoint
 
 
@@ -32,8 +32,8 @@ def load(ckpt_arg: str):
     ckpt = load_checkpoint(resolve_checkpoint(ckpt_arg, "outputs"))
     model = model_from_checkpoint(ckpt).eval()
     prep = BatchPrep(OmegaConf.create(ckpt["config"]["dataset"]))
-    preprocess = compose_config().preprocess
-    return model, prep, lambda encoded: to_mnist(load_grayscale(base64.b64decode(encoded)), preprocess)
+    settings = compose_config().preprocess
+    return model, prep, lambda encoded: preprocess(load_grayscale(base64.b64decode(encoded)), settings)
 
 
 def plain(ckpt: str, port: int) -> None:

@@ -46,7 +46,7 @@ from mnist_cli.data.datasets import load_split
 from mnist_cli.models import build_model
 from mnist_cli.models.classifier import Classifier
 from mnist_cli.run_dir import RunDir
-from mnist_cli.stages.training import train_and_test
+from mnist_cli.stages.training import read_data, train_and_test
 from mnist_cli.training.runtime import autocast, pick_device, pick_precision, setup
 from mnist_cli.training.tasks.classification import evaluate
 
@@ -142,7 +142,7 @@ def through_mnist(cfg, model: Classifier | None, curve: Curve) -> dict:
             curve.record(evaluate(trained, prep, test, cfg.trainer.eval_batch_size).acc, seconds)
 
     with tempfile.TemporaryDirectory() as tmp:
-        return train_and_test(cfg, RunDir(tmp), model, device, None, on_epoch_end)
+        return train_and_test(cfg, RunDir(tmp), model, device, None, read_data(cfg), on_epoch_end)
 
 
 def peer_seconds_to(data: str, target: float) -> tuple[float | None, list[float]]:

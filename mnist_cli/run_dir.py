@@ -5,6 +5,7 @@ Layout of a run directory (outputs/<stage>/<date>_<time>[_<n>]/):
     metrics.jsonl          one line per epoch
     metrics.csv            the same rows as a table (for spreadsheets and pandas)
     summary.json           status, final metrics, paths, wall time, device, versions
+    skipped.txt            data files passed over as unreadable images (dataset=folder), if any
     checkpoints/best.ckpt  weights with the best validation accuracy
     checkpoints/last.ckpt  everything needed to resume
     run.log                the log, appended to by resumed runs
@@ -160,6 +161,18 @@ class RunDir:
         if self.writable:
             write_text(self.path / "metrics.jsonl", "".join(json.dumps(row) + "\n" for row in history))
             write_text(self.path / "metrics.csv", csv_text(history))
+
+    def write_skipped(self, skipped: list[str]) -> str | None:
+        """skipped.txt: the data files passed over as unreadable, one "<file>: <why>" a line; the
+        warning that says so (None when there were none)."""
+        if not skipped:
+            return None
+        if self.writable:
+            write_text(self.path / "skipped.txt", "".join(line + "\n" for line in skipped))
+        return (
+            f"{len(skipped)} file(s) skipped, not readable images: listed in {self.path / 'skipped.txt'} "
+            "(dataset.on_bad_file=fail refuses them)"
+        )
 
     def read_summary(self) -> dict[str, Any] | None:
         path = self.path / "summary.json"

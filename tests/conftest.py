@@ -21,8 +21,8 @@ import torch
 from omegaconf import OmegaConf
 
 from mnist_cli.config.compose import compose_config
-from mnist_cli.data.datasets import Split
 from mnist_cli.data.idx import write_idx
+from mnist_cli.data.split import Split
 from mnist_cli.models import build_model
 from mnist_cli.run_dir import RunDir
 from mnist_cli.stages.training import read_data, training_task
@@ -44,6 +44,15 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.section("bad inputs tried and what mnist said")
         for tried, said in BAD_INPUTS:
             terminalreporter.write_line(f"{tried}\n    -> {said}")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def conversion_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Converted image folders and CSV files are cached here, not in the home folder (the runs in
+    subprocesses inherit it)."""
+    folder = tmp_path_factory.mktemp("converted")
+    os.environ["MNIST_CLI_CACHE"] = str(folder)
+    return folder
 
 
 def make_images(labels: torch.Tensor, seed: int) -> torch.Tensor:

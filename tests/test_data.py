@@ -11,8 +11,9 @@ from omegaconf import OmegaConf
 
 from mnist_cli.config.compose import compose_config
 from mnist_cli.data.batches import BatchPrep
-from mnist_cli.data.datasets import load_split, train_val_split
 from mnist_cli.data.idx import read_idx, write_idx
+from mnist_cli.data.idx_files import load_split
+from mnist_cli.data.split import train_val_split
 from mnist_cli.errors import UserError
 
 from conftest import write_dataset

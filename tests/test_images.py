@@ -9,10 +9,10 @@ import pytest
 from omegaconf import OmegaConf
 from PIL import Image
 
-from mnist_cli.data.images import find_images, load_grayscale, to_mnist
+from mnist_cli.data.images import find_images, load_grayscale, preprocess
 from mnist_cli.errors import UserError
 
-CFG = OmegaConf.create({"invert": "auto", "threshold": 0.2, "digit_size": 20})
+CFG = OmegaConf.create({"mode": "mnist_like", "invert": "auto", "threshold": 0.2, "digit_size": 20})
 
 
 def centre_of_mass(image: np.ndarray) -> tuple[float, float]:
@@ -23,7 +23,7 @@ def centre_of_mass(image: np.ndarray) -> tuple[float, float]:
 def test_dark_ink_on_paper_becomes_a_centred_light_digit_in_a_20_pixel_box() -> None:
     paper = np.full((300, 200), 235, dtype=np.float32)
     paper[40:260, 20:60] = 10  # a tall bar near the left edge
-    digit = to_mnist(paper, CFG)
+    digit = preprocess(paper, CFG)
     assert digit.shape == (28, 28) and digit.dtype == np.uint8
     rows, cols = np.nonzero(digit > 50)
     assert rows.max() - rows.min() + 1 == 20 and cols.max() - cols.min() + 1 <= 5  # aspect kept: 220 x 40 -> 20 x 4
@@ -34,18 +34,18 @@ def test_dark_ink_on_paper_becomes_a_centred_light_digit_in_a_20_pixel_box() -> 
 def test_light_ink_on_black_is_kept_and_invert_can_be_forced() -> None:
     dark = np.zeros((50, 50), dtype=np.float32)
     dark[10:40, 20:30] = 200
-    kept = to_mnist(dark, CFG)
+    kept = preprocess(dark, CFG)
     assert kept[14, 14] > 100 and kept[0, 0] == 0
-    assert np.array_equal(to_mnist(dark, OmegaConf.merge(CFG, {"invert": False})), kept)
+    assert np.array_equal(preprocess(dark, OmegaConf.merge(CFG, {"invert": False})), kept)
     with pytest.raises(
         UserError, match="blank"
     ):  # inverted, the bar is dark ink on white: nothing is brighter than the paper
-        to_mnist(dark, OmegaConf.merge(CFG, {"invert": True}))
+        preprocess(dark, OmegaConf.merge(CFG, {"invert": True}))
 
 
 def test_blank_images_and_unreadable_files_are_one_line_errors(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="blank"):
-        to_mnist(np.full((40, 40), 255, dtype=np.float32), CFG)
+        preprocess(np.full((40, 40), 255, dtype=np.float32), CFG)
     (tmp_path / "a.png").write_text("not an image")
     with pytest.raises(UserError, match="not a readable image"):
         load_grayscale(tmp_path / "a.png")

@@ -65,3 +65,48 @@ def draw_digits(folder: Path) -> dict[str, str]:
         image.save(folder / name)
     (folder / "notes.png").write_text("not an image")
     return {"one.png": "1", "seven.png": "7", "zero.jpg": "0"}
+
+
+def test_mnist_written_as_png_folders_reads_back_as_the_idx_images(tmp_path: Path) -> None:
+    """The 10,000 test images as a PNG folder tree: preprocess=resize gives exactly the IDX
+    tensors; the MNIST-style preprocessing (crop to the ink, fit in 20x20, centre the mass) redoes
+    what MNIST's makers did, and moves an MNIST image only by rounding: measured here."""
+    import torch
+    from PIL import Image
+
+    from mnist_cli.config.compose import compose_config
+    from mnist_cli.data.datasets import load_dataset
+    from mnist_cli.data.idx_files import load_split
+
+    idx = load_split(compose_config(f"dataset.root={REAL_DATA}", "dataset.download=false").dataset, "test")
+    for i, (image, label) in enumerate(zip(idx.images[:, 0].numpy(), idx.labels.tolist())):
+        folder = tmp_path / "tree" / "test" / str(label)
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(folder / f"{i:05d}.png")
+    by_class = torch.cat([(idx.labels == c).nonzero().flatten() for c in range(10)])  # the tree's order
+    expected = idx.images[by_class].float()
+    digits = "[" + ",".join(f"'{c}'" for c in range(10)) + "]"
+
+    def read(mode: str) -> torch.Tensor:
+        cfg = compose_config(
+            "dataset=folder", f"dataset.root={tmp_path / 'tree'}", f"dataset.classes={digits}", f"preprocess={mode}"
+        )
+        test = load_dataset(cfg.dataset, cfg.preprocess).test
+        assert torch.equal(test.labels, idx.labels[by_class])
+        return test.images.float()
+
+    assert torch.equal(read("resize"), expected)
+    moved = read("mnist_like")
+    rows = torch.arange(28.0)
+
+    def centre(x: torch.Tensor) -> torch.Tensor:
+        mass = x[:, 0].sum((1, 2))
+        return torch.stack([(x[:, 0].sum(2) * rows).sum(1) / mass, (x[:, 0].sum(1) * rows).sum(1) / mass], 1)
+
+    unchanged = float((moved == expected).flatten(1).all(1).double().mean())
+    mean_diff = float((moved - expected).abs().mean())
+    shift = float((centre(moved) - centre(expected)).norm(dim=1).mean())
+    print(
+        f"mnist_like on MNIST: {unchanged:.1%} unchanged, mean |diff| {mean_diff:.3f} of 255, centre moved {shift:.3f} px"
+    )
+    assert unchanged > 0.5 and mean_diff < 0.5 and shift < 0.05

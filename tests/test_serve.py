@@ -27,7 +27,7 @@ from PIL import Image
 from mnist_cli.config.compose import compose_config
 from mnist_cli.data.batches import BatchPrep
 from mnist_cli.data.datasets import load_split
-from mnist_cli.data.images import load_grayscale, to_mnist
+from mnist_cli.data.images import load_grayscale, preprocess
 from mnist_cli.deploy.predictor import Predictor, load_predictor
 from mnist_cli.errors import UserError
 from mnist_cli.serving.app import build_app
@@ -125,7 +125,7 @@ def test_every_way_of_sending_gives_the_checkpoint_answer(server, trained: Path,
     assert upload == raw == as_json[:1] == as_json[1:]
     # The same preprocessing as `mnist predict`: one function.
     cfg = compose_config()
-    assert np.array_equal(np.array(upload[0]["input"]), to_mnist(load_grayscale(photo), cfg.preprocess))
+    assert np.array_equal(np.array(upload[0]["input"]), preprocess(load_grayscale(photo), cfg.preprocess))
     assert (
         "input"
         not in predictions(httpx.post(server.url + "predict", content=photo, headers={"content-type": "image/png"}))[0]
@@ -372,7 +372,7 @@ def test_an_exported_onnx_file_predicts_like_its_checkpoint(trained: Path, digit
     labels = [line.split(",")[1] for line in (run / "predictions.csv").read_text().splitlines()[1:]]
     cfg = compose_config()
     expected = reference(
-        trained, np.stack([to_mnist(digit.astype(np.float32), cfg.preprocess) for digit in digits[:4]])
+        trained, np.stack([preprocess(digit.astype(np.float32), cfg.preprocess) for digit in digits[:4]])
     )
     assert labels == [str(c) for c in expected.argmax(1)]
 

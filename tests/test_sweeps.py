@@ -91,12 +91,14 @@ def test_report_ranks_the_sweep_in_a_table_a_csv_and_plots(sweep: tuple[Path, st
             and f"model.hidden={row['model.hidden']}" in run["overrides"]
         )
         assert "dataset.root" not in row  # the same in every job: not a column
-        # The table shows the same run on one line: rank, run, the overrides, val and test accuracy, status.
+        assert row["data"] == "mnist (10: 0, 1, 2, 3, ...)"  # the data set and its class names
+        # The table shows the same run on one line: rank, run, data, the overrides, val and test accuracy, status.
         [line] = [line for line in stdout.splitlines() if line.startswith(f"│ {rank:>4} │ {row['run']} ")]
         cells = [cell.strip() for cell in line.strip("│").split("│")]
         assert cells == [
             str(rank),
             row["run"],
+            row["data"],
             row["optimizer"],
             row["model.hidden"],
             f"{run['best_val_acc']:.4f}",

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from mnist_cli.config.compose import compose_config
-from mnist_cli.data.datasets import Split, load_split, split_labels, train_val_split
+from mnist_cli.data.datasets import load_split
+from mnist_cli.data.split import Split, split_labels, train_val_split
 from mnist_cli.errors import UserError
 from mnist_cli.evaluation.metrics import classification_report
 from mnist_cli.models import build_model

@@ -87,9 +87,15 @@ def views_rules(prefix: str) -> dict[str, tuple[Callable[[Any], bool], str]]:
 RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     # first: optimizer.lr of a finetune is finetune.lr.<strategy>
     "finetune.strategy": (one_of("full", "linear", "partial", "lora"), "full, linear, partial or lora"),
+    "dataset.format": (one_of("idx", "folder", "csv"), "idx, folder or csv"),
     "dataset.val_size": (val_size, "a fraction between 0 and 1 (e.g. 0.05) or a count >= 1"),
+    "dataset.test_size": (lambda v: _is_num(v) and 0 < v < 1, "a fraction between 0 and 1 (e.g. 0.1)"),
     "dataset.split_seed": (_is_int, "an integer"),
-    "dataset.std": (positive, "a number > 0"),
+    "dataset.on_bad_file": (one_of("skip", "fail"), "skip or fail"),
+    "dataset.workers": (optional(positive_int), "null or a whole number of processes >= 1"),
+    "dataset.first_label": (non_negative_int, "a whole number >= 0"),
+    "dataset.mean": (optional(_is_num), "null (measured on the training images) or a number"),
+    "dataset.std": (optional(positive), "null (measured on the training images) or a number > 0"),
     "dataset.augment.max_shift": (non_negative, "a number of pixels >= 0"),
     "dataset.augment.max_rotate": (non_negative, "a number of degrees >= 0"),
     "dataset.augment.max_scale": (fraction, "a fraction in [0, 1)"),
@@ -174,10 +180,12 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "export.tolerance": (positive, "a number > 0, e.g. 1e-3"),
     "export.max_accuracy_drop": (lambda v: _is_num(v) and 0 <= v <= 1, "an accuracy difference in [0, 1], e.g. 0.01"),
     "export.opset": (lambda v: positive_int(v) and v >= 18, "an ONNX opset version >= 18"),
+    "preprocess.mode": (one_of("mnist_like", "resize"), "mnist_like or resize (choose with preprocess=resize)"),
     "preprocess.invert": (lambda v: v in ("auto", True, False), "auto, true or false"),
     "preprocess.threshold": (fraction, "a fraction in [0, 1)"),
     "preprocess.digit_size": (lambda v: positive_int(v) and v <= 28, "a whole number of pixels from 1 to 28"),
     "predict.top_k": (positive_int, "a whole number >= 1"),
+    "predict.show": (positive_int, "a whole number of images >= 1"),
     "eval.top_k": (positive_int, "a whole number >= 1"),
     "eval.calibration_bins": (positive_int, "a whole number of bins >= 1"),
     "eval.worst_images": (non_negative_int, "a whole number >= 0 (0: no grid)"),
@@ -228,6 +236,14 @@ def validate(cfg: DictConfig) -> None:
         raise UserError(
             f"model.dim={cfg.model.dim} must be divisible by model.heads={cfg.model.heads}; change one of them"
         )
+
+    if cfg.dataset.format in ("folder", "csv") and not cfg.dataset.root:
+        what = "the class folders" if cfg.dataset.format == "folder" else "train.csv"
+        raise UserError(f"dataset={cfg.dataset.name} reads your files: set dataset.root=<the folder holding {what}>")
+    if OmegaConf.select(cfg, "dataset.classes") is not None and len(set(cfg.dataset.classes)) != len(
+        cfg.dataset.classes
+    ):
+        raise UserError("dataset.classes names a class twice; give each class one name")
 
     if cfg.trainer.stop_at_target and cfg.trainer.target_accuracy is None:
         raise UserError("trainer.stop_at_target=true stops at trainer.target_accuracy: set it too, e.g. 0.99")

@@ -1,6 +1,9 @@
-"""Reading people's image files (PNG, JPEG, ... of any size or colour) and turning each into a
-28x28 digit the way MNIST's were made: light digit on black, cropped to the digit, scaled to fit
-a 20x20 box keeping its aspect, and placed in the 28x28 frame with its centre of mass at the centre."""
+"""Reading people's image files (PNG, JPEG, ... of any size or colour) and turning each into the
+model's 28x28 input, light on dark as MNIST's (`preprocess(pixels, cfg)`, cfg.mode):
+- mnist_like: the way MNIST's digits were made: cropped to the ink, scaled to fit a 20x20 box keeping
+  its aspect, and placed in the 28x28 frame with its centre of mass at the centre;
+- resize: for pictures that are not drawn strokes: the whole image padded to a square with its
+  background and scaled to 28x28 (no cropping; a 28x28 image is kept as it is)."""
 
 from __future__ import annotations
 
@@ -66,13 +69,32 @@ def paper_level(pixels: np.ndarray) -> float:
     return float(np.median(np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])))
 
 
-def to_mnist(pixels: np.ndarray, cfg: DictConfig | SimpleNamespace) -> np.ndarray:
-    """MNIST-style 28x28 uint8 digit from grayscale pixels (see the module docstring).
-
-    cfg: invert (auto: when the border is lighter than the middle grey), threshold (share of the
-    brightest ink that counts as the digit when cropping), digit_size (the box the digit is scaled into)."""
+def preprocess(pixels: np.ndarray, cfg: DictConfig | SimpleNamespace) -> np.ndarray:
+    """The model's 28x28 uint8 input from grayscale pixels, as cfg.mode says (module docstring).
+    cfg.invert: auto (invert when the border is lighter than the middle grey) | true | false."""
     invert = paper_level(pixels) > 127 if cfg.invert == "auto" else bool(cfg.invert)
-    ink = 255 - pixels if invert else pixels.copy()
+    light_on_dark = 255 - pixels if invert else pixels
+    return to_mnist(light_on_dark, cfg) if cfg.mode == "mnist_like" else resized(light_on_dark)
+
+
+def resized(pixels: np.ndarray) -> np.ndarray:
+    """The whole image, padded to a square with its border's level and scaled to 28x28."""
+    h, w = pixels.shape
+    if (h, w) != (SIZE, SIZE):
+        side = max(h, w)
+        square = np.full((side, side), paper_level(pixels), dtype=np.float32)
+        top, left = (side - h) // 2, (side - w) // 2
+        square[top : top + h, left : left + w] = pixels
+        pixels = np.asarray(Image.fromarray(square, mode="F").resize((SIZE, SIZE), Image.Resampling.LANCZOS))
+    return pixels.clip(0, 255).round().astype(np.uint8)
+
+
+def to_mnist(pixels: np.ndarray, cfg: DictConfig | SimpleNamespace) -> np.ndarray:
+    """MNIST-style 28x28 uint8 digit from light-on-dark grayscale pixels (see the module docstring).
+
+    cfg: threshold (share of the brightest ink that counts as the digit when cropping), digit_size
+    (the box the digit is scaled into)."""
+    ink = pixels.astype(np.float32)  # a copy
     ink -= paper_level(ink)  # the paper becomes 0
     ink = ink.clip(0, None)
     if ink.max() <= 0:
@@ -89,10 +111,11 @@ def to_mnist(pixels: np.ndarray, cfg: DictConfig | SimpleNamespace) -> np.ndarra
     frame = np.zeros((SIZE, SIZE), dtype=np.float32)
     top, left = (SIZE - size[1]) // 2, (SIZE - size[0]) // 2
     frame[top : top + size[1], left : left + size[0]] = resized
-    # Move the centre of mass to the centre, as MNIST did (whole pixels; what leaves the frame is lost).
+    # Move the centre of mass to pixel (14, 14), where MNIST's digits have theirs (13.99, 14.01 on
+    # average over its test set), in whole pixels; what leaves the frame is lost.
     ys, xs = np.indices(frame.shape)
     mass = frame.sum()
-    dy, dx = round(SIZE / 2 - 0.5 - (ys * frame).sum() / mass), round(SIZE / 2 - 0.5 - (xs * frame).sum() / mass)
+    dy, dx = round(SIZE / 2 - (ys * frame).sum() / mass), round(SIZE / 2 - (xs * frame).sum() / mass)
     moved = np.zeros_like(frame)
     moved[max(dy, 0) : SIZE + min(dy, 0), max(dx, 0) : SIZE + min(dx, 0)] = frame[
         max(-dy, 0) : SIZE + min(-dy, 0), max(-dx, 0) : SIZE + min(-dx, 0)

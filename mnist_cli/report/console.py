@@ -27,6 +27,19 @@ def training_progress(enabled: bool = True) -> Progress:
     )
 
 
+def files_progress() -> Progress:
+    """A bar for converting image files; silent when not on a terminal."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    )
+
+
 def print_key_values(title: str, values: dict[str, Any]) -> None:
     table = Table(title=title, show_header=False, title_justify="left")
     table.add_column(style="bold")
@@ -53,6 +66,18 @@ def print_members(members: list[dict[str, Any]], acc: float, loss: float) -> Non
     for member in members:
         table.add_row(member["checkpoint"], f"{member['test_acc']:.4f}", f"{member['test_loss']:.4f}")
     table.add_row(f"[bold]ensemble of {len(members)}[/]", f"[bold]{acc:.4f}[/]", f"[bold]{loss:.4f}[/]")
+    console.print(table)
+
+
+def print_class_counts(title: str, classes: Sequence[str], counts: dict[str, list[int]]) -> None:
+    """Images per class (rows) in each split (columns)."""
+    table = Table(title=title, title_justify="left")
+    table.add_column("class")
+    for split in counts:
+        table.add_column(split, justify="right")
+    for i, name in enumerate(classes):
+        table.add_row(name, *(f"{c[i]:,}" for c in counts.values()))
+    table.add_row("[bold]all[/]", *(f"[bold]{sum(c):,}[/]" for c in counts.values()))
     console.print(table)
 
 

@@ -63,6 +63,7 @@ class Report:
             {
                 "rank": rank,
                 "run": run.label,
+                "data": data_name(run.summary),
                 **{key: run.overrides.get(key, "") for key in self.swept},
                 **{key: run.summary.get(key) for key in (*extra, "best_val_acc", "test_acc")},
                 "epochs": run.summary.get("epochs_run"),
@@ -88,8 +89,15 @@ def find_runs(folder: Path) -> list[Path]:
     return sorted(found, key=natural_key)
 
 
-def natural_key(path: Path) -> list:
-    """Order 2 before 10 (sweep job numbers, _1/_2 suffixes)."""
+def data_name(summary: dict[str, Any]) -> str:
+    """The data set a run used and its classes, e.g. `folder (3: cat, dog, fish)`."""
+    classes = summary.get("classes") or []
+    shown = ", ".join(classes[:4]) + (", ..." if len(classes) > 4 else "")
+    return f"{summary.get('dataset', '')} ({len(classes)}: {shown})" if classes else summary.get("dataset", "")
+
+
+def natural_key(path: str | Path) -> list:
+    """Order 2 before 10 (sweep job numbers, _1/_2 suffixes, class folders named by number)."""
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", str(path))]
 
 

@@ -1,6 +1,6 @@
 """The FastAPI app of `mnist serve`: its routes, what each answers, and the middleware around them.
 
-POST /predict   images -> per image: label, confidence, probabilities (and the 28x28 input if asked)
+POST /predict   images -> per image: label (class name), class_index, confidence, probabilities (and the 28x28 input if asked)
 GET  /health    the process is up           GET /ready    the model is loaded, warmed and not stopping
 GET  /info      the model and its accuracy  GET /metrics  Prometheus text format
 GET  /          the page to draw digits on (page/, served from the package: works offline)
@@ -33,7 +33,8 @@ PAGE = resources.files("mnist_cli.serving") / "page"
 
 
 class Prediction(BaseModel):
-    label: str
+    label: str  # the class's name (a digit, a letter, a garment, a folder's name)
+    class_index: int  # its number: the model's output
     confidence: float
     probabilities: dict[str, float]
     input: list[list[int]] | None = None  # the 28x28 digit the model saw, with ?input=true
@@ -48,6 +49,7 @@ def answer(classes: list[str], probabilities: np.ndarray, digits: np.ndarray, wi
         predictions=[
             Prediction(
                 label=classes[best],
+                class_index=best,
                 confidence=round(p[best], 6),
                 probabilities={name: round(q, 6) for name, q in zip(classes, p)},
                 input=digit.tolist() if with_input else None,

@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from pydantic import BaseModel, Field, ValidationError
 from starlette.datastructures import UploadFile
 
-from mnist_cli.data.images import SIZE, ImageTooLarge, load_grayscale, to_mnist
+from mnist_cli.data.images import SIZE, ImageTooLarge, load_grayscale, preprocess
 from mnist_cli.errors import UserError
 
 Pixels = list[list[float]]
@@ -91,7 +91,7 @@ class DigitReader:
 
     def from_bytes(self, data: bytes) -> np.ndarray:
         try:
-            return to_mnist(load_grayscale(data, max_pixels=self.max_pixels), self.preprocess)
+            return preprocess(load_grayscale(data, max_pixels=self.max_pixels), self.preprocess)
         except ImageTooLarge as e:
             raise HTTPException(413, str(e)) from None
         except UserError as e:

@@ -6,6 +6,7 @@ their probabilities), each member's own accuracy beside it."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,8 @@ import torch
 from omegaconf import DictConfig
 
 from mnist_cli.data.batches import BatchPrep
-from mnist_cli.data.datasets import Split, load_split
+from mnist_cli.data.datasets import load_dataset
+from mnist_cli.data.split import Split
 from mnist_cli.errors import UserError
 from mnist_cli.evaluation.inference import chunks
 from mnist_cli.evaluation.metrics import calibration, classification_report, top_k_accuracy
@@ -31,6 +33,8 @@ from mnist_cli.stages.source import load_classifier
 from mnist_cli.training.runtime import autocast, pick_precision, setup
 from mnist_cli.training.tasks.classification import evaluate
 
+log = logging.getLogger(__name__)
+
 
 def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str, Any]:
     device = setup(cfg)
@@ -44,7 +48,11 @@ def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str
         )
     run.write_config(cfg)
     model.to(device)
-    test = load_split(cfg.dataset, "test").to(device)
+    found = load_dataset(cfg.dataset, cfg.preprocess, train=False)
+    skipped = run.write_skipped(found.skipped)
+    if skipped:
+        log.warning(skipped)
+    test = found.test.to(device)
     prep = BatchPrep(cfg.dataset)
     precision = pick_precision(cfg.trainer.precision, device)
 
@@ -64,8 +72,10 @@ def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str
     k = cfg.eval.top_k
     results = {
         "checkpoint": str(sources[0]) if len(sources) == 1 else [str(p) for p in sources],
+        **({"skipped_files": len(found.skipped)} if found.skipped else {}),
         **({"members": members} if members else {}),
         "dataset": cfg.dataset.name,
+        "classes": classes,
         "device": str(device),
         "test_images": len(test),
         "test_loss": tested.loss,
@@ -79,7 +89,7 @@ def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str
     )
     results.update(robustness)
     figures = draw_figures(cfg, run, classes, test, tested.probabilities, report, calibrated)
-    run.write_json("eval.json", {**results, "classes": classes, **report, "calibration_bins": calibrated["bins"]})
+    run.write_json("eval.json", {**results, **report, "calibration_bins": calibrated["bins"]})
 
     if members:
         print_members(members, tested.acc, tested.loss)

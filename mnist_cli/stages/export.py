@@ -33,7 +33,7 @@ def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str
     source, ckpt = load_source(cfg)
     run.write_config(cfg)
 
-    test = load_split(cfg.dataset, "test")
+    test = load_split(cfg.dataset, "test", cfg.preprocess)
     n = cfg.export.check_images or len(test)
     images = BatchPrep(cfg.dataset, channels_last=False)(test.images[:n], train=False)
     labels = test.labels[:n]

@@ -21,7 +21,7 @@ from mnist_cli.models import build_model
 from mnist_cli.models.lora import add_adapters
 from mnist_cli.run_dir import RunDir
 from mnist_cli.stages.source import load_source
-from mnist_cli.stages.training import train_and_test
+from mnist_cli.stages.training import read_data, train_and_test
 from mnist_cli.training.checkpoint import (
     load_classifier_checkpoint,
     model_from_checkpoint,
@@ -37,16 +37,19 @@ log = logging.getLogger(__name__)
 def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str, Any]:
     device = setup(cfg)
     if resume is not None:  # the weights come from the run's last checkpoint
+        data = read_data(cfg)
         model = build_model(cfg.model, len(cfg.dataset.classes))
     else:
         source, ckpt = load_source(cfg, classifier=False)
-        num_classes = len(cfg.dataset.classes)
+        data = read_data(cfg)  # a folder of images names the classes the new head learns
+        classes = list(cfg.dataset.classes)
         model = model_from_checkpoint(ckpt)
-        if model.num_classes != num_classes or ckpt["objective"] != "supervised":
+        if classes != list(ckpt["config"]["dataset"]["classes"]) or ckpt["objective"] != "supervised":
             log.info(
-                f"a new {num_classes}-class head (the checkpoint's {ckpt['objective']} model has {model.num_classes} classes)"
+                f"a new {len(classes)}-class head for {', '.join(classes[:12])}{', ...' if len(classes) > 12 else ''} "
+                f"(the checkpoint's {ckpt['objective']} model knows {ckpt['config']['dataset']['name']}'s classes)"
             )
-            model.reset_head(num_classes)
+            model.reset_head(len(classes))
         log.info(f"finetuning {source} ({ckpt['model_name']}, {ckpt['objective']}, epoch {ckpt['epoch']})")
     if cfg.finetune.strategy == "linear":
         model.freeze_backbone()
@@ -60,7 +63,7 @@ def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str
         model.freeze_backbone()
         count = add_adapters(model.backbone, cfg.finetune.lora_rank, cfg.finetune.lora_alpha)
         log.info(f"LoRA adapters of rank {cfg.finetune.lora_rank} on {count} linear layers")
-    results = train_and_test(cfg, run, model, device, resume, wrap_task=distill_from_teacher(cfg, device))
+    results = train_and_test(cfg, run, model, device, resume, data, wrap_task=distill_from_teacher(cfg, device))
     return {**results, "source_checkpoint": cfg.ckpt, **({"teacher": cfg.teacher} if cfg.teacher else {})}
 
 

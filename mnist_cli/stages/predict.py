@@ -1,18 +1,21 @@
 """`mnist predict ckpt=... input=...`: label people's own images with a checkpoint or an exported
-.onnx file (deploy/predictor.py). Each readable image is made MNIST-like (data/images.py), all are
-classified in one batch, and the result is printed as a table and
-written to predictions.csv, with inputs.png showing what the model saw. An unreadable file is
-reported on its row; the others are still predicted."""
+.onnx file (deploy/predictor.py). Each readable image is made the model's 28x28 input by the
+`preprocess` config (data/images.py); the rows of a CSV file (Kaggle's layout, data/csv_table.py)
+already are inputs. All are classified in batches, and the result is printed as a table and written
+to predictions.csv (a CSV input: also the competition's submission.csv), with inputs.png showing
+what the model saw. An unreadable file is reported on its row; the others are still predicted."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from mnist_cli.data.images import find_images, load_grayscale, to_mnist
+from mnist_cli.data.csv_table import read_csv
+from mnist_cli.data.images import find_images, load_grayscale, preprocess
 from mnist_cli.deploy.predictor import load_predictor
 from mnist_cli.errors import UserError
 from mnist_cli.report import plots
@@ -20,26 +23,46 @@ from mnist_cli.report.console import print_predictions
 from mnist_cli.run_dir import RunDir, csv_text, write_text
 
 
+def read_inputs(cfg: DictConfig) -> tuple[list[dict[str, Any]], list[np.ndarray]]:
+    """A row per image (file, the columns filled in once predicted, and an error when it could not
+    be read) and the readable ones' inputs."""
+
+    def row(name: str) -> dict[str, Any]:
+        return {"file": name, "label": "", "confidence": "", "next": "", "error": ""}
+
+    source = Path(cfg.input).expanduser()
+    if source.suffix.lower() == ".csv" and source.is_file():
+        pixels, _ = read_csv(source)  # a label column, if any, is not used
+        return [row(f"{source}#{i}") for i in range(1, len(pixels) + 1)], list(pixels)
+    rows, digits = [], []
+    for path in find_images(cfg.input):
+        rows.append(row(str(path)))
+        try:
+            digits.append(preprocess(load_grayscale(path), cfg.preprocess))
+        except UserError as e:
+            rows[-1]["error"] = str(e)
+    return rows, digits
+
+
 def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str, Any]:
-    predictor = load_predictor(cfg)  # a checkpoint: cfg takes its model and data set (classes, normalization)
+    predictor = load_predictor(
+        cfg
+    )  # a checkpoint: cfg takes its model, data set (classes, normalization) and preprocessing
     source = predictor.info["checkpoint"]
     run.write_config(cfg)
 
-    rows: list[dict[str, Any]] = []
-    digits = []
-    for path in find_images(cfg.input):
-        row = {"file": str(path), "label": "", "confidence": "", "next": "", "error": ""}
-        try:
-            digits.append(to_mnist(load_grayscale(path), cfg.preprocess))
-        except UserError as e:
-            row["error"] = str(e)
-        rows.append(row)
+    rows, digits = read_inputs(cfg)
     if not digits:
         raise UserError(
             f"input={cfg.input}: none of the {len(rows)} files could be read as an image ({rows[0]['error']})"
+            if rows
+            else f"input={cfg.input}: the CSV file has no rows"
         )
-
-    probabilities = torch.from_numpy(predictor.predict(np.stack(digits)))
+    batch = cfg.trainer.eval_batch_size
+    stacked = np.stack(digits)
+    probabilities = torch.from_numpy(
+        np.concatenate([predictor.predict(stacked[i : i + batch]) for i in range(0, len(stacked), batch)])
+    )
     classes = predictor.classes
     top = probabilities.topk(min(cfg.predict.top_k, len(classes)), dim=1)
     readable = [row for row in rows if not row["error"]]
@@ -50,11 +73,25 @@ def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str
             next=" ".join(f"{classes[c]}:{q:.3f}" for c, q in zip(i[1:], p[1:])),
         )
 
+    written = ["predictions.csv", "inputs.png"]
     write_text(run.path / "predictions.csv", csv_text(rows))
+    if Path(cfg.input).suffix.lower() == ".csv":  # Kaggle's submission format: ImageId from 1, Label
+        written.append("submission.csv")
+        write_text(
+            run.path / "submission.csv",
+            csv_text([{"ImageId": n, "Label": row["label"]} for n, row in enumerate(rows, 1)]),
+        )
+    shown = cfg.predict.show
     plots.image_grid(
-        digits, [f"{r['label']} ({r['confidence']:.2f})" for r in readable], run.path / "inputs.png", columns=8
+        digits[:shown],
+        [f"{r['label']} ({r['confidence']:.2f})" for r in readable[:shown]],
+        run.path / "inputs.png",
+        columns=8,
     )
-    print_predictions(rows, f"predict: {source} on {cfg.input}; written: predictions.csv, inputs.png in {run.path}")
+    more = f" (the first {shown} of {len(rows)} shown)" if len(rows) > shown else ""
+    print_predictions(
+        rows[:shown], f"predict: {source} on {cfg.input}{more}; written: {', '.join(written)} in {run.path}"
+    )
     return {
         "checkpoint": str(source),
         "images": len(rows),

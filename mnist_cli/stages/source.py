@@ -43,6 +43,8 @@ def load_classifier(cfg: DictConfig) -> tuple[list[Path], nn.Module]:
     paths = resolve_checkpoints(list(given) if isinstance(given, ListConfig) else given, cfg.outputs_root)
     ckpts = [load_classifier_checkpoint(path) for path in paths]
     inherit_config(cfg, ckpts[0], task_overrides())
+    if cfg.dataset.classes is None:  # a folder of images, labelled with the classes the model knows
+        cfg.dataset.classes = ckpts[0]["config"]["dataset"]["classes"]
     for path, ckpt in zip(paths[1:], ckpts[1:]):
         data = ckpt["config"]["dataset"]
         if list(data["classes"]) != list(cfg.dataset.classes) or [data["mean"], data["std"]] != [

@@ -14,7 +14,9 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from mnist_cli.data.batches import BatchPrep
-from mnist_cli.data.datasets import Split, load_split, repeat, split_labels, train_val_split
+from mnist_cli.data.datasets import Dataset, load_dataset
+from mnist_cli.data.split import Split, empty_like, repeat, split_labels
+from mnist_cli.errors import UserError
 from mnist_cli.report.console import print_key_values
 from mnist_cli.run_dir import RunDir
 from mnist_cli.training import distributed
@@ -33,7 +35,8 @@ class TrainingData:
     """What a training stage reads: `train`, what the loop draws its batches from (the labeled
     images; when semi-supervised, repeated whole until an epoch's steps draw at least as many pool
     images as the pool holds), `val`, `test`, and `pool`, the training images whose labels are not
-    used (empty unless labels are limited; never a validation image)."""
+    used (empty unless labels are limited; never a validation image); `skipped`, the files passed
+    over as unreadable."""
 
     train: Split
     val: Split
@@ -41,21 +44,44 @@ class TrainingData:
     pool: Split
     labeled: int  # labeled training images, each counted once
     semi_supervised: bool
+    skipped: list[str]
 
 
 def read_data(cfg: DictConfig) -> TrainingData:
+    """The data set's splits; a data set that names its classes or normalization only by its files
+    (null in the config) gets them written into cfg.dataset, and so into the run's config and checkpoints."""
     data = cfg.dataset
-    train, val = train_val_split(load_split(data, "train"), data.val_size, data.split_seed)
+    found = load_dataset(data, cfg.preprocess)
+    settle(data, found)
+    train, val = found.train, found.val
     if cfg.objective.name == "supervised":  # self-supervised pretraining uses every training image
         train, pool = split_labels(train, data.labels_per_class, data.label_fraction, data.split_seed)
     else:
-        pool = train.subset(torch.zeros(0, dtype=torch.long))
+        pool = empty_like(train)
     labeled = len(train)
     semi_supervised = cfg.semi_supervised.name != "none"
     if semi_supervised:  # whole copies of the labeled images, enough to go with one pass over the pool
         train = repeat(train, math.ceil(len(pool) / cfg.semi_supervised.ratio))
-    test = load_split(data, "test")  # read now so a missing file fails before training
-    return TrainingData(train, val, test, pool, labeled, semi_supervised)
+    return TrainingData(train, val, found.test, pool, labeled, semi_supervised, found.skipped)
+
+
+def settle(data: DictConfig, found: Dataset) -> None:
+    """Check that every class has training images, and fill in the classes and the normalization
+    the config leaves to the files (null)."""
+    counts = torch.bincount(found.train.labels, minlength=len(found.classes))
+    if not len(found.train) or not len(found.val):
+        raise UserError(
+            f"{data.name} at {data.root}: no training images to learn from; add some (see dataset={data.name})"
+        )
+    if bool((counts == 0).any()):
+        missing = [name for name, n in zip(found.classes, counts.tolist()) if n == 0]
+        raise UserError(f"class {', '.join(missing)} of dataset.classes has no training images; add some or drop it")
+    data.classes = found.classes
+    pixels = found.train.images.float().div_(255)
+    if data.mean is None:
+        data.mean = round(float(pixels.mean()), 4)
+    if data.std is None:
+        data.std = round(float(pixels.std()), 4)
 
 
 def training_task(
@@ -75,12 +101,12 @@ def train_and_test(
     model: nn.Module,
     device: torch.device,
     resume: dict[str, Any] | None,
+    data: TrainingData,
     on_epoch_end: Callable[[dict[str, Any], nn.Module], None] | None = None,
     wrap_task: Callable[[Task], Task] | None = None,
 ) -> dict[str, Any]:
-    """Train `model` (the objective's learner) as cfg says; `on_epoch_end(metrics row, model)` is
-    called after each epoch besides the logger; `wrap_task` may change the task (distillation)."""
-    data = read_data(cfg)
+    """Train `model` (the objective's learner) on `data` as cfg says; `on_epoch_end(metrics row,
+    model)` is called after each epoch besides the logger; `wrap_task` may change the task (distillation)."""
     train, val = data.train.to(device), data.val.to(device)
     model.to(device, memory_format=torch.channels_last)
     task = training_task(cfg, model, data.pool.to(device) if data.semi_supervised else None, wrap_task)
@@ -114,6 +140,10 @@ def train_and_test(
             + ", or lower trainer.batch_size"
         )
         log.warning(warnings[-1])
+    skipped = run.write_skipped(data.skipped)
+    if skipped:
+        warnings.append(skipped)
+        log.warning(skipped)
     info = {
         "config": OmegaConf.to_container(cfg, resolve=True),
         "model_name": cfg.model.name,
@@ -140,10 +170,13 @@ def train_and_test(
     target = cfg.trainer.target_accuracy
     reached = [row["elapsed_s"] for row in fit.history if target is not None and row["val_acc"] >= target]
     results = {
+        "dataset": cfg.dataset.name,
+        "classes": list(cfg.dataset.classes),
         "device": str(device),
         "processes": distributed.world_size(),
         "objective": cfg.objective.name,
         "train_images": data.labeled,
+        **({"skipped_files": len(data.skipped)} if data.skipped else {}),
         **(
             {"unlabeled_images": len(data.pool), "semi_supervised": cfg.semi_supervised.name}
             if data.semi_supervised

@@ -129,7 +129,10 @@ def model_from_checkpoint(ckpt: dict[str, Any]) -> Classifier:
 
 def inherit_config(cfg: DictConfig, ckpt: dict[str, Any], overrides: list[str]) -> None:
     """Make a finetune/eval config describe the checkpoint's model, and its data set unless the
-    command line chose one: `dataset=...` picks another, `dataset.key=...` adjusts the saved one."""
+    command line chose one: `dataset=...` picks another (whose normalization, when its config leaves
+    it to the files, is the checkpoint's: the model's input must look as it did in training),
+    `dataset.key=...` adjusts the saved one. The preprocessing of image files is the checkpoint's
+    unless the command line sets it."""
     saved = ckpt["config"]
     if any(o.startswith("model=") for o in overrides) and cfg.model.name != saved["model"]["name"]:
         raise UserError(
@@ -139,4 +142,11 @@ def inherit_config(cfg: DictConfig, ckpt: dict[str, Any], overrides: list[str]) 
     cfg.model = saved["model"]
     if not any(o.startswith("dataset=") for o in overrides):
         dotted = [o.removeprefix("dataset.") for o in overrides if o.startswith("dataset.")]
-        cfg.dataset = OmegaConf.merge(saved["dataset"], OmegaConf.from_dotlist(dotted))
+        # over the composed defaults: a checkpoint from an older mnist lacks the newer keys
+        defaults = OmegaConf.to_container(cfg.dataset, resolve=True)
+        cfg.dataset = OmegaConf.merge(defaults, saved["dataset"], OmegaConf.from_dotlist(dotted))
+    for key in ("mean", "std"):
+        if cfg.dataset[key] is None:
+            cfg.dataset[key] = saved["dataset"][key]
+    if "preprocess" in saved and not any(o.startswith("preprocess") for o in overrides):
+        cfg.preprocess = OmegaConf.merge(cfg.preprocess, saved["preprocess"])

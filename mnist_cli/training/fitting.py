@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
-from mnist_cli.data.datasets import Split
+from mnist_cli.data.split import Split
 
 
 @dataclass

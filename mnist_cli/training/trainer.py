@@ -28,7 +28,7 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from mnist_cli.data.datasets import Split
+from mnist_cli.data.split import Split
 from mnist_cli.errors import Interrupted, UserError
 from mnist_cli.evaluation.inference import EvalResult
 from mnist_cli.models.lora import merged_state_dict

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from mnist_cli.data.batches import BatchPrep
-    from mnist_cli.data.datasets import Split
+    from mnist_cli.data.split import Split
     from mnist_cli.models.classifier import Classifier
     from mnist_cli.training.tasks.base import Task
 

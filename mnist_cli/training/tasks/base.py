@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from mnist_cli.data.datasets import Split
+from mnist_cli.data.split import Split
 from mnist_cli.evaluation.inference import EvalResult
 
 Forward = Callable[[torch.Tensor], torch.Tensor]  # the model being trained (maybe compiled or wrapped by DDP)

@@ -9,7 +9,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from mnist_cli.data.batches import BatchPrep
-from mnist_cli.data.datasets import Split
+from mnist_cli.data.split import Split
 from mnist_cli.evaluation.inference import EvalResult, classification_result, outputs
 from mnist_cli.evaluation.robustness import attack
 from mnist_cli.models.classifier import Classifier

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mnist_cli.data.datasets import Split
+from mnist_cli.data.split import Split
 from mnist_cli.evaluation.inference import EvalResult
 from mnist_cli.training.tasks.base import Batch, Forward, Task
 from mnist_cli.training.tasks.classification import Classification, correct

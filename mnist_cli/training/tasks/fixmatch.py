@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from mnist_cli.data.batches import BatchPrep
-from mnist_cli.data.datasets import Split
+from mnist_cli.data.split import Split
 from mnist_cli.data.views import Views
 from mnist_cli.errors import UserError
 from mnist_cli.evaluation.inference import EvalResult

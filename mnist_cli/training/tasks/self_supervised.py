@@ -11,7 +11,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from mnist_cli.data.batches import BatchPrep
-from mnist_cli.data.datasets import Split
+from mnist_cli.data.split import Split
 from mnist_cli.evaluation.inference import EvalResult, chunks, outputs
 from mnist_cli.models.classifier import Classifier
 from mnist_cli.training.tasks.base import Batch, Task

@@ -1,0 +1,153 @@
+"""Folders of image files, in torchvision's ImageFolder layout: DIR/train/<class>/*, DIR/test/<class>/*
+and an optional DIR/val/<class>/*, or one tree DIR/<class>/* (its splits carved by datasets.py).
+
+Every file under a class folder (at any depth; names starting with a dot are left out) is read
+with Pillow and made the model's 28x28 input by the `preprocess` config (data/images.py), in one
+process per core, once: the result is cached (data/cache.py). A file that is not a readable image
+is skipped and listed, or refused with dataset.on_bad_file=fail."""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import logging
+import multiprocessing
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import ExitStack
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from mnist_cli.data.cache import cached
+from mnist_cli.data.images import SIZE, load_grayscale, preprocess
+from mnist_cli.errors import UserError
+from mnist_cli.report.console import files_progress
+from mnist_cli.report.runs import natural_key
+
+log = logging.getLogger(__name__)
+
+PARTS = {"train": 0, "val": 1, "test": 2}  # a split layout's folders; one tree is part -1
+ONE_TREE = -1
+CHUNK = 256  # files a worker converts per task
+
+
+def visible(names: list[str]) -> list[str]:
+    return sorted((n for n in names if not n.startswith(".")), key=natural_key)
+
+
+class Entry(NamedTuple):
+    part: int  # PARTS' number, or ONE_TREE
+    name: str  # the class: its folder's name
+    folder: Path  # the class folder
+    file: Path
+
+
+def scan(root: Path) -> list[Entry]:
+    """Every file under a class folder, in a stable order."""
+    if not root.is_dir():
+        raise UserError(f"dataset.root={root}: no such folder; give the folder that holds the class folders")
+    split_layout = any((root / part).is_dir() for part in ("train", "test"))
+    tops = (
+        [(n, root / part) for part, n in PARTS.items() if (root / part).is_dir()]
+        if split_layout
+        else [(ONE_TREE, root)]
+    )
+    found = []
+    for part, top in tops:
+        for name in visible([d.name for d in top.iterdir() if d.is_dir()]):
+            files = []
+            for folder, dirs, names in os.walk(top / name, followlinks=True):
+                dirs[:] = visible(dirs)
+                files += [Path(folder) / n for n in visible(names)]
+            if not files:
+                raise UserError(f"{top / name}: an empty class folder; put its images there or remove it")
+            found += [Entry(part, name, top / name, file) for file in files]
+    if not found:
+        layout = f"{root}/<class>/* or {root}/train/<class>/* and {root}/test/<class>/*"
+        raise UserError(f"dataset.root={root}: no class folders with files in it; lay the images out as {layout}")
+    return found
+
+
+def convert(task: tuple[list[str], dict[str, Any]]) -> tuple[np.ndarray, list[tuple[int, int]], list[str | None]]:
+    """A worker's share: (28x28 inputs, each file's own (height, width), each file's error or None)."""
+    paths, settings = task
+    cfg = SimpleNamespace(**settings)
+    images = np.zeros((len(paths), SIZE, SIZE), dtype=np.uint8)
+    sizes: list[tuple[int, int]] = []
+    errors: list[str | None] = []
+    for i, path in enumerate(paths):
+        try:
+            pixels = load_grayscale(Path(path))
+            images[i] = preprocess(pixels, cfg)
+            sizes.append(pixels.shape)
+            errors.append(None)
+        except UserError as e:
+            sizes.append((0, 0))
+            errors.append(str(e))
+    return images, sizes, errors
+
+
+def convert_all(paths: list[str], settings: dict[str, Any], workers: int) -> tuple[np.ndarray, list, list]:
+    """convert() over all `paths`, in `workers` processes, with a progress bar."""
+    tasks = [(paths[i : i + CHUNK], settings) for i in range(0, len(paths), CHUNK)]
+    chunks = []
+    with files_progress() as progress, ExitStack() as stack:
+        bar = progress.add_task("converting images", total=len(paths))
+        if workers > 1 and len(tasks) > 1:
+            context = multiprocessing.get_context("fork")  # the workers need no torch, only Pillow and numpy
+            done = stack.enter_context(ProcessPoolExecutor(workers, mp_context=context)).map(convert, tasks)
+        else:
+            done = map(convert, tasks)
+        for chunk in done:
+            chunks.append(chunk)
+            progress.advance(bar, len(chunk[0]))
+    images = np.concatenate([c[0] for c in chunks]) if chunks else np.zeros((0, SIZE, SIZE), np.uint8)
+    return images, [size for c in chunks for size in c[1]], [error for c in chunks for error in c[2]]
+
+
+def read_folder(cfg: DictConfig, preprocess_cfg: DictConfig) -> dict[str, Any]:
+    """The converted tree (see datasets.Converted), from the cache when nothing changed."""
+    root = Path(cfg.root).expanduser().resolve()
+    entries = scan(root)
+    stats = [entry.file.stat() for entry in entries]
+    settings = OmegaConf.to_container(preprocess_cfg, resolve=True)
+    key = {
+        "root": str(root),
+        "files": [[str(e.file.relative_to(root)), s.st_size, s.st_mtime_ns] for e, s in zip(entries, stats)],
+        "preprocess": settings,
+        "code": hashlib.sha256(Path(inspect.getfile(preprocess)).read_bytes()).hexdigest(),  # how they are applied
+    }
+
+    def build() -> dict[str, Any]:
+        started = time.perf_counter()
+        workers = cfg.workers or os.cpu_count() or 1
+        images, sizes, errors = convert_all([str(e.file) for e in entries], settings, workers)
+        names = sorted({e.name for e in entries}, key=natural_key)
+        ok = [error is None for error in errors]
+        index = {name: i for i, name in enumerate(names)}
+        log.info(
+            f"converted {sum(ok):,} images of {root} in {time.perf_counter() - started:.1f} s "
+            f"({workers} processes, preprocess {settings['mode']})"
+        )
+        keep = torch.tensor(ok, dtype=torch.bool)
+        return {
+            "images": torch.from_numpy(images)[keep],
+            "labels": torch.tensor([index[e.name] for e in entries], dtype=torch.long)[keep],
+            "parts": torch.tensor([e.part for e in entries], dtype=torch.long)[keep],
+            "sizes": torch.tensor(sizes, dtype=torch.long).reshape(-1, 2)[keep],
+            "names": names,
+            "skipped": [f"{e.file}: {error}" for e, error in zip(entries, errors) if error is not None],
+        }
+
+    converted = cached(cfg.cache_dir, f"folder-{root.name}", key, build)
+    for part, name, folder in dict.fromkeys(e[:3] for e in entries):
+        label = converted["names"].index(name)
+        if not bool(((converted["labels"] == label) & (converted["parts"] == part)).any()):
+            raise UserError(f"{folder}: none of its files is a readable image; put images there or remove it")
+    return converted

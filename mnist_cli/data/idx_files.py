@@ -1,0 +1,90 @@
+"""The MNIST family's files (MNIST, Fashion-MNIST, KMNIST, QMNIST, EMNIST): finding a split's IDX
+files (flat, or in torchvision's <root>/<Name>/raw/), fetching them with torchvision's own
+downloader when missing, and reading them as the data set's config describes them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from mnist_cli.data.idx import read_idx
+from mnist_cli.data.split import Split
+from mnist_cli.errors import UserError
+
+
+def search_dirs(cfg: DictConfig) -> list[Path]:
+    """A flat folder of the IDX files, or torchvision's <root>/<Name>/raw/ layout."""
+    root = Path(cfg.root).expanduser()
+    return [root, root / cfg.torchvision_name / "raw"]
+
+
+def find_file(dirs: list[Path], stem: str) -> Path | None:
+    for d in dirs:
+        for name in (stem, stem + ".gz"):
+            if (d / name).is_file():
+                return d / name
+    return None
+
+
+def download(cfg: DictConfig) -> None:
+    """Fetch the files with torchvision's downloader, which verifies their checksums."""
+    import torchvision.datasets
+
+    dataset_class = getattr(torchvision.datasets, cfg.torchvision_name)
+    root = Path(cfg.root).expanduser()
+    try:
+        for train in (True, False):
+            dataset_class(str(root), train=train, download=True, **OmegaConf.to_container(cfg.download_args))
+    except Exception as e:  # torchvision raises RuntimeError or URLError variants when offline
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(
+            f"{cfg.name}: files not found in {root} and the download failed ({reason}); "
+            f"copy the IDX files there or set dataset.root=<folder with them>"
+        ) from None
+
+
+def split_files(cfg: DictConfig, split: str) -> tuple[Path, Path]:
+    dirs = search_dirs(cfg)
+    stems = list(cfg.files[split])
+    found = [find_file(dirs, stem) for stem in stems]
+    if None in found and cfg.download:
+        download(cfg)
+        found = [find_file(dirs, stem) for stem in stems]
+    if None in found:
+        missing = [stem for stem, path in zip(stems, found) if path is None]
+        raise UserError(
+            f"{cfg.name}: {', '.join(missing)}(.gz) not found in {' or '.join(map(str, dirs))}; "
+            "set dataset.root=<folder with the IDX files>, or dataset.download=true when online"
+        )
+    return found[0], found[1]
+
+
+def load_split(cfg: DictConfig, split: str) -> Split:
+    """Read the train or test split, checked against the config's class count. Images stored
+    column by column (cfg.transposed: EMNIST's) are turned upright; labels start at
+    cfg.first_label in the files (EMNIST's letters: 1) and at 0 here; a label file with several
+    columns (QMNIST's) has the class in the first."""
+    image_path, label_path = split_files(cfg, split)
+    images, labels = read_idx(image_path), read_idx(label_path)
+    if labels.dim() == 2:
+        labels = labels[:, 0]
+    if images.dim() != 3 or labels.dim() != 1:
+        raise UserError(
+            f"{image_path} / {label_path}: expected images (N, H, W) and labels (N,); are the files swapped?"
+        )
+    if len(images) != len(labels):
+        raise UserError(
+            f"{image_path}: {len(images)} images but {label_path} has {len(labels)} labels; use a matching pair of files"
+        )
+    labels = labels.long() - cfg.first_label
+    num_classes = len(cfg.classes)
+    if len(labels) and (int(labels.max()) >= num_classes or int(labels.min()) < 0):
+        bad = int(labels.max()) if int(labels.max()) >= num_classes else int(labels.min())
+        raise UserError(
+            f"{label_path}: label {bad + cfg.first_label} is out of range for {num_classes} classes "
+            f"(from {cfg.first_label}); is it the right data set?"
+        )
+    if cfg.transposed:
+        images = images.transpose(1, 2).contiguous()
+    return Split(images.unsqueeze(1), labels)
