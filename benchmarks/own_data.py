@@ -9,7 +9,8 @@ cache. compare: the default `mnist pretrain` on the IDX files and on the same im
 folders (preprocess=mnist_like, the default, and preprocess=resize, which keeps a 28x28 image as
 it is). finetune: Fashion-MNIST (--fashion: its four IDX files; Debian's dataset-fashion-mnist
 puts them in /usr/share/datasets/fashion-mnist) as PNG folders named by garment: a model pretrained
-on MNIST (the default recipe, seed 0), finetuned on them, beside one trained from scratch on them.
+on MNIST (the default recipe, seed 0), finetuned on them (its defaults, and as many epochs as a
+fresh model gets), beside one trained from scratch on them.
 The trees are written once under --work (default: a folder in the temporary directory).
 """
 
@@ -105,9 +106,11 @@ def finetune(args: argparse.Namespace, console: Console) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         mnist_run = run(Path(tmp), [f"dataset.root={args.data}"])
         console.print(f"MNIST model: {mnist_run['test_acc']:.2%} on MNIST's test set")
+        start = f"ckpt={mnist_run['run_dir']}"
         for name, stage, extra in (
-            ("from scratch (mnist pretrain)", "pretrain", []),
-            ("finetuned from MNIST (mnist finetune)", "finetune", [f"ckpt={mnist_run['run_dir']}"]),
+            ("from scratch (mnist pretrain: 7 epochs)", "pretrain", []),
+            ("finetuned from MNIST (mnist finetune: 3 epochs)", "finetune", [start]),
+            ("finetuned from MNIST, trainer.epochs=7", "finetune", [start, "trainer.epochs=7"]),
         ):
             runs = [run(Path(tmp), [*folder, *extra, f"trainer.seed={seed}"], stage) for seed in args.seeds]
             accs, walls = [r["test_acc"] for r in runs], [r["wall_s"] for r in runs]

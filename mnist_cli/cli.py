@@ -27,6 +27,8 @@ EXAMPLES = """\
   mnist pretrain model=cnn
   mnist pretrain objective=contrastive     # self-supervised: no labels
   mnist pretrain dataset.root=~/data/mnist trainer.epochs=4
+  mnist data dataset=folder dataset.root=my_images         # your images in class folders: look first,
+  mnist pretrain dataset=folder dataset.root=my_images     # then train (dataset=csv: Kaggle's CSV files)
   mnist finetune ckpt=outputs/pretrain/<run> finetune.strategy=linear dataset.labels_per_class=10
   mnist finetune ckpt=latest dataset=fashion_mnist
   mnist eval ckpt=outputs/finetune/<run> eval.attack=pgd eval.corruptions=true

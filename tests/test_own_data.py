@@ -183,7 +183,7 @@ def test_kaggle_csv_round_trip_trains_and_writes_a_submission(tmp_path: Path) ->
 
 @pytest.mark.parametrize(
     ("row", "message"),
-    [("1," + ",".join(["0"] * 783), "line 3|row 2"), ("1," + ",".join(["300"] * 784), "outside 0-255")],
+    [("1," + ",".join(["0"] * 783), "line 3 has 784 values"), ("1," + ",".join(["300"] * 784), "outside 0-255")],
     ids=["short row", "pixel out of range"],
 )
 def test_a_bad_csv_row_is_one_line_naming_it(tmp_path: Path, row: str, message: str) -> None:
@@ -271,3 +271,19 @@ def test_serve_answers_with_the_class_name_and_its_index(named_run: Path) -> Non
         info = httpx.get(server.url + "info").json()
     assert answer["label"] == "cross" and answer["class_index"] == 1
     assert set(answer["probabilities"]) == set(NAMES) and info["classes"] == NAMES
+
+
+def test_mnist_data_shows_counts_sizes_and_what_the_model_sees(tmp_path: Path) -> None:
+    root = write_tree(tmp_path / "tree")
+    (root / "train" / "dot" / "notes.txt").write_text("not an image")
+    done = mnist("data", "dataset=folder", f"dataset.root={root}", "preprocess=resize", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    [run] = run_dirs(tmp_path, "data")
+    shown = json.loads((run / "data.json").read_text())
+    assert shown["classes"] == NAMES and shown["images"] == 36 and shown["skipped_files"] == 1
+    assert [sum(c) for c in shown["counts"].values()] == [24, 3, 9]  # train, val (one a class), test
+    assert "height 28-84" in shown["file_sizes"]
+    assert (run / "skipped.txt").read_text().startswith(str(root / "train" / "dot" / "notes.txt"))
+    for name in ("samples.png", "augmented.png"):
+        assert Image.open(run / name).size[0] > 100
+    assert "1 file(s) skipped" in done.stderr + done.stdout and "circle" in done.stdout

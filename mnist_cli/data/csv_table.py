@@ -7,6 +7,7 @@ that file has labels (the competition's has none: then a test split is carved fr
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +37,9 @@ def read_csv(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
         )
     try:
         table = np.loadtxt(path, delimiter=",", skiprows=1, dtype=np.int64, ndmin=2)
-    except ValueError as e:
-        reason = str(e).split(";")[0].strip()
+    except ValueError as e:  # numpy counts the rows after the header
+        ragged = re.search(r"changed from \d+ to (\d+) at row (\d+)", str(e))
+        reason = f"line {int(ragged[2]) + 1} has {ragged[1]} values" if ragged else str(e).split(";")[0].strip()
         raise UserError(
             f"{path}: {reason}; every row needs {len(header)} comma-separated whole numbers, like the header"
         ) from None

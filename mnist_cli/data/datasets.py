@@ -65,7 +65,7 @@ def assemble(cfg: DictConfig, converted: dict) -> Dataset:
     lists them (null: the names that have training images, in the source's order); a test or
     validation split the files do not give is carved from the training images, class-balanced."""
     names, labels, parts = converted["names"], converted["labels"], converted["parts"]
-    trained = {names[i] for i in labels[parts <= 0].unique().tolist()}
+    trained = {names[i] for i in torch.bincount(labels[parts <= 0], minlength=len(names)).nonzero().flatten().tolist()}
     classes = list(cfg.classes) if cfg.classes is not None else [name for name in names if name in trained]
     number = {name: i for i, name in enumerate(classes)}
     for name in names:

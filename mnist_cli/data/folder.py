@@ -37,15 +37,24 @@ ONE_TREE = -1
 CHUNK = 256  # files a worker converts per task
 
 
-def visible(names: list[str]) -> list[str]:
-    return sorted((n for n in names if not n.startswith(".")), key=natural_key)
-
-
 class Entry(NamedTuple):
     part: int  # PARTS' number, or ONE_TREE
     name: str  # the class: its folder's name
-    folder: Path  # the class folder
-    file: Path
+    folder: str  # the class folder
+    file: str
+    size: int  # bytes
+    mtime_ns: int
+
+
+def files_under(folder: str) -> list[os.DirEntry]:
+    """The files under `folder` at any depth, in name order, leaving out names that start with a dot
+    (os.scandir and plain strings: pathlib would take seconds for 60,000 files)."""
+    with os.scandir(folder) as found:
+        visible = sorted((e for e in found if not e.name.startswith(".")), key=lambda e: e.name)
+    files = []
+    for entry in visible:
+        files += files_under(entry.path) if entry.is_dir() else [entry]
+    return files
 
 
 def scan(root: Path) -> list[Entry]:
@@ -53,21 +62,18 @@ def scan(root: Path) -> list[Entry]:
     if not root.is_dir():
         raise UserError(f"dataset.root={root}: no such folder; give the folder that holds the class folders")
     split_layout = any((root / part).is_dir() for part in ("train", "test"))
-    tops = (
-        [(n, root / part) for part, n in PARTS.items() if (root / part).is_dir()]
-        if split_layout
-        else [(ONE_TREE, root)]
-    )
+    tops = [(n, root / p) for p, n in PARTS.items() if (root / p).is_dir()] if split_layout else [(ONE_TREE, root)]
     found = []
     for part, top in tops:
-        for name in visible([d.name for d in top.iterdir() if d.is_dir()]):
-            files = []
-            for folder, dirs, names in os.walk(top / name, followlinks=True):
-                dirs[:] = visible(dirs)
-                files += [Path(folder) / n for n in visible(names)]
+        classes = sorted((d.name for d in top.iterdir() if d.is_dir() and not d.name.startswith(".")), key=natural_key)
+        for name in classes:
+            folder = str(top / name)
+            files = files_under(folder)
             if not files:
-                raise UserError(f"{top / name}: an empty class folder; put its images there or remove it")
-            found += [Entry(part, name, top / name, file) for file in files]
+                raise UserError(f"{folder}: an empty class folder; put its images there or remove it")
+            for file in files:
+                stat = file.stat()
+                found.append(Entry(part, name, folder, file.path, stat.st_size, stat.st_mtime_ns))
     if not found:
         layout = f"{root}/<class>/* or {root}/train/<class>/* and {root}/test/<class>/*"
         raise UserError(f"dataset.root={root}: no class folders with files in it; lay the images out as {layout}")
@@ -115,11 +121,11 @@ def read_folder(cfg: DictConfig, preprocess_cfg: DictConfig) -> dict[str, Any]:
     """The converted tree (see datasets.Converted), from the cache when nothing changed."""
     root = Path(cfg.root).expanduser().resolve()
     entries = scan(root)
-    stats = [entry.file.stat() for entry in entries]
     settings = OmegaConf.to_container(preprocess_cfg, resolve=True)
+    start = len(str(root)) + 1
     key = {
         "root": str(root),
-        "files": [[str(e.file.relative_to(root)), s.st_size, s.st_mtime_ns] for e, s in zip(entries, stats)],
+        "files": [[e.file[start:], e.size, e.mtime_ns] for e in entries],
         "preprocess": settings,
         "code": hashlib.sha256(Path(inspect.getfile(preprocess)).read_bytes()).hexdigest(),  # how they are applied
     }
@@ -127,7 +133,7 @@ def read_folder(cfg: DictConfig, preprocess_cfg: DictConfig) -> dict[str, Any]:
     def build() -> dict[str, Any]:
         started = time.perf_counter()
         workers = cfg.workers or os.cpu_count() or 1
-        images, sizes, errors = convert_all([str(e.file) for e in entries], settings, workers)
+        images, sizes, errors = convert_all([e.file for e in entries], settings, workers)
         names = sorted({e.name for e in entries}, key=natural_key)
         ok = [error is None for error in errors]
         index = {name: i for i, name in enumerate(names)}
@@ -146,8 +152,9 @@ def read_folder(cfg: DictConfig, preprocess_cfg: DictConfig) -> dict[str, Any]:
         }
 
     converted = cached(cfg.cache_dir, f"folder-{root.name}", key, build)
+    names = converted["names"]
+    readable = set(zip(converted["parts"].tolist(), converted["labels"].tolist()))
     for part, name, folder in dict.fromkeys(e[:3] for e in entries):
-        label = converted["names"].index(name)
-        if not bool(((converted["labels"] == label) & (converted["parts"] == part)).any()):
+        if (part, names.index(name)) not in readable:
             raise UserError(f"{folder}: none of its files is a readable image; put images there or remove it")
     return converted

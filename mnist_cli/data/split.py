@@ -56,8 +56,11 @@ def class_balanced_split(split: Split, share: float, seed: int) -> tuple[Split, 
     gives at least one and keeps at least one."""
     g = torch.Generator().manual_seed(seed)
     taken = torch.zeros(len(split), dtype=torch.bool)
-    for label in split.labels.unique().tolist():
-        members = (split.labels == label).nonzero().flatten()
+    order = split.labels.argsort(stable=True)
+    counts = torch.bincount(split.labels).tolist()
+    for members in order.split(counts):
+        if not len(members):
+            continue
         count = min(max(1, round(share * len(members))), len(members) - 1)
         taken[members[torch.randperm(len(members), generator=g)[:count]]] = True
     return split.subset((~taken).nonzero().flatten()), split.subset(taken.nonzero().flatten())
