@@ -56,7 +56,7 @@ def read_csv(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
 
 
 def read_table(cfg: DictConfig) -> dict[str, Any]:
-    """DIR/train.csv (and a labelled DIR/test.csv) as a converted data set (see datasets.Converted):
+    """DIR/train.csv (and a labelled DIR/test.csv) as a converted data set (see datasets.assemble):
     class names are the labels, "0", "1", ... in order."""
     root = Path(cfg.root).expanduser().resolve()
     train_file, test_file = root / "train.csv", root / "test.csv"

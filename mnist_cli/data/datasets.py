@@ -63,7 +63,12 @@ def load_split(cfg: DictConfig, split: str, preprocess: DictConfig | None = None
 def assemble(cfg: DictConfig, converted: dict) -> Dataset:
     """The splits of converted files: the images of each class name, numbered as cfg.classes
     lists them (null: the names that have training images, in the source's order); a test or
-    validation split the files do not give is carved from the training images, class-balanced."""
+    validation split the files do not give is carved from the training images, class-balanced.
+
+    `converted` (what folder.py and csv_table.py give, and cache.py keeps): images (N, 28, 28)
+    uint8, labels (N,) indices into names (the class names the files give), parts (N,): 0 train,
+    1 val, 2 test, -1 one tree to carve), sizes (N, 2): each file's own height and width, and
+    skipped: "<file>: <why>" of each file passed over."""
     names, labels, parts = converted["names"], converted["labels"], converted["parts"]
     trained = {names[i] for i in torch.bincount(labels[parts <= 0], minlength=len(names)).nonzero().flatten().tolist()}
     classes = list(cfg.classes) if cfg.classes is not None else [name for name in names if name in trained]

@@ -118,7 +118,7 @@ def convert_all(paths: list[str], settings: dict[str, Any], workers: int) -> tup
 
 
 def read_folder(cfg: DictConfig, preprocess_cfg: DictConfig) -> dict[str, Any]:
-    """The converted tree (see datasets.Converted), from the cache when nothing changed."""
+    """The converted tree (see datasets.assemble), from the cache when nothing changed."""
     root = Path(cfg.root).expanduser().resolve()
     entries = scan(root)
     settings = OmegaConf.to_container(preprocess_cfg, resolve=True)
