@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 from omegaconf import OmegaConf
 
 from mnist_cli.data.batches import BatchPrep
 from mnist_cli.data.datasets import load_split
-from mnist_cli.evaluation.metrics import calibration, top_k_accuracy
+from mnist_cli.evaluation.metrics import calibration, fit_temperature, top_k_accuracy
 from mnist_cli.evaluation.robustness import CORRUPTIONS, attacked_accuracy, corrupt, fgsm, pgd, tta_probabilities
 
 from conftest import fit
@@ -110,3 +111,16 @@ def test_tta_averages_probabilities_over_shifted_copies(trained) -> None:
         plain = forward(x).softmax(1)
     assert averaged.sum(1) == pytest.approx(torch.ones(8))
     assert not torch.allclose(averaged, plain)
+
+
+def test_the_fitted_temperature_undoes_over_and_under_confidence() -> None:
+    g = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 10, (2000,), generator=g)
+    informative = torch.randn(2000, 10, generator=g) + 2.0 * F.one_hot(labels, 10)  # right ~2/3 of the time
+    best = fit_temperature(informative, labels)
+    for scale in (4.0, 0.25):  # made over-confident, and under-confident
+        logits = informative * scale
+        temperature = fit_temperature(logits, labels)
+        assert temperature == pytest.approx(scale * best, rel=0.02)  # it undoes the scale
+        assert F.cross_entropy(logits / temperature, labels) < F.cross_entropy(logits, labels) - 0.05
+        assert torch.equal((logits / temperature).argmax(1), logits.argmax(1))  # no answer changes

@@ -28,10 +28,21 @@ def test_default_cnn_recipe_reaches_98_8_percent_and_eval_agrees(tmp_path: Path)
     )
     assert recorded["test_acc"] >= 0.988
 
+    # The temperature fitted on the validation split lowers its NLL, and the test set's ECE.
+    assert recorded["val_nll_calibrated"] < recorded["val_nll"]
     evaluate = mnist("eval", f"ckpt={run}", cwd=tmp_path)
     assert evaluate.returncode == 0, evaluate.stderr
     [eval_run] = run_dirs(tmp_path, "eval")
-    assert json.loads((eval_run / "eval.json").read_text())["test_acc"] == recorded["test_acc"]
+    measured = json.loads((eval_run / "eval.json").read_text())
+    assert measured["test_acc"] == recorded["test_acc"] and measured["temperature"] == recorded["temperature"]
+    assert measured["ece"] < measured["ece_uncalibrated"]
+    print(
+        f"temperature {recorded['temperature']}: test ECE {measured['ece_uncalibrated']:.4f} -> {measured['ece']:.4f}"
+    )
+    raw = mnist("eval", f"ckpt={run}", "calibrate=false", cwd=tmp_path)
+    assert raw.returncode == 0, raw.stderr
+    unscaled = json.loads((run_dirs(tmp_path, "eval")[1] / "eval.json").read_text())
+    assert unscaled["ece"] == measured["ece_uncalibrated"] and "temperature" not in unscaled
 
     # Digits drawn on white paper (any size, colour, format) get their labels; a broken file is
     # reported on its row and the others are still predicted.

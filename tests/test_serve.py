@@ -76,13 +76,14 @@ def png(pixels: np.ndarray, paper: bool = False) -> bytes:
 
 
 def reference(run: Path, digits: np.ndarray) -> np.ndarray:
-    """The checkpoint's class probabilities for MNIST-like digits, computed here as the server should."""
+    """The checkpoint's class probabilities for MNIST-like digits (with the temperature its training
+    fitted), computed here as the server should."""
     ckpt = load_checkpoint(run / "checkpoints" / "best.ckpt")
     model = model_from_checkpoint(ckpt).eval()
     prep = BatchPrep(OmegaConf.create(ckpt["config"]["dataset"]))
     with torch.no_grad(), autocast(torch.device("cpu"), pick_precision("auto", torch.device("cpu"))):
         logits = model(prep(torch.from_numpy(digits)[:, None], train=False))
-    return logits.float().softmax(1).numpy()
+    return (logits.float() / ckpt["temperature"]).softmax(1).numpy()  # calibrated, as served
 
 
 def predictions(response: httpx.Response) -> list[dict]:

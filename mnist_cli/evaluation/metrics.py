@@ -59,3 +59,20 @@ def calibration(probabilities: torch.Tensor, labels: torch.Tensor, bins: int) ->
             for i, (n, c, a) in enumerate(zip(count.tolist(), mean_conf.tolist(), accuracy.tolist()))
         ],
     }
+
+
+def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """The temperature T > 0 whose softmax(logits / T) has the lowest negative log-likelihood of
+    `labels` (temperature scaling: one number, fitted on held-out images; the answers stay the same)."""
+    logits, labels = logits.detach().float(), labels.detach()
+    log_t = torch.zeros(1, requires_grad=True)
+    optimizer = torch.optim.LBFGS([log_t], lr=0.5, max_iter=100, line_search_fn="strong_wolfe")
+
+    def nll() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(logits / log_t.exp(), labels)
+        loss.backward()
+        return loss
+
+    optimizer.step(nll)
+    return log_t.detach().exp().item()

@@ -148,3 +148,23 @@ def image_grid(images: list[Any], titles: list[str], path: Path, columns: int = 
         ax.set_title(title, fontsize=8)
     fig.tight_layout()
     save(fig, path)
+
+
+def explanation_grid(images: list[Any], maps: list[Any], titles: list[str], path: Path) -> None:
+    """A row per image: the input (0-255), its attribution map (red: raised the answer's score,
+    blue: lowered it, each map scaled to its own largest magnitude), the map's stronger tenth and
+    up over the input, and the title (the top classes)."""
+    fig, axes = plt.subplots(len(images), 4, figsize=(8.4, 2.1 * len(images)), squeeze=False)
+    for row, image, found, title in zip(axes, images, maps, titles):
+        scale = float(np.abs(found).max()) or 1.0
+        row[0].imshow(image, cmap="gray", vmin=0, vmax=255)
+        row[1].imshow(found, cmap="bwr", vmin=-scale, vmax=scale)
+        row[2].imshow(image, cmap="gray", vmin=0, vmax=255)
+        faint = np.abs(found) < 0.1 * scale  # left out of the overlay, so the digit shows through
+        row[2].imshow(np.ma.masked_where(faint, found), cmap="bwr", vmin=-scale, vmax=scale, alpha=0.8)
+        row[3].text(0.0, 0.5, title, fontsize=9, va="center", family="monospace")
+        for ax, heading in zip(row, ("input", "map", "overlay", "")):
+            ax.axis("off")
+            ax.set_title(heading, fontsize=8)
+    fig.tight_layout()
+    save(fig, path)

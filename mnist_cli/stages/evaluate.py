@@ -1,6 +1,7 @@
 """`mnist eval ckpt=...`: measure a checkpoint on the test split (accuracy, top-k, per-class
 P/R/F1, calibration; with eval.* also TTA, adversarial attacks and corruptions); print it, write
-eval.json and draw the confusion matrix, reliability diagram and most confidently wrong images.
+eval.json and draw the confusion matrix, the reliability diagram (before and after the fitted
+temperature) and the most confidently wrong images (also as confidently_wrong.csv).
 Several checkpoints (ckpt=[a,b,c] or a sweep's folder) are measured as an ensemble (the average of
 their probabilities), each member's own accuracy beside it."""
 
@@ -20,6 +21,7 @@ from mnist_cli.errors import UserError
 from mnist_cli.evaluation.inference import chunks
 from mnist_cli.evaluation.metrics import calibration, classification_report, top_k_accuracy
 from mnist_cli.evaluation.robustness import Forward, attacked_accuracy, corrupted_accuracy, tta_probabilities
+from mnist_cli.models.calibrated import Calibrated, uncalibrated
 from mnist_cli.models.ensemble import Ensemble
 from mnist_cli.report.console import (
     print_confusion,
@@ -28,7 +30,7 @@ from mnist_cli.report.console import (
     print_per_class,
     print_robustness,
 )
-from mnist_cli.run_dir import RunDir
+from mnist_cli.run_dir import RunDir, csv_text, write_text
 from mnist_cli.stages.source import load_classifier
 from mnist_cli.training.runtime import autocast, pick_precision, setup
 from mnist_cli.training.tasks.classification import evaluate
@@ -66,9 +68,12 @@ def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str
         for path, member in zip(sources, model.members if isinstance(model, Ensemble) else []):
             alone = evaluate(member, prep, test, cfg.trainer.eval_batch_size)
             members.append({"checkpoint": str(path), "test_acc": alone.acc, "test_loss": alone.loss})
+        raw_model = uncalibrated(model)
+        raw = evaluate(raw_model, prep, test, cfg.trainer.eval_batch_size) if raw_model is not model else None
     labels = test.labels.cpu()
     report = classification_report(tested.predictions, labels, len(classes))
     calibrated = calibration(tested.probabilities, labels, cfg.eval.calibration_bins)
+    before = calibration(raw.probabilities, labels, cfg.eval.calibration_bins) if raw else None
     k = cfg.eval.top_k
     results = {
         "checkpoint": str(sources[0]) if len(sources) == 1 else [str(p) for p in sources],
@@ -83,12 +88,17 @@ def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str
         f"top{k}_acc": top_k_accuracy(tested.probabilities, labels, k),
         "macro_f1": report["macro_f1"],
         "ece": calibrated["ece"],
+        **(
+            {"temperature": temperatures(model), "ece_uncalibrated": before["ece"], "test_loss_uncalibrated": raw.loss}
+            if raw
+            else {}
+        ),
     }
     robustness = measure_robustness(
         cfg, forward, prep.pixels(test.images, train=False), test.labels, tested.predictions
     )
     results.update(robustness)
-    figures = draw_figures(cfg, run, classes, test, tested.probabilities, report, calibrated)
+    figures = draw_figures(cfg, run, classes, test, tested.probabilities, report, calibrated, before)
     run.write_json("eval.json", {**results, **report, "calibration_bins": calibrated["bins"]})
 
     if members:
@@ -110,7 +120,8 @@ def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str
             **({"with TTA": results["tta_acc"]} if "tta_acc" in results else {}),
             "test loss": tested.loss,
             "macro F1": report["macro_f1"],
-            "calibration error (ECE)": calibrated["ece"],
+            "calibration error (ECE)": f"{calibrated['ece']:.4f}"
+            + (f" (uncalibrated {before['ece']:.4f}; temperature {results['temperature']})" if before else ""),
             "images": len(test),
             "written": ", ".join(str(p.relative_to(run.path)) for p in [run.path / "eval.json", *figures])
             + f" in {run.path}",
@@ -143,6 +154,13 @@ def measure_robustness(
     return found
 
 
+def temperatures(model: torch.nn.Module) -> float | list[float]:
+    """The fitted temperature of a calibrated model, or of each member of an ensemble."""
+    if isinstance(model, Ensemble):
+        return [temperatures(m) for m in model.members]
+    return round(model.temperature, 4) if isinstance(model, Calibrated) else 1.0
+
+
 def draw_figures(
     cfg: DictConfig,
     run: RunDir,
@@ -151,22 +169,36 @@ def draw_figures(
     probabilities: torch.Tensor,
     report: dict[str, Any],
     calibrated: dict[str, Any],
+    before: dict[str, Any] | None,
 ) -> list[Path]:
-    """confusion_matrix.png, reliability.png and the grid of the most confidently wrong images."""
+    """confusion_matrix.png, reliability.png (and reliability_uncalibrated.png: `before` the
+    temperature), and the most confidently wrong images: a grid and confidently_wrong.csv."""
     from mnist_cli.report import plots
 
     drawn = [run.path / "confusion_matrix.png", run.path / "reliability.png"]
     plots.confusion_heatmap(report["confusion_matrix"], classes, drawn[0])
     plots.reliability_diagram(calibrated["bins"], calibrated["ece"], drawn[1])
+    if before:
+        drawn.append(run.path / "reliability_uncalibrated.png")
+        plots.reliability_diagram(before["bins"], before["ece"], drawn[-1])
     confidence, predicted = probabilities.max(1)
     labels = test.labels.cpu()
     wrong = (predicted != labels).nonzero().flatten()
     worst = wrong[confidence[wrong].argsort(descending=True)][: cfg.eval.worst_images]
     if len(worst):
-        drawn.append(run.path / "confidently_wrong.png")
-        images = test.images[worst.to(test.images.device)].cpu()[:, 0].numpy()
-        titles = [
-            f"true {classes[labels[i]]}, said {classes[predicted[i]]} ({confidence[i]:.2f})" for i in worst.tolist()
+        rows = [
+            {
+                "test_index": i,
+                "true": classes[labels[i]],
+                "predicted": classes[predicted[i]],
+                "p_predicted": round(float(confidence[i]), 4),
+                "p_true": round(float(probabilities[i, labels[i]]), 4),
+            }
+            for i in worst.tolist()
         ]
-        plots.image_grid(list(images), titles, drawn[-1])
+        drawn += [run.path / "confidently_wrong.png", run.path / "confidently_wrong.csv"]
+        images = test.images[worst.to(test.images.device)].cpu()[:, 0].numpy()
+        titles = [f"true {r['true']} ({r['p_true']:.2f})\nsaid {r['predicted']} ({r['p_predicted']:.2f})" for r in rows]
+        plots.image_grid(list(images), titles, drawn[-2])
+        write_text(drawn[-1], csv_text(rows))
     return drawn

@@ -19,7 +19,7 @@ from mnist_cli.errors import UserError
 from mnist_cli.evaluation.inference import outputs
 from mnist_cli.report.console import print_export
 from mnist_cli.run_dir import RunDir
-from mnist_cli.stages.source import load_source
+from mnist_cli.stages.source import calibrated, load_source
 from mnist_cli.training.checkpoint import (
     model_from_checkpoint,
 )
@@ -42,7 +42,7 @@ def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str
     def accuracy(logits: torch.Tensor) -> float:
         return (logits.argmax(1) == labels).double().mean().item()
 
-    model = model_from_checkpoint(ckpt).eval()
+    model = calibrated(cfg, model_from_checkpoint(ckpt), ckpt).eval()  # its temperature travels with it
     reference = outputs(model, images, size)
     rows = [
         {

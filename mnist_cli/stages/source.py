@@ -9,6 +9,7 @@ from omegaconf import DictConfig, ListConfig
 from torch import nn
 
 from mnist_cli.errors import UserError
+from mnist_cli.models.calibrated import Calibrated
 from mnist_cli.models.ensemble import Ensemble
 from mnist_cli.stages import task_overrides
 from mnist_cli.training.checkpoint import (
@@ -34,11 +35,16 @@ def load_source(cfg: DictConfig, classifier: bool = True) -> tuple[Path, dict[st
     return source, ckpt
 
 
+def calibrated(cfg: DictConfig, model: nn.Module, ckpt: dict[str, Any]) -> nn.Module:
+    """The model with the temperature its training fitted (calibrate=true and there is one)."""
+    return Calibrated(model, ckpt["temperature"]) if cfg.calibrate and "temperature" in ckpt else model
+
+
 def load_classifier(cfg: DictConfig) -> tuple[list[Path], nn.Module]:
     """The trained classifier of ckpt=... and the checkpoints it came from: one checkpoint's model,
-    or an Ensemble (ckpt=[a,b,c] or a sweep's folder). cfg takes the first one's model and data set
-    (as load_source) and cfg.ckpt the path or list of paths; every member must know the same classes
-    and normalize its input alike."""
+    or an Ensemble (ckpt=[a,b,c] or a sweep's folder), each calibrated (models/calibrated.py). cfg
+    takes the first one's model and data set (as load_source) and cfg.ckpt the path or list of
+    paths; every member must know the same classes and normalize its input alike."""
     given = cfg.ckpt
     paths = resolve_checkpoints(list(given) if isinstance(given, ListConfig) else given, cfg.outputs_root)
     ckpts = [load_classifier_checkpoint(path) for path in paths]
@@ -56,5 +62,5 @@ def load_classifier(cfg: DictConfig) -> tuple[list[Path], nn.Module]:
                 f"std {data['std']}), {paths[0]} on {cfg.dataset.name}: an ensemble's members share their data set"
             )
     cfg.ckpt = str(paths[0]) if len(paths) == 1 else [str(p) for p in paths]
-    models = [model_from_checkpoint(ckpt) for ckpt in ckpts]
+    models = [calibrated(cfg, model_from_checkpoint(ckpt), ckpt) for ckpt in ckpts]
     return paths, models[0] if len(models) == 1 else Ensemble(models)

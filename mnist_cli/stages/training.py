@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
@@ -17,10 +18,12 @@ from mnist_cli.data.batches import BatchPrep
 from mnist_cli.data.datasets import Dataset, load_dataset
 from mnist_cli.data.split import Split, empty_like, repeat, split_labels
 from mnist_cli.errors import UserError
+from mnist_cli.evaluation.inference import outputs
+from mnist_cli.evaluation.metrics import fit_temperature
 from mnist_cli.report.console import print_key_values
 from mnist_cli.run_dir import RunDir
 from mnist_cli.training import distributed
-from mnist_cli.training.checkpoint import load_checkpoint
+from mnist_cli.training.checkpoint import load_checkpoint, save_checkpoint
 from mnist_cli.training.loggers import epoch_logger
 from mnist_cli.training.optim import build_optimizer, build_scheduler
 from mnist_cli.training.tasks import add_unlabeled, build_task
@@ -165,6 +168,8 @@ def train_and_test(
         return {"best_val_acc": fit.best_val_acc}
 
     model.load_state_dict(load_checkpoint(run.best_ckpt)["model"])
+    fits_temperature = OmegaConf.select(cfg, "calibrate", default=False) and cfg.objective.name == "supervised"
+    calibration = calibrate(cfg, trainer, model, val, run) if fits_temperature else {}
     tested = trainer.validate(model, train, data.test.to(device))  # self-supervised: k-NN accuracy
     train_time = sum(row["epoch_time_s"] for row in fit.history)
     target = cfg.trainer.target_accuracy
@@ -192,6 +197,7 @@ def train_and_test(
         "selected_by": cfg.trainer.select,
         "ema_decay": cfg.trainer.ema_decay if cfg.trainer.ema else None,
         "best_val_acc": fit.best_val_acc,
+        **calibration,
         "test_loss": tested.loss,
         "test_acc": tested.acc,
         "precision": trainer.precision,
@@ -211,6 +217,7 @@ def train_and_test(
             "val accuracy": fit.best_val_acc,
             "test accuracy": tested.acc,
             "test loss": tested.loss,
+            **({"temperature": f"{calibration['temperature']:.3f} (fitted on val)"} if calibration else {}),
             "train time": f"{train_time:.1f} s",
             "images/s": f"{results['images_per_s']:.0f}",
             "device": f"{device} ({trainer.precision})",
@@ -218,3 +225,21 @@ def train_and_test(
         },
     )
     return results
+
+
+def calibrate(cfg: DictConfig, trainer: Trainer, model: nn.Module, val: Split, run: RunDir) -> dict[str, float]:
+    """Fit the temperature of the best weights on the validation split (temperature scaling) and
+    keep it in best.ckpt, where eval, predict, serve and explain find it; its NLL before and after."""
+    prep = BatchPrep(cfg.dataset)
+    model.eval()
+    with trainer.autocast():
+        logits = outputs(lambda x: model(prep(x, train=False)), val.images, cfg.trainer.eval_batch_size).cpu()
+    labels = val.labels.cpu()
+    temperature = fit_temperature(logits, labels)
+    best = load_checkpoint(run.best_ckpt)
+    save_checkpoint(run.best_ckpt, {**best, "temperature": temperature})
+    return {
+        "temperature": round(temperature, 4),
+        "val_nll": F.cross_entropy(logits, labels).item(),
+        "val_nll_calibrated": F.cross_entropy(logits / temperature, labels).item(),
+    }
