@@ -408,3 +408,25 @@ def test_a_port_in_use_and_a_missing_extra_are_one_line_errors(monkeypatch: pyte
     monkeypatch.setitem(sys.modules, "uvicorn", None)
     with pytest.raises(UserError, match=r"pip install 'mnist-cli\[serve\]'"):
         need_serve_extra()
+
+
+def test_explain_answers_as_predict_does_and_adds_a_map_of_the_deciding_pixels(server, digits: np.ndarray) -> None:
+    photo = png(digits[3], paper=True)
+    [said] = predictions(httpx.post(server.url + "predict", content=photo, headers={"content-type": "image/png"}))
+    reply = httpx.post(server.url + "explain?input=true", files={"file": ("d.png", photo, "image/png")})
+    assert reply.status_code == 200, reply.text
+    [explained] = reply.json()["explanations"]
+    assert {k: explained[k] for k in said} == said  # the same answer, probabilities and class index
+    found = np.array(explained["map"])
+    assert found.shape == (28, 28) and np.abs(found).sum() > 0
+    ink = np.array(explained["input"]) > 0
+    assert np.abs(found[ink]).sum() > np.abs(found[~ink]).sum()  # integrated gradients: on the ink
+    header, _, data = explained["map_png"].partition(",")
+    assert header == "data:image/png;base64"
+    overlay = Image.open(io.BytesIO(base64.b64decode(data)))
+    assert overlay.size == (28, 28) and overlay.mode == "RGBA"
+    for body, status in ((b"not an image", 400), (b"{", 422)):
+        kind = "image/png" if status == 400 else "application/json"
+        answer = httpx.post(server.url + "explain", content=body, headers={"content-type": kind})
+        assert answer.status_code == status, answer.text
+        BAD_INPUTS.append((f"mnist serve: POST /explain with {body[:12]!r}", f"{status} {answer.json()['detail']}"))

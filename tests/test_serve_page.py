@@ -123,3 +123,20 @@ def test_the_api_documentation_renders_offline(browser, server) -> None:
     WebDriverWait(browser, 15).until(lambda b: b.find_elements(By.CSS_SELECTOR, ".opblock-summary-path"))
     paths = {e.text for e in browser.find_elements(By.CSS_SELECTOR, ".opblock-summary-path")}
     assert {"/predict", "/health", "/ready", "/info", "/metrics"} <= paths
+
+
+def test_show_why_lays_the_map_over_the_digit(browser, server) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(server.url)
+    draw(browser, [[(140, 45), (140, 235)]])
+    assert shown(browser, "1").startswith("1")
+    overlay = browser.find_element(By.ID, "why-map")
+    assert not overlay.is_displayed()
+    browser.find_element(By.ID, "why").click()
+    WebDriverWait(browser, 15).until(lambda _: overlay.is_displayed())
+    assert overlay.get_attribute("src").startswith("data:image/png;base64,")
+    assert shown(browser, "1").startswith("1")  # the answer stays, the map comes with it
+    browser.find_element(By.ID, "why").click()
+    WebDriverWait(browser, 15).until(lambda _: not overlay.is_displayed())

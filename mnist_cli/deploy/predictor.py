@@ -19,10 +19,13 @@ from omegaconf import DictConfig
 from mnist_cli.data.batches import BatchPrep
 from mnist_cli.deploy.export import load_onnx
 from mnist_cli.errors import UserError
+from mnist_cli.evaluation.attribution import attribute
+from mnist_cli.models.calibrated import uncalibrated
 from mnist_cli.stages.source import load_classifier
 from mnist_cli.training.runtime import autocast, pick_precision, setup
 
 Predict = Callable[[np.ndarray], np.ndarray]
+Explain = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
 @dataclass
@@ -30,6 +33,9 @@ class Predictor:
     predict: Predict  # uint8 digits (N, 28, 28) -> probabilities (N, classes)
     classes: list[str]
     info: dict[str, Any]  # backend, checkpoint (its path), model, device, precision, recorded test_acc
+    # uint8 digits -> (probabilities, attribution maps (N, 28, 28) of the top class, as cfg.explain
+    # says); None: an .onnx file or an ensemble, which have no one set of gradients to follow
+    explain: Explain | None = None
 
 
 def recorded_accuracy(file: Path) -> float | None:
@@ -67,6 +73,13 @@ def torch_predictor(cfg: DictConfig, threads: int | None) -> Predictor:
         with torch.inference_mode(), autocast(device, precision):
             return model(prep(x, train=False)).float().softmax(1).cpu().numpy()
 
+    def explain(digits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        probabilities = predict(digits)
+        x = prep(torch.from_numpy(digits)[:, None].to(device), train=False)
+        top = torch.from_numpy(probabilities.argmax(1)).to(device)
+        maps, _ = attribute(uncalibrated(model), x, top, cfg.explain, -cfg.dataset.mean / cfg.dataset.std)
+        return probabilities, maps.cpu().numpy()
+
     info = {
         "backend": "pytorch",
         "checkpoint": ", ".join(map(str, sources)),
@@ -76,7 +89,7 @@ def torch_predictor(cfg: DictConfig, threads: int | None) -> Predictor:
         "precision": precision,
         "test_acc": recorded_accuracy(sources[0]) if len(sources) == 1 else None,
     }
-    return Predictor(predict, list(cfg.dataset.classes), info)
+    return Predictor(predict, list(cfg.dataset.classes), info, explain if len(sources) == 1 else None)
 
 
 def onnx_predictor(cfg: DictConfig, threads: int | None) -> Predictor:

@@ -60,7 +60,9 @@ def attribute(
                 baselines=torch.full_like(x, black),
                 target=targets,
                 n_steps=cfg.ig_steps,
-                internal_batch_size=cfg.batch_size,
+                internal_batch_size=max(
+                    cfg.batch_size, len(x)
+                ),  # rows of (image, step) per pass; at least one per image
                 return_convergence_delta=True,
             )
         elif cfg.method == "saliency":

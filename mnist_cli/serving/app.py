@@ -1,6 +1,7 @@
 """The FastAPI app of `mnist serve`: its routes, what each answers, and the middleware around them.
 
 POST /predict   images -> per image: label (class name), class_index, confidence, probabilities (and the 28x28 input if asked)
+POST /explain   the same images -> the same answers, and which pixels decided each (a 28x28 map and a PNG)
 GET  /health    the process is up           GET /ready    the model is loaded, warmed and not stopping
 GET  /info      the model and its accuracy  GET /metrics  Prometheus text format
 GET  /          the page to draw digits on (page/, served from the package: works offline)
@@ -9,6 +10,8 @@ GET  /          the page to draw digits on (page/, served from the package: work
 from __future__ import annotations
 
 import asyncio
+import base64
+import io
 from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Any
@@ -19,11 +22,13 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from omegaconf import DictConfig
+from PIL import Image
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
 from mnist_cli import __version__
 from mnist_cli.deploy.predictor import Predictor
+from mnist_cli.errors import UserError
 from mnist_cli.serving.batcher import Batcher, QueueFull
 from mnist_cli.serving.limits import BodyLimit, token_check
 from mnist_cli.serving.metrics import CountRequests, ServerMetrics
@@ -44,6 +49,15 @@ class PredictResponse(BaseModel):
     predictions: list[Prediction]
 
 
+class Explanation(Prediction):
+    map: list[list[float]]  # 28x28: each pixel's share in the answer's score (explain.method)
+    map_png: str  # the map as a PNG data URL, 28x28 RGBA: red raised the score, blue lowered it
+
+
+class ExplainResponse(BaseModel):
+    explanations: list[Explanation]
+
+
 def answer(classes: list[str], probabilities: np.ndarray, digits: np.ndarray, with_input: bool) -> PredictResponse:
     return PredictResponse(
         predictions=[
@@ -57,6 +71,19 @@ def answer(classes: list[str], probabilities: np.ndarray, digits: np.ndarray, wi
             for p, best, digit in zip(probabilities.tolist(), probabilities.argmax(1).tolist(), digits)
         ]
     )
+
+
+def map_png(found: np.ndarray) -> str:
+    """An attribution map as a 28x28 PNG data URL to lay over the digit: red where a pixel raised
+    the answer's score, blue where it lowered it, opaque in proportion to its share."""
+    scale = float(np.abs(found).max()) or 1.0
+    rgba = np.zeros((*found.shape, 4), dtype=np.uint8)
+    rgba[..., 0] = np.where(found > 0, 230, 40)
+    rgba[..., 2] = np.where(found > 0, 40, 230)
+    rgba[..., 3] = (255 * np.abs(found) / scale).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(rgba).save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
 def build_app(served: Predictor, cfg: DictConfig, metrics: ServerMetrics) -> FastAPI:
@@ -118,6 +145,41 @@ def build_app(served: Predictor, cfg: DictConfig, metrics: ServerMetrics) -> Fas
             metrics.queue.set(batcher.queued())
         return answer(served.classes, probabilities, digits, show_input)
 
+    @app.post(
+        "/explain",
+        response_model=ExplainResponse,
+        response_model_exclude_none=True,
+        dependencies=guarded,
+        openapi_extra={"requestBody": REQUEST_BODY},
+        responses={
+            400: {"description": "not a readable image"},
+            401: {"description": "the bearer token is missing or wrong"},
+            413: {"description": "body, image or image count over the limits"},
+            415: {"description": "not an image, multipart or JSON body"},
+            422: {"description": "malformed JSON or form"},
+            501: {"description": "an .onnx file or an ensemble is served: no gradients to follow"},
+        },
+    )
+    async def explain(request: Request, show_input: bool = Query(False, alias="input")) -> ExplainResponse:
+        """What /predict answers, and per image which pixels decided it: an attribution map
+        (explain.method, by Captum) as 28x28 numbers and as a PNG to lay over the digit."""
+        if served.explain is None:
+            raise HTTPException(501, "explanations need one checkpoint's gradients; serve a run dir or .ckpt")
+        digits = await read_digits(request)
+        try:  # in the thread that runs the model, between batches
+            probabilities, maps = await asyncio.get_running_loop().run_in_executor(
+                batcher.executor, served.explain, digits
+            )
+        except UserError as e:  # e.g. Captum is not installed, or gradcam of a vit
+            raise HTTPException(501, str(e)) from None
+        predicted = answer(served.classes, probabilities, digits, show_input).predictions
+        return ExplainResponse(
+            explanations=[
+                Explanation(**p.model_dump(), map=np.round(m, 6).tolist(), map_png=map_png(m))
+                for p, m in zip(predicted, maps)
+            ]
+        )
+
     @app.get("/health")
     async def health() -> dict[str, str]:
         """The process is up and answering."""
@@ -147,7 +209,7 @@ def build_app(served: Predictor, cfg: DictConfig, metrics: ServerMetrics) -> Fas
     app.mount("/page", StaticFiles(directory=str(PAGE)), name="page")
     app.add_middleware(BodyLimit, max_bytes=knobs.max_bytes)
     app.add_middleware(
-        CountRequests, metrics=metrics, routes={"/predict", "/health", "/ready", "/info", "/metrics", "/"}
+        CountRequests, metrics=metrics, routes={"/predict", "/explain", "/health", "/ready", "/info", "/metrics", "/"}
     )
     return app
 

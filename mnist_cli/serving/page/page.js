@@ -1,7 +1,8 @@
 // The drawing page of `mnist serve`: draw on #canvas (pointer events: mouse, pen and touch), and
 // the drawing is sent to POST /predict as a PNG whenever it changed and no request is in flight.
 // The answer fills #prediction (its text starts with the label), a bar per class, and #seen (the
-// 28x28 digit the model saw). An uploaded image goes the same way, as a multipart upload.
+// 28x28 digit the model saw). An uploaded image goes the same way, as a multipart upload. "Show
+// why" sends them to POST /explain instead, whose map is laid over the 28x28 digit (#why-map).
 "use strict";
 
 const canvas = document.getElementById("canvas");
@@ -12,11 +13,15 @@ const seen = document.getElementById("seen").getContext("2d");
 const status = document.getElementById("status");
 const tokenRow = document.getElementById("token-row");
 const tokenInput = document.getElementById("token");
+const whyButton = document.getElementById("why");
+const whyMap = document.getElementById("why-map");
+const whyCaption = document.getElementById("why-caption");
 
 let drawing = false;
 let drawn = false;      // anything on the canvas since the last clear
 let inFlight = false;   // a request is being answered
 let changed = false;    // the drawing changed since the last request was sent
+let why = false;        // ask /explain (the answer and its map) instead of /predict
 
 function clear() {
   pen.fillStyle = "#fff";
@@ -25,6 +30,7 @@ function clear() {
   prediction.textContent = "draw a digit";
   bars.replaceChildren();
   seen.clearRect(0, 0, 28, 28);
+  whyMap.hidden = true;
   status.textContent = "";
 }
 
@@ -72,7 +78,8 @@ function update() {
 async function ask(body, requestHeaders) {
   inFlight = true;
   try {
-    const reply = await fetch("predict?input=true", { method: "POST", headers: requestHeaders, body });
+    const route = why ? "explain" : "predict";
+    const reply = await fetch(`${route}?input=true`, { method: "POST", headers: requestHeaders, body });
     const answer = await reply.json();
     if (reply.status === 401) {
       tokenRow.hidden = false;
@@ -80,7 +87,7 @@ async function ask(body, requestHeaders) {
     } else if (!reply.ok) {
       status.textContent = `${reply.status}: ${answer.detail}`;
     } else if (drawn || !(body instanceof Blob)) {
-      show(answer.predictions[0]);
+      show((answer.predictions || answer.explanations)[0]);
       status.textContent = "";
     }
   } catch (error) {
@@ -106,9 +113,18 @@ function show(p) {
   const pixels = seen.createImageData(28, 28);
   p.input.flat().forEach((v, i) => pixels.data.set([v, v, v, 255], 4 * i));
   seen.putImageData(pixels, 0, 0);
+  whyMap.hidden = !(why && p.map_png);
+  if (p.map_png) whyMap.src = p.map_png;
 }
 
 document.getElementById("clear").addEventListener("click", clear);
+whyButton.addEventListener("click", () => {
+  why = !why;
+  whyButton.setAttribute("aria-pressed", String(why));
+  whyCaption.hidden = !why;
+  whyMap.hidden = true;
+  if (drawn) update();  // ask again, for the map (or without it)
+});
 document.getElementById("upload").addEventListener("change", (event) => {
   const file = event.target.files[0];
   if (!file) return;
