@@ -148,3 +148,33 @@ def test_mnist_explain_writes_maps_for_files_and_for_the_worst_test_images(tmp_p
         done = mnist("explain", f"ckpt={run}", *bad, cwd=tmp_path)
         assert done.returncode == 2 and said in done.stderr, done.stderr
         BAD_INPUTS.append((f"mnist explain {' '.join(bad)}", done.stderr.strip()))
+
+
+@pytest.mark.slow
+def test_eval_lists_the_worst_mistakes_and_maps_the_test_set_even_without_a_head(
+    tmp_path: Path, tiny_data: Path
+) -> None:
+    done = mnist("pretrain", f"dataset.root={tiny_data}", *FAST, "optimizer.lr=1e-4", cwd=tmp_path)  # some mistakes
+    assert done.returncode == 0, done.stderr
+    done = mnist("eval", "ckpt=latest", "eval.worst_images=1000", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    [evaluated] = run_dirs(tmp_path, "eval")
+    measured = summary(evaluated)
+    rows = list(csv.DictReader((evaluated / "confidently_wrong.csv").open()))
+    assert len(rows) == round((1 - measured["test_acc"]) * measured["test_images"]) > 0  # every mistake, only those
+    assert all(r["true"] != r["predicted"] for r in rows)
+    assert [float(r["p_predicted"]) for r in rows] == sorted((float(r["p_predicted"]) for r in rows), reverse=True)
+    assert measured["embedding"] == {"method": "pca", "file": "embedding.png", "points": measured["test_images"]}
+    assert Image.open(evaluated / "embedding.png").size[0] > 400
+
+    done = mnist("pretrain", f"dataset.root={tiny_data}", "objective=contrastive", *FAST, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    done = mnist("eval", "ckpt=latest", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    mapped = run_dirs(tmp_path, "eval")[1]
+    assert summary(mapped)["objective"] == "contrastive" and (mapped / "embedding.png").is_file()
+    assert "features only" in done.stdout
+
+    shown = mnist("report", str(tmp_path / "outputs" / "eval"), cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert "confidently_wrong.csv embedding.png" in shown.stdout and "figures" in shown.stdout

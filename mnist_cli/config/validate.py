@@ -201,6 +201,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "eval.top_k": (positive_int, "a whole number >= 1"),
     "eval.calibration_bins": (positive_int, "a whole number of bins >= 1"),
     "eval.worst_images": (non_negative_int, "a whole number >= 0 (0: no grid)"),
+    "eval.embedding": (one_of("pca", "tsne", "umap", "none"), "pca, tsne, umap or none"),
     "eval.tta": (boolean, "true or false"),
     "eval.tta_shift": (positive_int, "a whole number of pixels >= 1"),
     "eval.attack": (attacks, "null, fgsm, pgd or a list of them, e.g. [fgsm,pgd]"),

@@ -168,3 +168,28 @@ def explanation_grid(images: list[Any], maps: list[Any], titles: list[str], path
             ax.set_title(heading, fontsize=8)
     fig.tight_layout()
     save(fig, path)
+
+
+def embedding_map(points: Any, labels: Any, wrong: Any, classes: list[str], title: str, path: Path) -> None:
+    """2-D points coloured by class (a legend of the class names), the mistakes ringed in black."""
+    fig, ax = plt.subplots(figsize=(8, 7))
+    colours = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20")
+    for c, name in enumerate(classes):
+        mine = labels == c
+        ax.scatter(points[mine, 0], points[mine, 1], s=3, color=colours(c % colours.N), label=name, alpha=0.6)
+    if wrong is not None and wrong.any():
+        ax.scatter(
+            points[wrong, 0],
+            points[wrong, 1],
+            s=18,
+            facecolors="none",
+            edgecolors="black",
+            linewidths=0.8,
+            label="mistakes",
+        )
+    ax.set_title(title, fontsize=10)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.legend(markerscale=4, fontsize=7, loc="best", ncol=1 + len(classes) // 16)
+    fig.tight_layout()
+    save(fig, path)

@@ -2,7 +2,8 @@
 directories (a sweep, a stage's outputs); with none, the latest sweep under outputs/multirun.
 
 Prints a table of the runs ranked by their metric (the overrides that differ between them,
-val/test accuracy, epochs, wall time, status), and writes report.csv, learning_curves.png and,
+val/test accuracy, epochs, wall time, status, and eval's confidently_wrong.csv and embedding.png
+where a run has them), and writes report.csv, learning_curves.png and,
 when runs differ in their overrides, metric_vs_params.png next to the runs (or into --out).
 Reads only summary.json and metrics.jsonl: no torch, and failed or unfinished runs are listed too.
 """
@@ -22,6 +23,7 @@ from mnist_cli.errors import UserError
 from mnist_cli.run_dir import csv_text, unique_dir, write_text
 
 SKIP_DIRS = {".hydra", ".submitit", "checkpoints", "tensorboard"}
+FIGURES = ("confidently_wrong.csv", "embedding.png")  # eval's files that a report names
 HEADERS = {
     "best_val_acc": "val acc",
     "test_acc": "test acc",
@@ -39,6 +41,12 @@ class Run:
     @property
     def status(self) -> str:
         return self.summary.get("status", "unknown")
+
+    @property
+    def figures(self) -> str:
+        """What an eval run drew for a person to look at: its most confidently wrong images (a CSV)
+        and its map of the test set's features."""
+        return " ".join(name for name in FIGURES if (self.path / name).is_file())
 
     @property
     def overrides(self) -> dict[str, str]:
@@ -59,6 +67,7 @@ class Report:
     def rows(self) -> list[dict[str, Any]]:
         """One row per run: the table's and report.csv's contents."""
         extra = [] if self.metric in ("best_val_acc", "test_acc") else [self.metric]
+        drawn = any(run.figures for run in self.runs)
         return [
             {
                 "rank": rank,
@@ -69,6 +78,7 @@ class Report:
                 "epochs": run.summary.get("epochs_run"),
                 "wall_time_s": run.summary.get("wall_time_s"),
                 "status": run.status,
+                **({"figures": run.figures} if drawn else {}),
                 "error": run.summary.get("error", ""),
                 "run_dir": str(run.path),
             }

@@ -12,13 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, ListConfig
 
 from mnist_cli.data.batches import BatchPrep
 from mnist_cli.data.datasets import load_dataset
 from mnist_cli.data.split import Split
 from mnist_cli.errors import UserError
-from mnist_cli.evaluation.inference import chunks
+from mnist_cli.evaluation.embedding import to_2d
+from mnist_cli.evaluation.inference import chunks, outputs
 from mnist_cli.evaluation.metrics import calibration, classification_report, top_k_accuracy
 from mnist_cli.evaluation.robustness import Forward, attacked_accuracy, corrupted_accuracy, tta_probabilities
 from mnist_cli.models.calibrated import Calibrated, uncalibrated
@@ -31,7 +32,8 @@ from mnist_cli.report.console import (
     print_robustness,
 )
 from mnist_cli.run_dir import RunDir, csv_text, write_text
-from mnist_cli.stages.source import load_classifier
+from mnist_cli.stages.source import load_classifier, load_source
+from mnist_cli.training.checkpoint import load_checkpoint, model_from_checkpoint, resolve_checkpoints
 from mnist_cli.training.runtime import autocast, pick_precision, setup
 from mnist_cli.training.tasks.classification import evaluate
 
@@ -40,6 +42,8 @@ log = logging.getLogger(__name__)
 
 def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str, Any]:
     device = setup(cfg)
+    if not isinstance(cfg.ckpt, ListConfig) and not has_classifier(cfg):
+        return map_features(cfg, run, device)  # self-supervised: no head to measure, features to map
     sources, model = load_classifier(cfg)  # one checkpoint's model, or an ensemble of several
     source = sources[0] if len(sources) == 1 else f"an ensemble of {len(sources)} checkpoints"
     classes = list(cfg.dataset.classes)
@@ -99,6 +103,11 @@ def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str
     )
     results.update(robustness)
     figures = draw_figures(cfg, run, classes, test, tested.probabilities, report, calibrated, before)
+    if cfg.eval.embedding != "none" and not isinstance(model, Ensemble):
+        results["embedding"] = draw_embedding(cfg, run, uncalibrated(model), prep, test, classes, tested.predictions)
+        figures.append(run.path / "embedding.png")
+    if cfg.eval.worst_images and (run.path / "confidently_wrong.csv").exists():
+        results["confidently_wrong"] = "confidently_wrong.csv"
     run.write_json("eval.json", {**results, **report, "calibration_bins": calibrated["bins"]})
 
     if members:
@@ -202,3 +211,63 @@ def draw_figures(
         plots.image_grid(list(images), titles, drawn[-2])
         write_text(drawn[-1], csv_text(rows))
     return drawn
+
+
+def draw_embedding(
+    cfg: DictConfig,
+    run: RunDir,
+    model: torch.nn.Module,
+    prep: BatchPrep,
+    test: Split,
+    classes: list[str],
+    predictions: torch.Tensor | None,
+) -> dict[str, Any]:
+    """embedding.png: the test images' backbone features in 2-D (eval.embedding), coloured by
+    their true class, the mistakes (given `predictions`) ringed."""
+    from mnist_cli.report import plots
+
+    model.eval()
+    features = outputs(lambda x: model.backbone(prep(x, train=False)), test.images, cfg.trainer.eval_batch_size)
+    with torch.autocast("cpu", enabled=False):  # the projection in float32, whatever the model ran in
+        points = to_2d(features.cpu(), cfg.eval.embedding, cfg.trainer.seed)
+    labels = test.labels.cpu()
+    wrong = None if predictions is None else (predictions != labels).numpy()
+    title = f"{cfg.dataset.name} test set: {cfg.model.name} features by {cfg.eval.embedding}" + (
+        f", {int(wrong.sum())} mistakes ringed" if wrong is not None else ""
+    )
+    plots.embedding_map(points.numpy(), labels.numpy(), wrong, classes, title, run.path / "embedding.png")
+    return {"method": cfg.eval.embedding, "file": "embedding.png", "points": len(points)}
+
+
+def has_classifier(cfg: DictConfig) -> bool:
+    """Whether ckpt=... holds a trained classifier head (not a self-supervised checkpoint)."""
+    return load_checkpoint(resolve_checkpoints(cfg.ckpt, cfg.outputs_root)[0])["objective"] == "supervised"
+
+
+def map_features(cfg: DictConfig, run: RunDir, device: torch.device) -> dict[str, Any]:
+    """eval of a self-supervised checkpoint: no classifier to measure (finetune one for that), but
+    the map of what its features make of the test set."""
+    source, ckpt = load_source(cfg, classifier=False)
+    if cfg.eval.embedding == "none":
+        raise UserError(
+            f"{source} was pretrained with objective={ckpt['objective']}: it has no classifier to measure, only "
+            "features to map; set eval.embedding=pca (or tsne), or finetune it first (mnist finetune ckpt=...)"
+        )
+    run.write_config(cfg)
+    model = model_from_checkpoint(ckpt).to(device)
+    test = load_dataset(cfg.dataset, cfg.preprocess, train=False).test.to(device)
+    with autocast(device, pick_precision(cfg.trainer.precision, device)):
+        embedding = draw_embedding(cfg, run, model, BatchPrep(cfg.dataset), test, list(cfg.dataset.classes), None)
+    results = {
+        "checkpoint": str(source),
+        "objective": ckpt["objective"],
+        "dataset": cfg.dataset.name,
+        "test_images": len(test),
+        "embedding": embedding,
+    }
+    run.write_json("eval.json", results)
+    print_key_values(
+        f"eval: {source} ({ckpt['objective']}: features only; finetune it for accuracy)",
+        {"images": len(test), "written": f"eval.json, embedding.png in {run.path}"},
+    )
+    return results
