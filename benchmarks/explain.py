@@ -2,7 +2,7 @@
 
     python benchmarks/explain.py [--ckpt RUN] [--data ../shared/data/mnist] [--images 1000] [--picture docs/explain.png]
 
-Per method (explain.method, with conf/stage/explain.yaml's settings): the CPU time per image, and
+Per method (explain.method, with conf/explain/default.yaml's settings): the CPU time per image, and
 the deletion score: the answer's probability as the pixels the map ranks highest are set to black,
 5% more at a time up to all of them, averaged over the curve and the test images (the area under
 the deletion curve: lower means the map found the pixels the answer rests on). A random order of
