@@ -26,6 +26,7 @@ from mnist_cli.config.validate import validate
 from mnist_cli.errors import EXIT_USAGE, UserError
 from mnist_cli.run_dir import RunDir
 from mnist_cli.training import distributed
+from mnist_cli.training.loggers import MlflowJob
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +125,7 @@ def run_job(cfg: DictConfig) -> float | None:
         "started_at": now,
     }
     resuming = cfg.resume is not None
+    tracking = None
     try:
         validate(cfg)
         resume = None
@@ -131,6 +133,7 @@ def run_job(cfg: DictConfig) -> float | None:
             cfg, resume = resumed_config(cfg, run)
             run.remove_temporaries()
             summary = {**(run.read_summary() or summary), "status": "running", "resumed_at": now}
+        tracking = MlflowJob.start(cfg, run, summary, resuming)  # logger=mlflow: the job's MLflow run
         run.write_summary(summary)
         runner = importlib.import_module(stages()[cfg.stage.name].runner)
         results = runner.run(cfg, run, resume)
@@ -157,3 +160,5 @@ def run_job(cfg: DictConfig) -> float | None:
             except UserError as e:  # e.g. the disk is full; said once, if the job's own error did not say it
                 if summary["status"] != "failed":
                     print(f"mnist: error: {e}", file=sys.stderr)
+        if tracking is not None:
+            tracking.finish(summary)

@@ -1,18 +1,27 @@
-"""Where each epoch's metrics go besides metrics.jsonl and metrics.csv (which are always written):
-nowhere else (logger=none) or TensorBoard (logger=tensorboard)."""
+"""Where a run's metrics go besides its own files (metrics.jsonl, metrics.csv, summary.json, which
+are always written): nowhere else (logger=none), TensorBoard (logger=tensorboard: each epoch's
+metrics) or MLflow (logger=mlflow: the whole job as one MLflow run, see `tracked_job`)."""
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from mnist_cli.errors import UserError
 from mnist_cli.run_dir import RunDir
 
 EpochCallback = Callable[[dict[str, Any], Any], None]
+ARTIFACTS = ("config.yaml", "summary.json", "metrics.csv", "eval.json", "skipped.txt")  # and every PNG
+
+
+def epoch_values(row: dict[str, Any]) -> dict[str, float]:
+    """A metrics row's numbers, without the epoch (the step) and what was not measured (None)."""
+    return {k: float(v) for k, v in row.items() if k != "epoch" and isinstance(v, (int, float)) and v is not None}
 
 
 @contextmanager
@@ -20,6 +29,11 @@ def epoch_logger(cfg: DictConfig, run: RunDir) -> Iterator[EpochCallback | None]
     """A callback for the trainer's epoch ends (metrics row, model), or None for logger=none."""
     if cfg.name == "none" or not run.writable:
         yield None
+        return
+    if cfg.name == "mlflow":  # the job's MLflow run is open (tracked_job); step = epoch
+        import mlflow
+
+        yield lambda row, model: mlflow.log_metrics(epoch_values(row), step=row["epoch"])
         return
     try:
         from torch.utils.tensorboard import SummaryWriter
@@ -30,12 +44,81 @@ def epoch_logger(cfg: DictConfig, run: RunDir) -> Iterator[EpochCallback | None]
     writer = SummaryWriter(log_dir=str(run.path / cfg.dir))
 
     def log_epoch(row: dict[str, Any], model: Any) -> None:
-        for key, value in row.items():
-            if key != "epoch" and value is not None:  # None: nothing to measure this epoch
-                writer.add_scalar(key, value, global_step=row["epoch"])
+        for key, value in epoch_values(row).items():
+            writer.add_scalar(key, value, global_step=row["epoch"])
         writer.flush()
 
     try:
         yield log_epoch
     finally:
         writer.close()
+
+
+def git_commit() -> str | None:
+    try:
+        found = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return found.stdout.strip() if found.returncode == 0 else None
+
+
+def flat_params(cfg: DictConfig) -> dict[str, str]:
+    """The resolved config as dotted keys (trainer.epochs) and their values as text."""
+    flat: dict[str, str] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, f"{prefix}{key}.")
+        else:
+            flat[prefix[:-1]] = str(node)
+
+    walk(OmegaConf.to_container(cfg, resolve=True), "")
+    return flat
+
+
+class MlflowJob:
+    """With logger=mlflow: the job as one MLflow run, open while the stage runs (the epoch logger
+    writes into it) and finished with the summary's final numbers, tags and the run's files. Its id
+    goes into the summary (summary.json), where a resumed job finds it and continues that run."""
+
+    def __init__(self, cfg: DictConfig, run: RunDir, summary: dict[str, Any], resumed: bool):
+        try:
+            import mlflow
+        except ImportError:
+            raise UserError("logger=mlflow needs MLflow: pip install 'mnist-cli[mlflow]' (or drop logger=)") from None
+        self.mlflow, self.cfg, self.run = mlflow, cfg, run
+        mlflow.set_tracking_uri(cfg.logger.tracking_uri)
+        name = cfg.logger.experiment or cfg.stage.name
+        if cfg.logger.artifacts and mlflow.get_experiment_by_name(name) is None:
+            mlflow.create_experiment(name, artifact_location=Path(cfg.logger.artifacts).expanduser().resolve().as_uri())
+        mlflow.set_experiment(name)
+        previous = summary.get("mlflow_run_id") if resumed else None
+        active = mlflow.start_run(run_id=previous, run_name=None if previous else f"{cfg.stage.name}/{run.path.name}")
+        summary["mlflow_run_id"] = active.info.run_id
+        if not previous:  # a resumed run keeps the params it started with
+            mlflow.log_params(flat_params(cfg))
+        tags = {"stage": cfg.stage.name, "run_dir": str(run.path), "model": str(OmegaConf.select(cfg, "model.name"))}
+        mlflow.set_tags({**tags, **({"git_commit": commit} if (commit := git_commit()) else {})})
+
+    @staticmethod
+    def start(cfg: DictConfig, run: RunDir, summary: dict[str, Any], resumed: bool) -> MlflowJob | None:
+        """The job's MLflow run, or None when logger= is not mlflow (or another rank writes)."""
+        if OmegaConf.select(cfg, "logger.name") != "mlflow" or not run.writable:
+            return None
+        return MlflowJob(cfg, run, summary, resumed)
+
+    def finish(self, summary: dict[str, Any]) -> None:
+        """Log the summary's numbers, its status and the run's files, and close the MLflow run."""
+        mlflow = self.mlflow
+        finals = {k: float(v) for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        mlflow.log_metrics(finals)
+        keys = ("status", "objective", "device", "precision")
+        mlflow.set_tags({k: str(summary[k]) for k in keys if summary.get(k) is not None})
+        for file in [*(self.run.path / name for name in ARTIFACTS), *sorted(self.run.path.glob("*.png"))]:
+            if file.is_file():
+                mlflow.log_artifact(str(file))
+        if self.cfg.logger.log_checkpoint and self.run.best_ckpt.is_file():
+            mlflow.log_artifact(str(self.run.best_ckpt), artifact_path="checkpoints")
+        status = {"completed": "FINISHED", "interrupted": "KILLED"}.get(summary.get("status"), "FAILED")
+        mlflow.end_run(status)
