@@ -18,6 +18,7 @@ import csv
 import io
 import json
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -48,6 +49,11 @@ def unique_dir(base: str) -> str:
                 n += 1
         _reserved[base] = path
     return _reserved[base]
+
+
+def natural_key(path: str | Path) -> list:
+    """Order 2 before 10 (sweep job numbers, _1/_2 suffixes, class folders named by number)."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", str(path))]
 
 
 def run_dir_for(resume: str | None, fresh_base: str) -> str:

@@ -360,7 +360,7 @@ def test_an_exported_onnx_file_predicts_like_its_checkpoint(trained: Path, digit
     done = mnist("export", f"ckpt={trained}", "format=onnx", "export.check_images=64", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     onnx_file = next((tmp_path / "outputs" / "export").glob("*/model.onnx"))
-    served = load_predictor(compose_config("stage=serve", f"ckpt={onnx_file}"), threads=1)
+    served = load_predictor(compose_config("stage=serve", f"ckpt={onnx_file}"), [], threads=1)
     assert served.classes == [str(c) for c in range(10)] and served.info["backend"] == "onnxruntime"
     assert served.info["test_acc"] == summary(onnx_file.parent)["exported_acc"]
     assert np.allclose(served.predict(digits), reference(trained, digits), atol=2e-2)

@@ -23,12 +23,13 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from mnist_cli.data.cache import cached
 from mnist_cli.data.images import SIZE, load_grayscale, preprocess
 from mnist_cli.errors import UserError
-from mnist_cli.report.console import files_progress
-from mnist_cli.report.runs import natural_key
+from mnist_cli.run_dir import natural_key
 
 log = logging.getLogger(__name__)
 
@@ -99,11 +100,25 @@ def convert(task: tuple[list[str], dict[str, Any]]) -> tuple[np.ndarray, list[tu
     return images, sizes, errors
 
 
+def progress_bar() -> Progress:
+    """A bar over the files converted; silent when not on a terminal."""
+    console = Console()
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    )
+
+
 def convert_all(paths: list[str], settings: dict[str, Any], workers: int) -> tuple[np.ndarray, list, list]:
     """convert() over all `paths`, in `workers` processes, with a progress bar."""
     tasks = [(paths[i : i + CHUNK], settings) for i in range(0, len(paths), CHUNK)]
     chunks = []
-    with files_progress() as progress, ExitStack() as stack:
+    with progress_bar() as progress, ExitStack() as stack:
         bar = progress.add_task("converting images", total=len(paths))
         if workers > 1 and len(tasks) > 1:
             context = multiprocessing.get_context("fork")  # the workers need no torch, only Pillow and numpy

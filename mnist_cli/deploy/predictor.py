@@ -18,10 +18,10 @@ from omegaconf import DictConfig
 
 from mnist_cli.data.batches import BatchPrep
 from mnist_cli.deploy.export import load_onnx
+from mnist_cli.deploy.loading import load_classifier
 from mnist_cli.errors import UserError
 from mnist_cli.evaluation.attribution import attribute
 from mnist_cli.models.calibrated import uncalibrated
-from mnist_cli.stages.source import load_classifier
 from mnist_cli.training.runtime import autocast, pick_precision, setup
 
 Predict = Callable[[np.ndarray], np.ndarray]
@@ -50,20 +50,21 @@ def recorded_accuracy(file: Path) -> float | None:
     return None
 
 
-def load_predictor(cfg: DictConfig, threads: int | None = None) -> Predictor:
-    """The model of ckpt=...; `threads`: torch's (or onnxruntime's) CPU threads for it (None: as
-    trainer.num_threads says, for ONNX every core)."""
+def load_predictor(cfg: DictConfig, overrides: list[str], threads: int | None = None) -> Predictor:
+    """The model of ckpt=...; `overrides`: the command line's (see deploy/loading.py); `threads`:
+    torch's (or onnxruntime's) CPU threads for it (None: as trainer.num_threads says, for ONNX
+    every core)."""
     if str(cfg.ckpt).endswith(".onnx"):
         return onnx_predictor(cfg, threads)
-    return torch_predictor(cfg, threads)
+    return torch_predictor(cfg, overrides, threads)
 
 
-def torch_predictor(cfg: DictConfig, threads: int | None) -> Predictor:
+def torch_predictor(cfg: DictConfig, overrides: list[str], threads: int | None) -> Predictor:
     device = setup(cfg)
     if threads:
         torch.set_num_threads(threads)
     # cfg takes the (first) checkpoint's model and data set (classes, normalization)
-    sources, model = load_classifier(cfg)
+    sources, model = load_classifier(cfg, overrides)
     model.to(device).eval()
     prep = BatchPrep(cfg.dataset)
     precision = pick_precision(cfg.trainer.precision, device)

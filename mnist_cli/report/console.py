@@ -27,19 +27,6 @@ def training_progress(enabled: bool = True) -> Progress:
     )
 
 
-def files_progress() -> Progress:
-    """A bar for converting image files; silent when not on a terminal."""
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-        disable=not console.is_terminal,
-    )
-
-
 def print_key_values(title: str, values: dict[str, Any]) -> None:
     table = Table(title=title, show_header=False, title_justify="left")
     table.add_column(style="bold")

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from mnist_cli.errors import UserError
-from mnist_cli.run_dir import csv_text, unique_dir, write_text
+from mnist_cli.run_dir import csv_text, natural_key, unique_dir, write_text
 
 SKIP_DIRS = {".hydra", ".submitit", "checkpoints", "tensorboard"}
 FIGURES = ("confidently_wrong.csv", "embedding.png")  # eval's files that a report names
@@ -104,11 +104,6 @@ def data_name(summary: dict[str, Any]) -> str:
     classes = summary.get("classes") or []
     shown = ", ".join(classes[:4]) + (", ..." if len(classes) > 4 else "")
     return f"{summary.get('dataset', '')} ({len(classes)}: {shown})" if classes else summary.get("dataset", "")
-
-
-def natural_key(path: str | Path) -> list:
-    """Order 2 before 10 (sweep job numbers, _1/_2 suffixes, class folders named by number)."""
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", str(path))]
 
 
 def latest_sweep(outputs_root: Path) -> Path:

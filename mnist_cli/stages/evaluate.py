@@ -17,6 +17,7 @@ from omegaconf import DictConfig, ListConfig
 from mnist_cli.data.batches import BatchPrep
 from mnist_cli.data.datasets import load_dataset
 from mnist_cli.data.split import Split
+from mnist_cli.deploy.loading import load_classifier
 from mnist_cli.errors import UserError
 from mnist_cli.evaluation.embedding import to_2d
 from mnist_cli.evaluation.inference import chunks, outputs
@@ -32,7 +33,8 @@ from mnist_cli.report.console import (
     print_robustness,
 )
 from mnist_cli.run_dir import RunDir, csv_text, write_text
-from mnist_cli.stages.source import load_classifier, load_source
+from mnist_cli.stages import task_overrides
+from mnist_cli.stages.source import load_source
 from mnist_cli.training.checkpoint import load_checkpoint, model_from_checkpoint, resolve_checkpoints
 from mnist_cli.training.runtime import autocast, pick_precision, setup
 from mnist_cli.training.tasks.classification import evaluate
@@ -44,7 +46,7 @@ def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str
     device = setup(cfg)
     if not isinstance(cfg.ckpt, ListConfig) and not has_classifier(cfg):
         return map_features(cfg, run, device)  # self-supervised: no head to measure, features to map
-    sources, model = load_classifier(cfg)  # one checkpoint's model, or an ensemble of several
+    sources, model = load_classifier(cfg, task_overrides())  # one checkpoint's model, or an ensemble of several
     source = sources[0] if len(sources) == 1 else f"an ensemble of {len(sources)} checkpoints"
     classes = list(cfg.dataset.classes)
     if len(classes) != model.num_classes:

@@ -16,6 +16,7 @@ from omegaconf import DictConfig, ListConfig
 
 from mnist_cli.data.batches import BatchPrep
 from mnist_cli.data.datasets import load_dataset
+from mnist_cli.deploy.loading import load_classifier
 from mnist_cli.errors import UserError
 from mnist_cli.evaluation.attribution import attribute
 from mnist_cli.evaluation.inference import outputs
@@ -23,8 +24,8 @@ from mnist_cli.models.calibrated import uncalibrated
 from mnist_cli.report import plots
 from mnist_cli.report.console import print_predictions
 from mnist_cli.run_dir import RunDir, csv_text, write_bytes, write_text
+from mnist_cli.stages import task_overrides
 from mnist_cli.stages.predict import read_inputs
-from mnist_cli.stages.source import load_classifier
 from mnist_cli.training.runtime import setup
 
 
@@ -32,7 +33,7 @@ def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str
     if isinstance(cfg.ckpt, ListConfig) or str(cfg.ckpt).endswith(".onnx"):
         raise UserError("explain takes one checkpoint (a run dir or .ckpt): its maps come from its gradients")
     device = setup(cfg)
-    [source], model = load_classifier(cfg)
+    [source], model = load_classifier(cfg, task_overrides())
     model.to(device).eval()
     prep = BatchPrep(cfg.dataset)
     classes = list(cfg.dataset.classes)

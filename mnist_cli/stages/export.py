@@ -15,11 +15,12 @@ from omegaconf import DictConfig
 from mnist_cli.data.batches import BatchPrep
 from mnist_cli.data.datasets import load_split
 from mnist_cli.deploy import export
+from mnist_cli.deploy.loading import calibrated
 from mnist_cli.errors import UserError
 from mnist_cli.evaluation.inference import outputs
 from mnist_cli.report.console import print_export
 from mnist_cli.run_dir import RunDir
-from mnist_cli.stages.source import calibrated, load_source
+from mnist_cli.stages.source import load_source
 from mnist_cli.training.checkpoint import (
     model_from_checkpoint,
 )

@@ -21,6 +21,7 @@ from mnist_cli.errors import UserError
 from mnist_cli.report import plots
 from mnist_cli.report.console import print_predictions
 from mnist_cli.run_dir import RunDir, csv_text, write_text
+from mnist_cli.stages import task_overrides
 
 
 def read_inputs(cfg: DictConfig) -> tuple[list[dict[str, Any]], list[np.ndarray]]:
@@ -45,9 +46,8 @@ def read_inputs(cfg: DictConfig) -> tuple[list[dict[str, Any]], list[np.ndarray]
 
 
 def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str, Any]:
-    predictor = load_predictor(
-        cfg
-    )  # a checkpoint: cfg takes its model, data set (classes, normalization) and preprocessing
+    # a checkpoint: cfg takes its model, data set (classes, normalization) and preprocessing
+    predictor = load_predictor(cfg, task_overrides())
     source = predictor.info["checkpoint"]
     run.write_config(cfg)
 

@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 
 from mnist_cli.errors import UserError
 from mnist_cli.run_dir import RunDir
+from mnist_cli.stages import task_overrides
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str
     from mnist_cli.serving.metrics import ServerMetrics
 
     sock = listen(cfg.serve.host, cfg.serve.port)  # first: a port in use is said before the model loads
-    served = load_predictor(cfg, threads=cfg.serve.threads)
+    served = load_predictor(cfg, task_overrides(), threads=cfg.serve.threads)
     run.write_config(cfg)
     host, port = sock.getsockname()[:2]
     url = f"http://{host if ':' not in host else f'[{host}]'}:{port}/"
