@@ -35,6 +35,14 @@ from mnist_cli.serving.metrics import CountRequests, ServerMetrics
 from mnist_cli.serving.requests import REQUEST_BODY, DigitReader
 
 PAGE = resources.files("mnist_cli.serving") / "page"
+# What /predict and /explain answer to a request they cannot read (documented at /docs).
+BAD_REQUESTS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "not a readable image"},
+    401: {"description": "the bearer token is missing or wrong"},
+    413: {"description": "body, image or image count over the limits"},
+    415: {"description": "not an image, multipart or JSON body"},
+    422: {"description": "malformed JSON or form"},
+}
 
 
 class Prediction(BaseModel):
@@ -123,11 +131,7 @@ def build_app(served: Predictor, cfg: DictConfig, metrics: ServerMetrics) -> Fas
         dependencies=guarded,
         openapi_extra={"requestBody": REQUEST_BODY},
         responses={
-            400: {"description": "not a readable image"},
-            401: {"description": "the bearer token is missing or wrong"},
-            413: {"description": "body, image or image count over the limits"},
-            415: {"description": "not an image, multipart or JSON body"},
-            422: {"description": "malformed JSON or form"},
+            **BAD_REQUESTS,
             503: {"description": "the queue is full; retry after the Retry-After seconds"},
         },
     )
@@ -152,11 +156,7 @@ def build_app(served: Predictor, cfg: DictConfig, metrics: ServerMetrics) -> Fas
         dependencies=guarded,
         openapi_extra={"requestBody": REQUEST_BODY},
         responses={
-            400: {"description": "not a readable image"},
-            401: {"description": "the bearer token is missing or wrong"},
-            413: {"description": "body, image or image count over the limits"},
-            415: {"description": "not an image, multipart or JSON body"},
-            422: {"description": "malformed JSON or form"},
+            **BAD_REQUESTS,
             501: {"description": "an .onnx file or an ensemble is served: no gradients to follow"},
         },
     )
