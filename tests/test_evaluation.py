@@ -65,7 +65,14 @@ def test_pgd_is_at_least_as_strong_as_fgsm_which_is_at_least_as_strong_as_clean(
     with torch.no_grad():
         clean = (forward(test.images.float() / 255).argmax(1) == test.labels).double().mean().item()
     attacks = OmegaConf.create(
-        {"attack": ["fgsm", "pgd"], "eps": [0.1], "pgd_steps": 10, "pgd_step_size": None, "pgd_random_start": True}
+        {
+            "attack": ["fgsm", "pgd"],
+            "eps": [0.1],
+            "pgd_steps": 10,
+            "pgd_step_size": None,
+            "pgd_random_start": True,
+            "pgd_seed": 0,
+        }
     )
     found = attacked_accuracy(attacks, forward, test.images.float() / 255, test.labels, batch_size=64)
     assert found["pgd"]["0.1"] <= found["fgsm"]["0.1"] <= clean

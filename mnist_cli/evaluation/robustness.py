@@ -113,7 +113,7 @@ def attacked_accuracy(
     for name in names:
         results[name] = {}
         for eps in cfg.eps:
-            generator = torch.Generator(device=pixels.device).manual_seed(0)  # PGD's random starts
+            generator = torch.Generator(device=pixels.device).manual_seed(cfg.pgd_seed)  # PGD's random starts
             correct = 0
             for x, y in chunks(pixels, labels, size=batch_size):
                 adv = attack(

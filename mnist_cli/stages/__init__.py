@@ -85,7 +85,8 @@ def resumed_config(cfg: DictConfig, run: RunDir) -> tuple[DictConfig, dict[str, 
             f"resume={run.path}: that run already finished; start a new one or finetune it with ckpt={run.path}"
         )
     ckpt = load_checkpoint(run.last_ckpt)
-    saved = OmegaConf.create(ckpt["config"])
+    # the saved config over this command's: keys a newer mnist added get their defaults
+    saved = OmegaConf.merge(OmegaConf.to_container(cfg, resolve=True), ckpt["config"])
     if saved.stage.name != cfg.stage.name:
         raise UserError(
             f"resume={run.path} is a {saved.stage.name} run; resume it with `mnist {saved.stage.name} resume=...`"

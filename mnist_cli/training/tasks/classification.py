@@ -20,8 +20,10 @@ class AdversarialBatches:
     """Replaces a batch's pixels with an attack on them (fgsm | pgd), for adversarial training. The
     attack runs with BatchNorm in eval mode, so its passes leave the running statistics alone."""
 
-    def __init__(self, model: nn.Module, prep: BatchPrep, name: str, eps: float, steps: int):
-        self.model, self.prep, self.name, self.eps, self.steps = model, prep, name, eps, steps
+    def __init__(self, model: nn.Module, prep: BatchPrep, trainer: DictConfig):
+        self.model, self.prep = model, prep
+        self.name, self.eps, self.steps = trainer.adversarial, trainer.adversarial_eps, trainer.adversarial_steps
+        self.step_size, self.random_start = trainer.adversarial_step_size, trainer.adversarial_random_start
 
     def __call__(self, pixels: torch.Tensor, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         self.model.eval()
@@ -32,8 +34,8 @@ class AdversarialBatches:
             labels,
             self.eps,
             self.steps,
-            None,
-            True,
+            self.step_size,
+            self.random_start,
             generator,
         )
         self.model.train()
@@ -78,9 +80,5 @@ def build_learner(classifier: Classifier, cfg: DictConfig) -> Classifier:
 
 def build_task(cfg: DictConfig, learner: Classifier, prep: BatchPrep) -> Classification:
     trainer = cfg.trainer
-    adversarial = None
-    if trainer.adversarial is not None:
-        adversarial = AdversarialBatches(
-            learner, prep, trainer.adversarial, trainer.adversarial_eps, trainer.adversarial_steps
-        )
+    adversarial = AdversarialBatches(learner, prep, trainer) if trainer.adversarial is not None else None
     return Classification(prep, trainer.label_smoothing, adversarial)
