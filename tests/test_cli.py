@@ -173,3 +173,25 @@ def test_hydra_flags_keep_working(tmp_path: Path) -> None:
     assert not (tmp_path / "outputs").exists()  # neither ran a job
     top = mnist("--help", cwd=tmp_path)
     assert top.returncode == 0 and "Stages:" in top.stdout
+
+
+@pytest.mark.slow
+def test_a_run_saved_before_newer_keys_existed_resumes_with_their_defaults(tmp_path: Path, tiny_data: Path) -> None:
+    from mnist_cli.training.checkpoint import load_checkpoint, save_checkpoint
+
+    args = ["pretrain", f"dataset.root={tiny_data}", *FAST]
+    done = mnist(*args, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    [run] = run_dirs(tmp_path, "pretrain")
+    last = run / "checkpoints" / "last.ckpt"
+    ckpt = load_checkpoint(last)
+    ckpt["config"].pop("calibrate")  # as an older mnist wrote it: keys it did not have yet
+    ckpt["config"]["dataset"].pop("format")
+    ckpt["config"]["preprocess"].pop("mode")
+    save_checkpoint(last, ckpt)
+    before = {k: v for k, v in summary(run).items() if k != "temperature"}
+    (run / "summary.json").write_text(json.dumps({**before, "status": "interrupted"}))  # stopped at the end
+    resumed = mnist(*args, f"resume={run}", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert summary(run)["status"] == "completed" and summary(run)["epochs_run"] == 2
+    assert "temperature" in summary(run)  # calibrate took its default

@@ -11,10 +11,10 @@ import torch
 from mnist_cli.config.compose import compose_config
 from mnist_cli.data.batches import BatchPrep
 from mnist_cli.data.views import Views
+from mnist_cli.models.classifier import classifier_state
 from mnist_cli.training.checkpoint import load_checkpoint
 from mnist_cli.training.tasks.contrastive import nt_xent
 from mnist_cli.training.tasks.mae import patchify
-from mnist_cli.training.tasks.self_supervised import classifier_state
 
 from conftest import FAST, TINY_VIT, fit, metrics, mnist, run_dirs, summary
 

@@ -179,7 +179,7 @@ def test_accumulating_4_micro_batches_of_32_steps_like_one_batch_of_128(tmp_path
     acc, _, four, trainer, _ = fit(
         tmp_path / "four", tiny_data, *NO_BATCH_EFFECTS, "trainer.batch_size=32", "trainer.accumulate_steps=4"
     )
-    assert trainer.effective_batch_size == 128 and trainer.steps_per_epoch(243) == 1  # 3 optimizer steps in all
+    assert trainer.effective_batch_size == 128 and trainer.length(243).steps_per_epoch == 1  # 3 optimizer steps in all
     a, b = one.state_dict(), four.state_dict()
     assert all(torch.allclose(a[k], b[k], rtol=1e-4, atol=1e-6) for k in a)
     assert not all(torch.allclose(a[k], initial[k], atol=1e-3) for k in a)  # training moved the weights

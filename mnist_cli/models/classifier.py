@@ -60,3 +60,8 @@ class Classifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone(x))
+
+
+def classifier_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The classifier's weights out of a learner's state_dict (the task's own heads dropped)."""
+    return {key.removeprefix("classifier."): value for key, value in state.items() if key.startswith("classifier.")}

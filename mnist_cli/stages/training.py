@@ -20,7 +20,8 @@ from mnist_cli.data.split import Split, empty_like, repeat, split_labels
 from mnist_cli.errors import UserError
 from mnist_cli.evaluation.inference import outputs
 from mnist_cli.evaluation.metrics import fit_temperature
-from mnist_cli.report.console import print_key_values
+from mnist_cli.models.lora import merged_state_dict
+from mnist_cli.report.console import print_key_values, training_progress
 from mnist_cli.run_dir import RunDir
 from mnist_cli.training import distributed
 from mnist_cli.training.checkpoint import load_checkpoint, save_checkpoint
@@ -113,7 +114,7 @@ def train_and_test(
     train, val = data.train.to(device), data.val.to(device)
     model.to(device, memory_format=torch.channels_last)
     task = training_task(cfg, model, data.pool.to(device) if data.semi_supervised else None, wrap_task)
-    trainer = Trainer(cfg.trainer, device, task)
+    trainer = Trainer(cfg.trainer, device, task, training_progress, merged_state_dict)  # best.ckpt: LoRA merged
     length = trainer.length(len(train))
     optimizer = build_optimizer(cfg.optimizer, model, OmegaConf.select(cfg, "finetune.layer_decay", default=1.0))
     scheduler = build_scheduler(cfg.scheduler, optimizer, length.steps_per_epoch, length.total_steps)

@@ -20,9 +20,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from mnist_cli.errors import UserError
 from mnist_cli.models import build_model
-from mnist_cli.models.classifier import Classifier
+from mnist_cli.models.classifier import Classifier, classifier_state
 from mnist_cli.run_dir import RunDir, write_bytes
-from mnist_cli.training.tasks.self_supervised import classifier_state
 
 FORMAT = "mnist-cli-checkpoint"
 VERSION = 1

@@ -1,13 +1,17 @@
 """What training remembers between steps and across a resume: the run's progress (TrainState) and
-the epoch in progress (EpochProgress), both saved in last.ckpt."""
+the epoch in progress (EpochProgress), both saved in last.ckpt; how long the run is (Length); and
+the check that its loss stays finite."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from omegaconf import DictConfig
 
+from mnist_cli.errors import UserError
 from mnist_cli.training import distributed
 
 
@@ -49,6 +53,15 @@ class TrainState:
         if improved:
             self.best_epoch = row["epoch"]
         return improved
+
+    def checkpoint_fields(self) -> dict[str, Any]:
+        """What every checkpoint of the run keeps of it."""
+        return {
+            "epoch": self.epoch,
+            "history": self.history,
+            "best_epoch": self.best_epoch,
+            "best_val_acc": self.best_val_acc,
+        }
 
     def epochs_without_progress(self) -> int:
         """Epochs since the first one at the top validation accuracy (a tie is no progress)."""
@@ -122,3 +135,49 @@ class EpochProgress:
             return {}
         sums = distributed.all_reduce(torch.stack([self.tallies[name].float() for name in names]))
         return dict(zip(names, sums.tolist(), strict=True))
+
+
+@dataclass(frozen=True)
+class Length:
+    """How long a run trains: `epochs` epochs of `steps_per_epoch` optimizer steps, `total_steps`
+    in all (with trainer.max_steps, the last epoch ends where the budget does)."""
+
+    epochs: int
+    steps_per_epoch: int
+    total_steps: int
+
+    @staticmethod
+    def batch(cfg: DictConfig) -> int:
+        """Images per optimizer step, over all ranks."""
+        return cfg.batch_size * cfg.accumulate_steps
+
+    @staticmethod
+    def of(cfg: DictConfig, n_train: int) -> Length:
+        """The run's length for `n_train` training images (cfg: the trainer's config): optimizer steps
+        of full batches only (BatchNorm needs more than one image), at least one an epoch;
+        trainer.max_steps steps when it is set, else trainer.epochs epochs, or as many more whole
+        epochs as make trainer.min_steps steps."""
+        batch = Length.batch(cfg)
+        if cfg.accumulate_steps > 1 and batch > n_train:
+            raise UserError(
+                f"trainer.batch_size x trainer.accumulate_steps = {batch} images per step, "
+                f"more than the {n_train} training images; lower one of them"
+            )
+        steps = max(1, n_train // batch)
+        if cfg.max_steps:
+            return Length(math.ceil(cfg.max_steps / steps), steps, cfg.max_steps)
+        epochs = max(cfg.epochs, math.ceil(cfg.min_steps / steps))
+        return Length(epochs, steps, epochs * steps)
+
+    def steps_in(self, epoch: int) -> int:
+        """The optimizer steps of epoch `epoch` (1-based)."""
+        return min(self.steps_per_epoch, self.total_steps - (epoch - 1) * self.steps_per_epoch)
+
+
+def check_finite(loss: float, epoch: int, step: int) -> None:
+    """Stop, saying what to change, when the training loss is NaN or infinite."""
+    if loss != loss or loss in (float("inf"), float("-inf")):
+        raise UserError(
+            f"the training loss became {loss} in epoch {epoch} by step {step}; lower optimizer.lr, "
+            "set trainer.grad_clip=1.0, or use trainer.precision=fp32 (the last good checkpoint is kept)"
+        )

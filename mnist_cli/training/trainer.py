@@ -17,53 +17,47 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from omegaconf import DictConfig
+from rich.progress import Progress
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from mnist_cli.data.split import Split
 from mnist_cli.errors import Interrupted, UserError
 from mnist_cli.evaluation.inference import EvalResult
-from mnist_cli.models.lora import merged_state_dict
-from mnist_cli.report.console import training_progress
 from mnist_cli.run_dir import RunDir
 from mnist_cli.training import distributed
 from mnist_cli.training.checkpoint import save_checkpoint
 from mnist_cli.training.fitting import Fitting
 from mnist_cli.training.interrupts import StopRequest
 from mnist_cli.training.runtime import autocast, pick_precision
-from mnist_cli.training.state import EpochProgress, FitResult, TrainState
+from mnist_cli.training.state import EpochProgress, FitResult, Length, TrainState, check_finite
 from mnist_cli.training.tasks.base import Batch, Task
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Length:
-    """How long a run trains: `epochs` epochs of `steps_per_epoch` optimizer steps, `total_steps`
-    in all (with trainer.max_steps, the last epoch ends where the budget does)."""
-
-    epochs: int
-    steps_per_epoch: int
-    total_steps: int
-
-    def steps_in(self, epoch: int) -> int:
-        """The optimizer steps of epoch `epoch` (1-based)."""
-        return min(self.steps_per_epoch, self.total_steps - (epoch - 1) * self.steps_per_epoch)
-
-
 class Trainer:
-    def __init__(self, cfg: DictConfig, device: torch.device, task: Task):
+    def __init__(
+        self,
+        cfg: DictConfig,
+        device: torch.device,
+        task: Task,
+        progress: Callable[[bool], Progress] = lambda shown: Progress(disable=True),
+        best_weights: Callable[[nn.Module], dict[str, torch.Tensor]] = lambda model: model.state_dict(),
+    ):
+        """`progress(shown)`: the live bar of each epoch (its fields: loss, acc); `best_weights`:
+        the state_dict best.ckpt keeps of the measured model (e.g. LoRA adapters merged in)."""
         self.cfg = cfg
         self.device = device
         self.task = task
+        self.progress = progress
+        self.best_weights = best_weights
         # Shuffling and every random draw of the task come from this generator. Every rank seeds it
         # alike, so all ranks shuffle alike and each trains on its own rows of every batch.
         self.generator = torch.Generator(device=device).manual_seed(cfg.seed)
@@ -73,25 +67,10 @@ class Trainer:
     @property
     def effective_batch_size(self) -> int:
         """Images per optimizer step, over all ranks."""
-        return self.cfg.batch_size * self.cfg.accumulate_steps
-
-    def steps_per_epoch(self, n_train: int) -> int:
-        """Optimizer steps of full batches only (BatchNorm needs more than one image); at least one."""
-        if self.cfg.accumulate_steps > 1 and self.effective_batch_size > n_train:
-            raise UserError(
-                f"trainer.batch_size x trainer.accumulate_steps = {self.effective_batch_size} images per step, "
-                f"more than the {n_train} training images; lower one of them"
-            )
-        return max(1, n_train // self.effective_batch_size)
+        return Length.batch(self.cfg)
 
     def length(self, n_train: int) -> Length:
-        """trainer.max_steps optimizer steps when it is set; else trainer.epochs epochs, or as many
-        more whole epochs as make trainer.min_steps steps."""
-        steps = self.steps_per_epoch(n_train)
-        if self.cfg.max_steps:
-            return Length(math.ceil(self.cfg.max_steps / steps), steps, self.cfg.max_steps)
-        epochs = max(self.cfg.epochs, math.ceil(self.cfg.min_steps / steps))
-        return Length(epochs, steps, epochs * steps)
+        return Length.of(self.cfg, n_train)
 
     def autocast(self) -> contextlib.AbstractContextManager:
         return autocast(self.device, self.precision)
@@ -151,7 +130,7 @@ class Trainer:
         def save(current: EpochProgress | None = None, improved: bool = False) -> None:
             self.save(run, parts, state, checkpoint_info, improved, current)
 
-        with StopRequest() as stop, training_progress(enabled=run.writable) as progress:
+        with StopRequest() as stop, self.progress(run.writable) as progress:
             for epoch in range(state.epoch + 1, length.epochs + 1):
                 steps = length.steps_in(epoch)
                 if state.in_progress is not None:
@@ -249,7 +228,7 @@ class Trainer:
             signum = stop.agreed(self.device, sync)
             if sync or signum:
                 mean_loss, acc, seen = current.totals()  # the loop's only host syncs
-                self.check_finite(mean_loss, epoch, at)
+                check_finite(mean_loss, epoch, at)
                 update(completed=at, loss=mean_loss, acc=acc)
             if at < steps and (signum or checkpoint_due):  # the epoch's end saves anyway
                 current.time_s += time.perf_counter() - tic
@@ -286,14 +265,6 @@ class Trainer:
         if p.ema is not None:
             p.ema.update_parameters(p.model)
 
-    @staticmethod
-    def check_finite(loss: float, epoch: int, step: int) -> None:
-        if loss != loss or loss in (float("inf"), float("-inf")):
-            raise UserError(
-                f"the training loss became {loss} in epoch {epoch} by step {step}; lower optimizer.lr, "
-                "set trainer.grad_clip=1.0, or use trainer.precision=fp32 (the last good checkpoint is kept)"
-            )
-
     def save(
         self, run: RunDir, parts: Fitting, state: TrainState, info: dict, improved: bool, current: EpochProgress | None
     ) -> None:
@@ -304,16 +275,9 @@ class Trainer:
             rng["cuda"] = distributed.gather(torch.cuda.get_rng_state(self.device))
         if not run.writable:
             return
-        common = {
-            **info,
-            "epoch": state.epoch,
-            "history": state.history,
-            "best_epoch": state.best_epoch,
-            "best_val_acc": state.best_val_acc,
-            "selected_by": self.cfg.select,
-        }
-        if improved:  # as a plain model: LoRA adapters merged into the weights
-            save_checkpoint(run.best_ckpt, {**common, "model": merged_state_dict(parts.measured)})
+        common = {**info, **state.checkpoint_fields(), "selected_by": self.cfg.select}
+        if improved:
+            save_checkpoint(run.best_ckpt, {**common, "model": self.best_weights(parts.measured)})
         in_progress = current.state_dict() if current is not None else None
         save_checkpoint(run.last_ckpt, {**common, **parts.state_dict(), "rng": rng, "in_progress": in_progress})
 

@@ -17,11 +17,6 @@ from mnist_cli.models.classifier import Classifier
 from mnist_cli.training.tasks.base import Batch, Task
 
 
-def classifier_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The classifier's weights out of a learner's state_dict (the task's own heads dropped)."""
-    return {key.removeprefix("classifier."): value for key, value in state.items() if key.startswith("classifier.")}
-
-
 class Learner(nn.Module):
     """A classifier with a task's own heads. Its checkpoint keeps `classifier.*` (what finetuning
     starts from; the classifier's head is replaced then) beside the heads (for resuming)."""
