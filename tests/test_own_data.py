@@ -287,3 +287,20 @@ def test_mnist_data_shows_counts_sizes_and_what_the_model_sees(tmp_path: Path) -
     for name in ("samples.png", "augmented.png"):
         assert Image.open(run / name).size[0] > 100
     assert "1 file(s) skipped" in done.stderr + done.stdout and "circle" in done.stdout
+
+
+def test_the_family_downloads_through_torchvisions_own_class_with_its_arguments(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torchvision.datasets
+
+    from mnist_cli.data.idx_files import download
+
+    calls = []
+    monkeypatch.setattr(torchvision.datasets, "EMNIST", lambda root, **kwargs: calls.append((root, kwargs)))
+    cfg = compose_config("dataset=emnist", f"dataset.root={tmp_path}", "dataset.split=letters")
+    download(cfg.dataset)
+    assert calls == [
+        (str(tmp_path), {"train": True, "download": True, "split": "letters"}),
+        (str(tmp_path), {"train": False, "download": True, "split": "letters"}),
+    ]

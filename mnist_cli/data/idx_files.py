@@ -35,7 +35,9 @@ def download(cfg: DictConfig) -> None:
     root = Path(cfg.root).expanduser()
     try:
         for train in (True, False):
-            dataset_class(str(root), train=train, download=True, **OmegaConf.to_container(cfg.download_args))
+            dataset_class(
+                str(root), train=train, download=True, **OmegaConf.to_container(cfg.download_args, resolve=True)
+            )
     except Exception as e:  # torchvision raises RuntimeError or URLError variants when offline
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(
