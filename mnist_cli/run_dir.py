@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import os
 import re
 from collections.abc import Iterator
@@ -170,15 +171,17 @@ class RunDir:
 
     def write_skipped(self, skipped: list[str]) -> str | None:
         """skipped.txt: the data files passed over as unreadable, one "<file>: <why>" a line; the
-        warning that says so (None when there were none)."""
+        warning that says so, logged and returned (None when there were none)."""
         if not skipped:
             return None
         if self.writable:
             write_text(self.path / "skipped.txt", "".join(line + "\n" for line in skipped))
-        return (
+        warning = (
             f"{len(skipped)} file(s) skipped, not readable images: listed in {self.path / 'skipped.txt'} "
             "(dataset.on_bad_file=fail refuses them)"
         )
+        logging.getLogger(__name__).warning(warning)
+        return warning
 
     def read_summary(self) -> dict[str, Any] | None:
         path = self.path / "summary.json"

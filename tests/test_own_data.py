@@ -99,7 +99,7 @@ def test_one_tree_is_split_class_balanced_and_the_same_seed_gives_the_same_split
     [
         (lambda r: (r / "train" / "empty").mkdir(), r"train/empty: an empty class folder"),
         (
-            lambda r: (r / "test" / "extra").mkdir() or write_tree(r / "x").rename(r / "test" / "extra" / "x"),
+            lambda r: (r / "test" / "dot").rename(r / "test" / "extra"),  # a test class no training folder has
             "class 'extra' has test or validation images but no training images",
         ),
         (

@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 
 from mnist_cli.data.cache import cached
 from mnist_cli.data.images import SIZE
+from mnist_cli.data.split import TEST, TRAIN, UNDIVIDED
 from mnist_cli.errors import UserError
 
 PIXELS = SIZE * SIZE
@@ -72,11 +73,11 @@ def read_table(cfg: DictConfig) -> dict[str, Any]:
         images, labels = read_csv(train_file)
         if labels is None:
             raise UserError(f"{train_file}: no `label` column first; training needs a label per row")
-        parts = np.full(len(labels), -1)  # one table: test and validation splits are carved from it
+        parts = np.full(len(labels), UNDIVIDED)  # one table: test and validation splits are carved from it
         test_images, test_labels = read_csv(test_file) if test_file.is_file() else (None, None)
         if test_labels is not None:  # a labelled test set (the competition's test.csv has none: it is for predict)
             images, labels = np.concatenate([images, test_images]), np.concatenate([labels, test_labels])
-            parts = np.concatenate([np.zeros_like(parts), np.full(len(test_labels), 2)])
+            parts = np.concatenate([np.full(len(parts), TRAIN), np.full(len(test_labels), TEST)])
         values = np.unique(labels)
         return {
             "images": torch.from_numpy(images),

@@ -16,7 +16,17 @@ import torch
 from omegaconf import DictConfig
 
 from mnist_cli.data import idx_files
-from mnist_cli.data.split import Split, class_balanced_split, empty_like, train_val_split, val_count
+from mnist_cli.data.split import (
+    TEST,
+    TRAIN,
+    UNDIVIDED,
+    VAL,
+    Split,
+    class_balanced_split,
+    empty_like,
+    train_val_split,
+    val_count,
+)
 from mnist_cli.errors import UserError
 
 
@@ -66,11 +76,11 @@ def assemble(cfg: DictConfig, converted: dict) -> Dataset:
     validation split the files do not give is carved from the training images, class-balanced.
 
     `converted` (what folder.py and csv_table.py give, and cache.py keeps): images (N, 28, 28)
-    uint8, labels (N,) indices into names (the class names the files give), parts (N,): 0 train,
-    1 val, 2 test, -1 one tree to carve), sizes (N, 2): each file's own height and width, and
+    uint8, labels (N,) indices into names (the class names the files give), parts (N,): TRAIN,
+    VAL, TEST or UNDIVIDED (split.py), sizes (N, 2): each file's own height and width, and
     skipped: "<file>: <why>" of each file passed over."""
     names, labels, parts = converted["names"], converted["labels"], converted["parts"]
-    trained = {names[i] for i in torch.bincount(labels[parts <= 0], minlength=len(names)).nonzero().flatten().tolist()}
+    trained = {names[i] for i in set(labels[(parts == TRAIN) | (parts == UNDIVIDED)].tolist())}
     classes = list(cfg.classes) if cfg.classes is not None else [name for name in names if name in trained]
     number = {name: i for i, name in enumerate(classes)}
     for name in names:
@@ -86,10 +96,11 @@ def assemble(cfg: DictConfig, converted: dict) -> Dataset:
         )
     images = converted["images"].unsqueeze(1)
     all_images = Split(images, torch.tensor([number[n] for n in names], dtype=torch.long)[labels])
-    part = {p: all_images.subset((parts == p).nonzero().flatten()) for p in (-1, 0, 1, 2)}
-    train, val, test = part[0], part[1], part[2]
-    if len(part[-1]):  # one tree: test and validation carved from it
-        train, test = class_balanced_split(part[-1], cfg.test_size, cfg.split_seed)
+    train, val, test, undivided = (
+        all_images.subset((parts == p).nonzero().flatten()) for p in (TRAIN, VAL, TEST, UNDIVIDED)
+    )
+    if len(undivided):  # one tree: test and validation carved from it
+        train, test = class_balanced_split(undivided, cfg.test_size, cfg.split_seed)
     if not len(val) and len(train):
         share = cfg.val_size if isinstance(cfg.val_size, float) else val_count(cfg.val_size, len(train)) / len(train)
         train, val = class_balanced_split(train, share, cfg.split_seed + 1)

@@ -28,18 +28,18 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from mnist_cli.data.cache import cached
 from mnist_cli.data.images import SIZE, load_grayscale, preprocess
+from mnist_cli.data.split import TEST, TRAIN, UNDIVIDED, VAL
 from mnist_cli.errors import UserError
 from mnist_cli.run_dir import natural_key
 
 log = logging.getLogger(__name__)
 
-PARTS = {"train": 0, "val": 1, "test": 2}  # a split layout's folders; one tree is part -1
-ONE_TREE = -1
+PARTS = {"train": TRAIN, "val": VAL, "test": TEST}  # a split layout's folders
 CHUNK = 256  # files a worker converts per task
 
 
 class Entry(NamedTuple):
-    part: int  # PARTS' number, or ONE_TREE
+    part: int  # TRAIN, VAL, TEST, or UNDIVIDED (one tree)
     name: str  # the class: its folder's name
     folder: str  # the class folder
     file: str
@@ -63,7 +63,7 @@ def scan(root: Path) -> list[Entry]:
     if not root.is_dir():
         raise UserError(f"dataset.root={root}: no such folder; give the folder that holds the class folders")
     split_layout = any((root / part).is_dir() for part in ("train", "test"))
-    tops = [(n, root / p) for p, n in PARTS.items() if (root / p).is_dir()] if split_layout else [(ONE_TREE, root)]
+    tops = [(n, root / p) for p, n in PARTS.items() if (root / p).is_dir()] if split_layout else [(UNDIVIDED, root)]
     found = []
     for part, top in tops:
         classes = sorted((d.name for d in top.iterdir() if d.is_dir() and not d.name.startswith(".")), key=natural_key)

@@ -10,6 +10,11 @@ import torch
 
 from mnist_cli.errors import UserError
 
+# Which split an image read from files belongs to (data/folder.py, data/csv_table.py), before
+# datasets.assemble divides them: the files' own train, val or test, or not yet (one tree or
+# table, whose test and validation splits are carved from it).
+TRAIN, VAL, TEST, UNDIVIDED = 0, 1, 2, -1
+
 
 @dataclass
 class Split:

@@ -25,7 +25,7 @@ from mnist_cli.models.calibrated import uncalibrated
 from mnist_cli.training.runtime import autocast, pick_precision, setup
 
 Predict = Callable[[np.ndarray], np.ndarray]
-Explain = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+Explain = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray | None]]
 
 
 @dataclass
@@ -33,9 +33,14 @@ class Predictor:
     predict: Predict  # uint8 digits (N, 28, 28) -> probabilities (N, classes)
     classes: list[str]
     info: dict[str, Any]  # backend, checkpoint (its path), model, device, precision, recorded test_acc
-    # uint8 digits -> (probabilities, attribution maps (N, 28, 28) of the top class, as cfg.explain
-    # says); None: an .onnx file or an ensemble, which have no one set of gradients to follow
+    # uint8 digits -> (probabilities, attribution maps (N, 28, 28) of the top class as cfg.explain
+    # says, integrated gradients' convergence deltas or None); None: an .onnx file or an ensemble,
+    # which have no one set of gradients to follow
     explain: Explain | None = None
+
+    def predict_all(self, digits: np.ndarray, batch_size: int) -> np.ndarray:
+        """predict() over any number of digits, `batch_size` at a time."""
+        return np.concatenate([self.predict(digits[i : i + batch_size]) for i in range(0, len(digits), batch_size)])
 
 
 def recorded_accuracy(file: Path) -> float | None:
@@ -74,12 +79,13 @@ def torch_predictor(cfg: DictConfig, overrides: list[str], threads: int | None) 
         with torch.inference_mode(), autocast(device, precision):
             return model(prep(x, train=False)).float().softmax(1).cpu().numpy()
 
-    def explain(digits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def explain(digits: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         probabilities = predict(digits)
         x = prep(torch.from_numpy(digits)[:, None].to(device), train=False)
         top = torch.from_numpy(probabilities.argmax(1)).to(device)
-        maps, _ = attribute(uncalibrated(model), x, top, cfg.explain, -cfg.dataset.mean / cfg.dataset.std)
-        return probabilities, maps.cpu().numpy()
+        black = -cfg.dataset.mean / cfg.dataset.std  # a black pixel, normalized: integrated gradients' start
+        maps, deltas = attribute(uncalibrated(model), x, top, cfg.explain, black)
+        return probabilities, maps.cpu().numpy(), None if deltas is None else deltas.cpu().numpy()
 
     info = {
         "backend": "pytorch",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Any
@@ -124,17 +125,19 @@ def build_app(served: Predictor, cfg: DictConfig, metrics: ServerMetrics) -> Fas
     app.state.stopping = lambda: False  # `mnist serve` points it at uvicorn's graceful stop
     guarded = [] if knobs.token is None else [Depends(token_check(str(knobs.token)))]
 
-    @app.post(
-        "/predict",
-        response_model=PredictResponse,
-        response_model_exclude_none=True,
-        dependencies=guarded,
-        openapi_extra={"requestBody": REQUEST_BODY},
-        responses={
-            **BAD_REQUESTS,
-            503: {"description": "the queue is full; retry after the Retry-After seconds"},
-        },
-    )
+    def images_route(path: str, response: type[BaseModel], status: int, meaning: str) -> Callable:
+        """A POST route that reads images as /predict does (documented body, token, bad requests),
+        and may also answer `status` for the reason `meaning`."""
+        return app.post(
+            path,
+            response_model=response,
+            response_model_exclude_none=True,
+            dependencies=guarded,
+            openapi_extra={"requestBody": REQUEST_BODY},
+            responses={**BAD_REQUESTS, status: {"description": meaning}},
+        )
+
+    @images_route("/predict", PredictResponse, 503, "the queue is full; retry after the Retry-After seconds")
     async def predict(request: Request, show_input: bool = Query(False, alias="input")) -> PredictResponse:
         """Label one image (multipart field `file`, or the raw body with an image content type) or
         several (JSON: `{"images": [<base64 image> or <28x28 pixels>, ...]}`). `?input=true` adds
@@ -149,17 +152,7 @@ def build_app(served: Predictor, cfg: DictConfig, metrics: ServerMetrics) -> Fas
             metrics.queue.set(batcher.queued())
         return answer(served.classes, probabilities, digits, show_input)
 
-    @app.post(
-        "/explain",
-        response_model=ExplainResponse,
-        response_model_exclude_none=True,
-        dependencies=guarded,
-        openapi_extra={"requestBody": REQUEST_BODY},
-        responses={
-            **BAD_REQUESTS,
-            501: {"description": "an .onnx file or an ensemble is served: no gradients to follow"},
-        },
-    )
+    @images_route("/explain", ExplainResponse, 501, "an .onnx file or an ensemble is served: no gradients to follow")
     async def explain(request: Request, show_input: bool = Query(False, alias="input")) -> ExplainResponse:
         """What /predict answers, and per image which pixels decided it: an attribution map
         (explain.method, by Captum) as 28x28 numbers and as a PNG to lay over the digit."""
@@ -167,7 +160,7 @@ def build_app(served: Predictor, cfg: DictConfig, metrics: ServerMetrics) -> Fas
             raise HTTPException(501, "explanations need one checkpoint's gradients; serve a run dir or .ckpt")
         digits = await read_digits(request)
         try:  # in the thread that runs the model, between batches
-            probabilities, maps = await asyncio.get_running_loop().run_in_executor(
+            probabilities, maps, _ = await asyncio.get_running_loop().run_in_executor(
                 batcher.executor, served.explain, digits
             )
         except UserError as e:  # e.g. Captum is not installed, or gradcam of a vit

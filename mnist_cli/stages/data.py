@@ -4,7 +4,6 @@ training augmentation (augmented.png). Writes data.json with the counts."""
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import torch
@@ -18,17 +17,13 @@ from mnist_cli.run_dir import RunDir
 from mnist_cli.stages.training import settle
 from mnist_cli.training.runtime import setup
 
-log = logging.getLogger(__name__)
-
 
 def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str, Any]:
     setup(cfg)  # seeds the augmentation drawn for augmented.png
     found = load_dataset(cfg.dataset, cfg.preprocess)
     settle(cfg.dataset, found)  # the classes and normalization the files give
     run.write_config(cfg)
-    skipped = run.write_skipped(found.skipped)
-    if skipped:
-        log.warning(skipped)
+    run.write_skipped(found.skipped)
     classes = list(cfg.dataset.classes)
     splits = {"train": found.train, "val": found.val, "test": found.test}
     counts = {name: torch.bincount(s.labels, minlength=len(classes)).tolist() for name, s in splits.items()}

@@ -7,7 +7,6 @@ their probabilities), each member's own accuracy beside it."""
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +38,6 @@ from mnist_cli.training.checkpoint import load_checkpoint, model_from_checkpoint
 from mnist_cli.training.runtime import autocast, pick_precision, setup
 from mnist_cli.training.tasks.classification import evaluate
 
-log = logging.getLogger(__name__)
-
 
 def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str, Any]:
     device = setup(cfg)
@@ -57,9 +54,7 @@ def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str
     run.write_config(cfg)
     model.to(device)
     found = load_dataset(cfg.dataset, cfg.preprocess, train=False)
-    skipped = run.write_skipped(found.skipped)
-    if skipped:
-        log.warning(skipped)
+    run.write_skipped(found.skipped)
     test = found.test.to(device)
     prep = BatchPrep(cfg.dataset)
     precision = pick_precision(cfg.trainer.precision, device)
@@ -108,7 +103,7 @@ def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str
     if cfg.eval.embedding != "none" and not isinstance(model, Ensemble):
         results["embedding"] = draw_embedding(cfg, run, uncalibrated(model), prep, test, classes, tested.predictions)
         figures.append(run.path / "embedding.png")
-    if cfg.eval.worst_images and (run.path / "confidently_wrong.csv").exists():
+    if run.path / "confidently_wrong.csv" in figures:
         results["confidently_wrong"] = "confidently_wrong.csv"
     run.write_json("eval.json", {**results, **report, "calibration_bins": calibrated["bins"]})
 

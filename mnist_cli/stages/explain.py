@@ -1,9 +1,10 @@
 """`mnist explain ckpt=... [input=...]`: why a checkpoint answers what it answers. The images are
 read and made inputs as `mnist predict` makes them (stages/predict.py), or taken from the test
-split (the most confidently wrong first); the model is loaded as eval, predict and serve load it
-(stages/source.py); the maps come from evaluation/attribution.py. Writes explanations.png (input,
-map, overlay, top 3 per image), explanations.npz (inputs, maps N x 28 x 28, probabilities,
-predictions, true labels when known, IG's convergence deltas) and explanations.csv."""
+split (the most confidently wrong first); the model and its maps come from the predictor that
+predict and serve use (deploy/predictor.py; the maps from evaluation/attribution.py). Writes
+explanations.png (input, map, overlay, top 3 per image), explanations.npz (inputs, maps N x 28 x
+28, probabilities, predictions, true labels when known, IG's convergence deltas) and
+explanations.csv."""
 
 from __future__ import annotations
 
@@ -12,78 +13,61 @@ from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, ListConfig
+from omegaconf import DictConfig
 
-from mnist_cli.data.batches import BatchPrep
 from mnist_cli.data.datasets import load_dataset
-from mnist_cli.deploy.loading import load_classifier
+from mnist_cli.deploy.predictor import load_predictor
 from mnist_cli.errors import UserError
-from mnist_cli.evaluation.attribution import attribute
-from mnist_cli.evaluation.inference import outputs
-from mnist_cli.models.calibrated import uncalibrated
 from mnist_cli.report import plots
 from mnist_cli.report.console import print_predictions
 from mnist_cli.run_dir import RunDir, csv_text, write_bytes, write_text
 from mnist_cli.stages import task_overrides
-from mnist_cli.stages.predict import read_inputs
-from mnist_cli.training.runtime import setup
+from mnist_cli.stages.predict import fill_answers, read_inputs
 
 
 def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str, Any]:
-    if isinstance(cfg.ckpt, ListConfig) or str(cfg.ckpt).endswith(".onnx"):
-        raise UserError("explain takes one checkpoint (a run dir or .ckpt): its maps come from its gradients")
-    device = setup(cfg)
-    [source], model = load_classifier(cfg, task_overrides())
-    model.to(device).eval()
-    prep = BatchPrep(cfg.dataset)
-    classes = list(cfg.dataset.classes)
+    predictor = load_predictor(cfg, task_overrides())  # cfg takes the checkpoint's model and data set
+    if predictor.explain is None:
+        raise UserError(
+            "explain takes one checkpoint (a run dir or .ckpt), not an .onnx file or an ensemble: "
+            "its maps come from the model's gradients"
+        )
+    source, classes = predictor.info["checkpoint"], predictor.classes
     run.write_config(cfg)
-
-    def probabilities_of(digits: torch.Tensor) -> torch.Tensor:  # calibrated, float32
-        return outputs(lambda x: model(prep(x, train=False)), digits, cfg.explain.batch_size).softmax(1)
 
     truth = None
     if cfg.input:
         rows, read = read_inputs(cfg)
         if not read:
             raise UserError(f"input={cfg.input}: no readable image there ({rows[0]['error'] if rows else 'no rows'})")
-        names = [row["file"] for row in rows if not row["error"]]
-        digits = torch.from_numpy(np.stack(read))[:, None].to(device)
+        rows = [row for row in rows if not row["error"]]
+        digits = np.stack(read)
     else:
-        test = load_dataset(cfg.dataset, cfg.preprocess, train=False).test.to(device)
-        chosen = pick_test_images(cfg.explain, probabilities_of(test.images).cpu(), test.labels.cpu())
-        names = [f"test #{i} (true {classes[test.labels[i]]})" for i in chosen.tolist()]
-        digits, truth = test.images[chosen.to(device)], test.labels.cpu()[chosen]
+        test = load_dataset(cfg.dataset, cfg.preprocess, train=False).test
+        images = test.images[:, 0].numpy()
+        everything = torch.from_numpy(predictor.predict_all(images, cfg.trainer.eval_batch_size))
+        chosen = pick_test_images(cfg.explain, everything, test.labels)
+        truth = test.labels[chosen]
+        rows = [{"file": f"test #{i} (true {classes[test.labels[i]]})", "error": ""} for i in chosen.tolist()]
+        digits = images[chosen.numpy()]
 
-    probabilities = probabilities_of(digits).cpu()
-    predicted = probabilities.argmax(1)
-    black = -cfg.dataset.mean / cfg.dataset.std  # a black pixel, normalized: the path's start
-    maps, deltas = attribute(uncalibrated(model), prep(digits, train=False), predicted.to(device), cfg.explain, black)
-    maps, deltas = maps.cpu(), None if deltas is None else deltas.cpu()
-
-    top = probabilities.topk(min(3, len(classes)), dim=1)
-    rows = [
-        {
-            "file": name,
-            "label": classes[i[0]],
-            "confidence": round(p[0], 4),
-            "next": " ".join(f"{classes[c]}:{q:.3f}" for c, q in zip(i[1:], p[1:])),
-            **({"true": classes[truth[n]]} if truth is not None else {}),
-            **({"convergence_delta": round(float(deltas[n]), 5)} if deltas is not None else {}),
-            "error": "",
-        }
-        for n, (name, p, i) in enumerate(zip(names, top.values.tolist(), top.indices.tolist()))
-    ]
-    inputs = digits[:, 0].cpu().numpy()
+    probabilities, maps, deltas = predictor.explain(digits)
+    probabilities = torch.from_numpy(probabilities)
+    fill_answers(rows, probabilities, classes, top_k=3)
+    for n, row in enumerate(rows):
+        row.update({"true": classes[truth[n]]} if truth is not None else {})
+        row.update({"convergence_delta": round(float(deltas[n]), 5)} if deltas is not None else {})
+        row["error"] = row.pop("error")  # the last column
     write_text(run.path / "explanations.csv", csv_text(rows))
-    arrays = {"inputs": inputs, "maps": maps.numpy(), "probabilities": probabilities.numpy(), "predicted": predicted}
+    arrays = {"inputs": digits, "maps": maps, "probabilities": probabilities.numpy()}
+    arrays["predicted"] = probabilities.argmax(1).numpy()
     arrays.update({"labels": truth.numpy()} if truth is not None else {})
-    arrays.update({"convergence_deltas": deltas.numpy()} if deltas is not None else {})
+    arrays.update({"convergence_deltas": deltas} if deltas is not None else {})
     write_bytes(run.path / "explanations.npz", npz_bytes(classes=np.array(classes), **arrays))
     shown = cfg.explain.show
     plots.explanation_grid(
-        list(inputs[:shown]),
-        list(maps.numpy()[:shown]),
+        list(digits[:shown]),
+        list(maps[:shown]),
         [caption(row, classes, p) for row, p in zip(rows[:shown], probabilities[:shown])],
         run.path / "explanations.png",
     )
@@ -95,7 +79,7 @@ def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str
         "checkpoint": str(source),
         "method": cfg.explain.method,
         "images": len(rows),
-        **({"mean_abs_convergence_delta": float(deltas.abs().mean())} if deltas is not None else {}),
+        **({"mean_abs_convergence_delta": float(np.abs(deltas).mean())} if deltas is not None else {}),
     }
 
 

@@ -45,6 +45,17 @@ def read_inputs(cfg: DictConfig) -> tuple[list[dict[str, Any]], list[np.ndarray]
     return rows, digits
 
 
+def fill_answers(rows: list[dict[str, Any]], probabilities: torch.Tensor, classes: list[str], top_k: int) -> None:
+    """Each row's label, confidence and the next `top_k` - 1 classes with their probabilities."""
+    top = probabilities.topk(min(top_k, len(classes)), dim=1)
+    for row, p, i in zip(rows, top.values.tolist(), top.indices.tolist()):
+        row.update(
+            label=classes[i[0]],
+            confidence=round(p[0], 4),
+            next=" ".join(f"{classes[c]}:{q:.3f}" for c, q in zip(i[1:], p[1:])),
+        )
+
+
 def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str, Any]:
     # a checkpoint: cfg takes its model, data set (classes, normalization) and preprocessing
     predictor = load_predictor(cfg, task_overrides())
@@ -58,20 +69,9 @@ def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str
             if rows
             else f"input={cfg.input}: the CSV file has no rows"
         )
-    batch = cfg.trainer.eval_batch_size
-    stacked = np.stack(digits)
-    probabilities = torch.from_numpy(
-        np.concatenate([predictor.predict(stacked[i : i + batch]) for i in range(0, len(stacked), batch)])
-    )
-    classes = predictor.classes
-    top = probabilities.topk(min(cfg.predict.top_k, len(classes)), dim=1)
+    probabilities = torch.from_numpy(predictor.predict_all(np.stack(digits), cfg.trainer.eval_batch_size))
     readable = [row for row in rows if not row["error"]]
-    for row, p, i in zip(readable, top.values.tolist(), top.indices.tolist()):
-        row.update(
-            label=classes[i[0]],
-            confidence=round(p[0], 4),
-            next=" ".join(f"{classes[c]}:{q:.3f}" for c, q in zip(i[1:], p[1:])),
-        )
+    fill_answers(readable, probabilities, predictor.classes, cfg.predict.top_k)
 
     written = ["predictions.csv", "inputs.png"]
     write_text(run.path / "predictions.csv", csv_text(rows))
@@ -97,5 +97,5 @@ def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str
         "images": len(rows),
         "predicted": len(readable),
         "unreadable": len(rows) - len(readable),
-        "mean_confidence": float(top.values[:, 0].mean()),
+        "mean_confidence": float(probabilities.max(1).values.mean()),
     }

@@ -81,11 +81,10 @@ def settle(data: DictConfig, found: Dataset) -> None:
         missing = [name for name, n in zip(found.classes, counts.tolist()) if n == 0]
         raise UserError(f"class {', '.join(missing)} of dataset.classes has no training images; add some or drop it")
     data.classes = found.classes
-    pixels = found.train.images.float().div_(255)
-    if data.mean is None:
-        data.mean = round(float(pixels.mean()), 4)
-    if data.std is None:
-        data.std = round(float(pixels.std()), 4)
+    if data.mean is None or data.std is None:  # measured once, here: the run's config keeps them
+        pixels = found.train.images.float().div_(255)
+        data.mean = round(float(pixels.mean()), 4) if data.mean is None else data.mean
+        data.std = round(float(pixels.std()), 4) if data.std is None else data.std
 
 
 def training_task(
@@ -144,10 +143,8 @@ def train_and_test(
             + ", or lower trainer.batch_size"
         )
         log.warning(warnings[-1])
-    skipped = run.write_skipped(data.skipped)
-    if skipped:
+    if skipped := run.write_skipped(data.skipped):
         warnings.append(skipped)
-        log.warning(skipped)
     info = {
         "config": OmegaConf.to_container(cfg, resolve=True),
         "model_name": cfg.model.name,

@@ -1,6 +1,6 @@
 """Where a run's metrics go besides its own files (metrics.jsonl, metrics.csv, summary.json, which
 are always written): nowhere else (logger=none), TensorBoard (logger=tensorboard: each epoch's
-metrics) or MLflow (logger=mlflow: the whole job as one MLflow run, see `tracked_job`)."""
+metrics) or MLflow (logger=mlflow: the whole job as one MLflow run, see `MlflowJob`)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ ARTIFACTS = ("config.yaml", "summary.json", "metrics.csv", "eval.json", "skipped
 
 def epoch_values(row: dict[str, Any]) -> dict[str, float]:
     """A metrics row's numbers, without the epoch (the step) and what was not measured (None)."""
-    return {k: float(v) for k, v in row.items() if k != "epoch" and isinstance(v, (int, float)) and v is not None}
+    return {k: float(v) for k, v in row.items() if k != "epoch" and isinstance(v, (int, float))}
 
 
 @contextmanager
@@ -30,7 +30,7 @@ def epoch_logger(cfg: DictConfig, run: RunDir) -> Iterator[EpochCallback | None]
     if cfg.name == "none" or not run.writable:
         yield None
         return
-    if cfg.name == "mlflow":  # the job's MLflow run is open (tracked_job); step = epoch
+    if cfg.name == "mlflow":  # the job's MLflow run is open (MlflowJob); step = epoch
         import mlflow
 
         yield lambda row, model: mlflow.log_metrics(epoch_values(row), step=row["epoch"])
