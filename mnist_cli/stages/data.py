@@ -26,6 +26,7 @@ def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str
     run.write_skipped(found.skipped)
     classes = list(cfg.dataset.classes)
     splits = {"train": found.train, "val": found.val, "test": found.test}
+    total = sum(len(s) for s in splits.values())
     counts = {name: torch.bincount(s.labels, minlength=len(classes)).tolist() for name, s in splits.items()}
     print_class_counts(f"{cfg.dataset.name}: images per class and split", classes, counts)
 
@@ -43,7 +44,7 @@ def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str
     print_key_values(
         f"data: {cfg.dataset.name}" + (f" from {cfg.dataset.root}" if cfg.dataset.format != "idx" else ""),
         {
-            "images": f"{sum(len(s) for s in splits.values()):,} ({', '.join(f'{n} {len(s):,}' for n, s in splits.items())})",
+            "images": f"{total:,} ({', '.join(f'{n} {len(s):,}' for n, s in splits.items())})",
             "classes": len(classes),
             "image files": sizes,
             "skipped files": len(found.skipped),
@@ -54,7 +55,7 @@ def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str
     )
     results = {
         "dataset": cfg.dataset.name,
-        "images": sum(len(s) for s in splits.values()),
+        "images": total,
         "classes": classes,
         "counts": counts,
         "file_sizes": sizes,
