@@ -46,7 +46,7 @@ from mnist_cli.data.datasets import load_split
 from mnist_cli.models import build_model
 from mnist_cli.models.classifier import Classifier
 from mnist_cli.run_dir import RunDir
-from mnist_cli.stages.training import read_data, train_and_test
+from mnist_cli.stages.train_and_test import read_data, train_and_test
 from mnist_cli.training.runtime import autocast, pick_device, pick_precision, setup
 from mnist_cli.training.tasks.classification import evaluate
 

@@ -117,9 +117,9 @@ def main(argv: list[str] | None = None) -> None:
 
         import hydra
 
+        from mnist_cli.config.resolvers import register_resolvers
         from mnist_cli.report.sweeps import failed_jobs
-        from mnist_cli.run_dir import register_resolvers
-        from mnist_cli.stages import run_job
+        from mnist_cli.stages.job import run_job
 
         register_resolvers()
         sys.argv = [sys.argv[0], *hydra_argv(stage, args)]

@@ -25,7 +25,7 @@ from mnist_cli.data.idx import write_idx
 from mnist_cli.data.split import Split
 from mnist_cli.models import build_model
 from mnist_cli.run_dir import RunDir
-from mnist_cli.stages.training import read_data, training_task
+from mnist_cli.stages.train_and_test import read_data, training_task
 from mnist_cli.training.checkpoint import save_checkpoint
 from mnist_cli.training.optim import build_optimizer, build_scheduler
 from mnist_cli.training.tasks import build_learner

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from mnist_cli.config.compose import compose_config
-from mnist_cli.stages.training import read_data
+from mnist_cli.stages.train_and_test import read_data
 from mnist_cli.training.checkpoint import load_checkpoint
 from mnist_cli.training.tasks.fixmatch import pseudo_label_loss
 

@@ -33,7 +33,7 @@ from mnist_cli.errors import UserError
 from mnist_cli.serving.app import build_app
 from mnist_cli.serving.batcher import Batcher, QueueFull
 from mnist_cli.serving.metrics import ServerMetrics
-from mnist_cli.stages.serve import listen, need_serve_extra
+from mnist_cli.serving.server import listen, need_serve_extra
 from mnist_cli.training.checkpoint import load_checkpoint, model_from_checkpoint
 from mnist_cli.training.runtime import autocast, pick_precision
 

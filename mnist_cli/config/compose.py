@@ -36,7 +36,7 @@ def compose_config(*overrides: str):
     benchmarks and notebooks)."""
     from hydra import compose, initialize_config_module
 
-    from mnist_cli.run_dir import register_resolvers
+    from mnist_cli.config.resolvers import register_resolvers
 
     register_resolvers()
     with initialize_config_module(config_module="mnist_cli.conf", version_base="1.3"):

@@ -14,7 +14,7 @@ from mnist_cli.data.datasets import load_dataset
 from mnist_cli.report import plots
 from mnist_cli.report.console import print_class_counts, print_key_values
 from mnist_cli.run_dir import RunDir
-from mnist_cli.stages.training import settle
+from mnist_cli.stages.train_and_test import settle
 from mnist_cli.training.runtime import setup
 
 

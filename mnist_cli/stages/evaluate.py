@@ -32,7 +32,7 @@ from mnist_cli.report.console import (
     print_robustness,
 )
 from mnist_cli.run_dir import RunDir, csv_text, write_text
-from mnist_cli.stages import task_overrides
+from mnist_cli.stages.job import task_overrides
 from mnist_cli.stages.source import load_source
 from mnist_cli.training.checkpoint import load_checkpoint, model_from_checkpoint, resolve_checkpoints
 from mnist_cli.training.runtime import autocast, pick_precision, setup

@@ -21,7 +21,7 @@ from mnist_cli.errors import UserError
 from mnist_cli.report import plots
 from mnist_cli.report.console import print_predictions
 from mnist_cli.run_dir import RunDir, csv_text, write_bytes, write_text
-from mnist_cli.stages import task_overrides
+from mnist_cli.stages.job import task_overrides
 from mnist_cli.stages.predict import fill_answers, read_inputs
 
 

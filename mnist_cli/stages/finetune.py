@@ -21,7 +21,7 @@ from mnist_cli.models import build_model
 from mnist_cli.models.lora import add_adapters
 from mnist_cli.run_dir import RunDir
 from mnist_cli.stages.source import load_source
-from mnist_cli.stages.training import read_data, train_and_test
+from mnist_cli.stages.train_and_test import read_data, train_and_test
 from mnist_cli.training.checkpoint import (
     load_classifier_checkpoint,
     model_from_checkpoint,

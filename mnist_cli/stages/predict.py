@@ -21,7 +21,7 @@ from mnist_cli.errors import UserError
 from mnist_cli.report import plots
 from mnist_cli.report.console import print_predictions
 from mnist_cli.run_dir import RunDir, csv_text, write_text
-from mnist_cli.stages import task_overrides
+from mnist_cli.stages.job import task_overrides
 
 
 def read_inputs(cfg: DictConfig) -> tuple[list[dict[str, Any]], list[np.ndarray]]:

@@ -9,7 +9,7 @@ from omegaconf import DictConfig
 
 from mnist_cli.models import build_model
 from mnist_cli.run_dir import RunDir
-from mnist_cli.stages.training import read_data, train_and_test
+from mnist_cli.stages.train_and_test import read_data, train_and_test
 from mnist_cli.training.runtime import setup
 from mnist_cli.training.tasks import build_learner
 

@@ -1,69 +1,20 @@
-"""`mnist serve ckpt=...`: load the model (deploy/predictor.py), listen on serve.host:serve.port, print
-the URL, and serve the FastAPI app (serving/app.py) with uvicorn until Ctrl-C or SIGTERM. Then
-uvicorn stops accepting, answers the requests in flight, and the summary records the counts."""
+"""`mnist serve ckpt=...`: load the model (deploy/predictor.py), listen on serve.host:serve.port
+(serving/server.py), print the URL, and serve the FastAPI app (serving/app.py) with uvicorn until
+Ctrl-C or SIGTERM. Then uvicorn stops accepting, answers the requests in flight, and the summary
+records the counts."""
 
 from __future__ import annotations
 
 import logging
-import signal
-import socket
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from omegaconf import DictConfig
 
-from mnist_cli.errors import UserError
 from mnist_cli.run_dir import RunDir
-from mnist_cli.stages import task_overrides
+from mnist_cli.serving.server import listen, need_serve_extra, stop_signals
+from mnist_cli.stages.job import task_overrides
 
 log = logging.getLogger(__name__)
-
-
-def need_serve_extra() -> None:
-    try:
-        import fastapi  # noqa: F401
-        import fastapi_offline  # noqa: F401  (/docs without a CDN)
-        import prometheus_client  # noqa: F401
-        import python_multipart  # noqa: F401  (uploads)
-        import uvicorn  # noqa: F401
-    except ImportError as e:
-        raise UserError(
-            f"mnist serve needs the serve extra ({e.name} is missing): pip install 'mnist-cli[serve]'"
-        ) from None
-
-
-def listen(host: str, port: int) -> socket.socket:
-    """A listening socket on host:port (port 0: any free one). Made with the protocol number
-    getaddrinfo gives (IPPROTO_TCP): asyncio sets TCP_NODELAY only on such sockets, and without it
-    every response waits ~40 ms for the client's delayed ACK."""
-    try:
-        family, kind, proto, _, _ = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-        sock = socket.socket(family, kind, proto)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-    except OSError as e:
-        raise UserError(
-            f"cannot listen on {host}:{port} ({e.strerror or e}); choose another serve.port=... (0: any free port) or serve.host=..."
-        ) from None
-    sock.listen(2048)
-    return sock
-
-
-@contextmanager
-def stop_signals() -> Iterator[list[str]]:
-    """While serving, Ctrl-C and SIGTERM are uvicorn's (it stops gracefully, then raises the signal
-    again); here they are only noted, so a graceful stop ends the command with exit code 0."""
-    caught: list[str] = []
-    before = {
-        sig: signal.signal(sig, lambda signum, frame: caught.append(signal.Signals(signum).name))
-        for sig in (signal.SIGINT, signal.SIGTERM)
-    }
-    try:
-        yield caught
-    finally:
-        for sig, handler in before.items():
-            signal.signal(sig, handler)
 
 
 def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str, Any]:

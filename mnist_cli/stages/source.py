@@ -9,7 +9,7 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig
 
 from mnist_cli.errors import UserError
-from mnist_cli.stages import task_overrides
+from mnist_cli.stages.job import task_overrides
 from mnist_cli.training.checkpoint import (
     inherit_config,
     load_checkpoint,
