@@ -16,13 +16,11 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from mnist_cli.data.batches import BatchPrep
 from mnist_cli.deploy.export import load_onnx
-from mnist_cli.deploy.loading import load_classifier
+from mnist_cli.deploy.loading import load_inference
 from mnist_cli.errors import UserError
 from mnist_cli.evaluation.attribution import attribute
 from mnist_cli.models.calibrated import uncalibrated
-from mnist_cli.training.runtime import autocast, pick_precision, setup
 
 Predict = Callable[[np.ndarray], np.ndarray]
 Explain = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray | None]]
@@ -65,18 +63,13 @@ def load_predictor(cfg: DictConfig, overrides: list[str], threads: int | None = 
 
 
 def torch_predictor(cfg: DictConfig, overrides: list[str], threads: int | None) -> Predictor:
-    device = setup(cfg)
-    if threads:
-        torch.set_num_threads(threads)
     # cfg takes the (first) checkpoint's model and data set (classes, normalization)
-    sources, model = load_classifier(cfg, overrides)
-    model.to(device).eval()
-    prep = BatchPrep(cfg.dataset)
-    precision = pick_precision(cfg.trainer.precision, device)
+    loaded = load_inference(cfg, overrides, threads)
+    model, prep, device, sources = loaded.model, loaded.prep, loaded.device, loaded.sources
 
     def predict(digits: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(digits)[:, None].to(device)
-        with torch.inference_mode(), autocast(device, precision):
+        with torch.inference_mode(), loaded.autocast():
             return model(prep(x, train=False)).float().softmax(1).cpu().numpy()
 
     def explain(digits: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -93,7 +86,7 @@ def torch_predictor(cfg: DictConfig, overrides: list[str], threads: int | None) 
         "model": cfg.model.name if len(sources) == 1 else f"ensemble of {len(sources)}",
         "dataset": cfg.dataset.name,
         "device": str(device),
-        "precision": precision,
+        "precision": loaded.precision,
         "test_acc": recorded_accuracy(sources[0]) if len(sources) == 1 else None,
     }
     return Predictor(predict, list(cfg.dataset.classes), info, explain if len(sources) == 1 else None)

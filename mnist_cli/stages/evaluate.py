@@ -16,7 +16,7 @@ from omegaconf import DictConfig, ListConfig
 from mnist_cli.data.batches import BatchPrep
 from mnist_cli.data.datasets import load_dataset
 from mnist_cli.data.split import Split
-from mnist_cli.deploy.loading import load_classifier
+from mnist_cli.deploy.loading import load_inference
 from mnist_cli.errors import UserError
 from mnist_cli.evaluation.embedding import to_2d
 from mnist_cli.evaluation.inference import chunks, outputs
@@ -33,17 +33,15 @@ from mnist_cli.report.console import (
 )
 from mnist_cli.run_dir import RunDir, csv_text, write_text
 from mnist_cli.stages.job import task_overrides
-from mnist_cli.stages.source import load_source
-from mnist_cli.training.checkpoint import load_checkpoint, model_from_checkpoint, resolve_checkpoints
-from mnist_cli.training.runtime import autocast, pick_precision, setup
+from mnist_cli.training.checkpoint import load_checkpoint, resolve_checkpoints
 from mnist_cli.training.tasks.classification import evaluate
 
 
 def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str, Any]:
-    device = setup(cfg)
-    if not isinstance(cfg.ckpt, ListConfig) and not has_classifier(cfg):
-        return map_features(cfg, run, device)  # self-supervised: no head to measure, features to map
-    sources, model = load_classifier(cfg, task_overrides())  # one checkpoint's model, or an ensemble of several
+    if not isinstance(cfg.ckpt, ListConfig) and (objective := objective_of(cfg)) != "supervised":
+        return map_features(cfg, run, objective)  # self-supervised: no head to measure, features to map
+    loaded = load_inference(cfg, task_overrides())  # one checkpoint's model, or an ensemble of several
+    model, sources, device, prep = loaded.model, loaded.sources, loaded.device, loaded.prep
     source = sources[0] if len(sources) == 1 else f"an ensemble of {len(sources)} checkpoints"
     classes = list(cfg.dataset.classes)
     if len(classes) != model.num_classes:
@@ -52,19 +50,16 @@ def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str
             f"finetune it on {cfg.dataset.name} first (mnist finetune ckpt=...)"
         )
     run.write_config(cfg)
-    model.to(device)
     found = load_dataset(cfg.dataset, cfg.preprocess, train=False)
     run.write_skipped(found.skipped)
     test = found.test.to(device)
-    prep = BatchPrep(cfg.dataset)
-    precision = pick_precision(cfg.trainer.precision, device)
 
     def forward(x: torch.Tensor) -> torch.Tensor:  # pixels in [0, 1] -> logits
-        with autocast(device, precision):
+        with loaded.autocast():
             return model(prep.normalize(x)).float()
 
     members = []  # an ensemble's members, each measured on its own
-    with autocast(device, precision):
+    with loaded.autocast():
         tested = evaluate(model, prep, test, cfg.trainer.eval_batch_size)
         for path, member in zip(sources, model.members if isinstance(model, Ensemble) else []):
             alone = evaluate(member, prep, test, cfg.trainer.eval_batch_size)
@@ -236,35 +231,35 @@ def draw_embedding(
     return {"method": cfg.eval.embedding, "file": "embedding.png", "points": len(points)}
 
 
-def has_classifier(cfg: DictConfig) -> bool:
-    """Whether ckpt=... holds a trained classifier head (not a self-supervised checkpoint)."""
-    return load_checkpoint(resolve_checkpoints(cfg.ckpt, cfg.outputs_root)[0])["objective"] == "supervised"
+def objective_of(cfg: DictConfig) -> str:
+    """What ckpt=... was trained for: supervised (a classifier head), or a self-supervised objective."""
+    return load_checkpoint(resolve_checkpoints(cfg.ckpt, cfg.outputs_root)[0])["objective"]
 
 
-def map_features(cfg: DictConfig, run: RunDir, device: torch.device) -> dict[str, Any]:
+def map_features(cfg: DictConfig, run: RunDir, objective: str) -> dict[str, Any]:
     """eval of a self-supervised checkpoint: no classifier to measure (finetune one for that), but
     the map of what its features make of the test set."""
-    source, ckpt = load_source(cfg, classifier=False)
     if cfg.eval.embedding == "none":
         raise UserError(
-            f"{source} was pretrained with objective={ckpt['objective']}: it has no classifier to measure, only "
+            f"{cfg.ckpt} was pretrained with objective={objective}: it has no classifier to measure, only "
             "features to map; set eval.embedding=pca (or tsne), or finetune it first (mnist finetune ckpt=...)"
         )
+    loaded = load_inference(cfg, task_overrides(), features_only=True)
+    source = loaded.sources[0]
     run.write_config(cfg)
-    model = model_from_checkpoint(ckpt).to(device)
-    test = load_dataset(cfg.dataset, cfg.preprocess, train=False).test.to(device)
-    with autocast(device, pick_precision(cfg.trainer.precision, device)):
-        embedding = draw_embedding(cfg, run, model, BatchPrep(cfg.dataset), test, list(cfg.dataset.classes), None)
+    test = load_dataset(cfg.dataset, cfg.preprocess, train=False).test.to(loaded.device)
+    with loaded.autocast():
+        embedding = draw_embedding(cfg, run, loaded.model, loaded.prep, test, list(cfg.dataset.classes), None)
     results = {
         "checkpoint": str(source),
-        "objective": ckpt["objective"],
+        "objective": objective,
         "dataset": cfg.dataset.name,
         "test_images": len(test),
         "embedding": embedding,
     }
     run.write_json("eval.json", results)
     print_key_values(
-        f"eval: {source} ({ckpt['objective']}: features only; finetune it for accuracy)",
+        f"eval: {source} ({objective}: features only; finetune it for accuracy)",
         {"images": len(test), "written": f"eval.json, embedding.png in {run.path}"},
     )
     return results

@@ -15,23 +15,24 @@ from omegaconf import DictConfig
 from mnist_cli.data.batches import BatchPrep
 from mnist_cli.data.datasets import load_split
 from mnist_cli.deploy import export
-from mnist_cli.deploy.loading import calibrated
+from mnist_cli.deploy.loading import load_inference
 from mnist_cli.errors import UserError
 from mnist_cli.evaluation.inference import outputs
 from mnist_cli.report.console import print_export
 from mnist_cli.run_dir import RunDir
-from mnist_cli.stages.source import load_source
-from mnist_cli.training.checkpoint import (
-    model_from_checkpoint,
-)
-from mnist_cli.training.runtime import setup
+from mnist_cli.stages.job import task_overrides
 
 SUFFIX = {"onnx": "onnx", "torchscript": "pt", "int8": "int8.pt"}
 
 
 def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str, Any]:
-    setup(cfg)  # seeds, threads, deterministic kernels; the export itself runs on the CPU, in float32
-    source, ckpt = load_source(cfg)
+    # the export runs on the CPU in float32; the model keeps the temperature its training fitted
+    loaded = load_inference(cfg, task_overrides(), cpu_float32=True)
+    if len(loaded.sources) > 1:
+        raise UserError(
+            f"export starts from one checkpoint, and ckpt= names {len(loaded.sources)}; give one run dir or .ckpt"
+        )
+    source, model = loaded.sources[0], loaded.model
     run.write_config(cfg)
 
     test = load_split(cfg.dataset, "test", cfg.preprocess)
@@ -43,7 +44,6 @@ def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str
     def accuracy(logits: torch.Tensor) -> float:
         return (logits.argmax(1) == labels).double().mean().item()
 
-    model = calibrated(cfg, model_from_checkpoint(ckpt), ckpt).eval()  # its temperature travels with it
     reference = outputs(model, images, size)
     rows = [
         {

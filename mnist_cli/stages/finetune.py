@@ -40,7 +40,7 @@ def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str
         data = read_data(cfg)
         model = build_model(cfg.model, len(cfg.dataset.classes))
     else:
-        source, ckpt = load_source(cfg, classifier=False)
+        source, ckpt = load_source(cfg)
         data = read_data(cfg)  # a folder of images names the classes the new head learns
         classes = list(cfg.dataset.classes)
         model = model_from_checkpoint(ckpt)

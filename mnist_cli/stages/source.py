@@ -1,5 +1,5 @@
-"""The checkpoint a training or export stage starts from (ckpt=...), and the config made to describe it
-(inference loads its models with deploy/loading.py)."""
+"""The checkpoint a finetune starts from (ckpt=...), and the config made to describe it (inference
+loads its models with deploy/loading.py)."""
 
 from __future__ import annotations
 
@@ -10,22 +10,17 @@ from omegaconf import DictConfig, ListConfig
 
 from mnist_cli.errors import UserError
 from mnist_cli.stages.job import task_overrides
-from mnist_cli.training.checkpoint import (
-    inherit_config,
-    load_checkpoint,
-    load_classifier_checkpoint,
-    resolve_checkpoint,
-)
+from mnist_cli.training.checkpoint import inherit_config, load_checkpoint, resolve_checkpoint
 
 
-def load_source(cfg: DictConfig, classifier: bool = True) -> tuple[Path, dict[str, Any]]:
-    """The checkpoint of ckpt=... (a run dir, a .ckpt file or latest) and its path. `classifier`:
-    refuse one without a trained classifier head (a self-supervised one). cfg takes the
-    checkpoint's model, and its data set unless the command line chose one; cfg.ckpt its path."""
+def load_source(cfg: DictConfig) -> tuple[Path, dict[str, Any]]:
+    """The checkpoint of ckpt=... (a run dir, a .ckpt file or latest; supervised or self-supervised)
+    and its path. cfg takes the checkpoint's model, and its data set unless the command line chose
+    one; cfg.ckpt its path."""
     if isinstance(cfg.ckpt, ListConfig):
         raise UserError(f"{cfg.stage.name} starts from one checkpoint; give ckpt=<run dir or .ckpt>, not a list")
     source = resolve_checkpoint(cfg.ckpt, cfg.outputs_root)
-    ckpt = load_classifier_checkpoint(source) if classifier else load_checkpoint(source)
+    ckpt = load_checkpoint(source)
     inherit_config(cfg, ckpt, task_overrides())
     cfg.ckpt = str(source)
     return source, ckpt
