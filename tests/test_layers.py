@@ -15,7 +15,7 @@ LAYERS = [
     {"serving", "deploy", "config"},  # the HTTP server, inference and export, checking configs
     {"training", "evaluation", "report"},  # the loop and its tasks, measures, tables and plots
     {"data", "models"},  # images and networks
-    {"run_dir", "errors", "conf", "__init__"},  # files of a run, user-facing errors
+    {"run_dir", "targets", "errors", "conf", "__init__"},  # files of a run, classes named in configs, errors
 ]
 RANK = {part: i for i, layer in enumerate(LAYERS) for part in layer}
 PACKAGE = Path(mnist_cli.__file__).parent

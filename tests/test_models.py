@@ -167,9 +167,21 @@ def test_finetune_accepts_the_checkpoints_model_option_and_refuses_another() -> 
         inherit_config(other, ckpt, ["ckpt=x", "model=cnn"])
 
 
-def test_a_model_config_naming_no_registered_model_is_refused() -> None:
-    with pytest.raises(UserError, match="model.name='vgg' is not valid: it must be one of the registered models"):
-        validate(compose_config("model.name=vgg"))
+def test_a_model_config_naming_no_importable_class_is_refused() -> None:
+    with pytest.raises(UserError, match="model._target_=mnist_cli.models.vgg.VGG cannot be imported"):
+        build_model(compose_config("model._target_=mnist_cli.models.vgg.VGG").model, 10)
+
+
+def test_a_checkpoint_whose_model_config_has_only_a_name_still_loads(tmp_path: Path) -> None:
+    cfg = compose_config("model=cnn")
+    old = OmegaConf.to_container(cfg)
+    del old["model"]["_target_"], old["model"]["convs"]  # the model config of an older mnist
+    old["model"]["channels"] = [4, 8]
+    model = build_model(OmegaConf.create(old["model"] | {"_target_": cfg.model._target_, "convs": 1}), 10).eval()
+    ckpt = {"config": old, "num_classes": 10, "objective": "supervised", "model": model.state_dict()}
+    rebuilt = model_from_checkpoint(ckpt).eval()
+    x = torch.randn(2, 1, 28, 28)
+    assert torch.equal(rebuilt(x), model(x))
 
 
 def test_lora_merged_weights_give_the_adapted_models_outputs() -> None:

@@ -10,7 +10,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from mnist_cli.config.stages import stages
 from mnist_cli.errors import UserError
-from mnist_cli.models import MODELS
 from mnist_cli.training import distributed
 from mnist_cli.training.tasks import TASKS
 
@@ -100,7 +99,6 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "dataset.augment.max_rotate": (non_negative, "a number of degrees >= 0"),
     "dataset.augment.max_scale": (fraction, "a fraction in [0, 1)"),
     "dataset.augment.hflip": (boolean, "true or false"),
-    "model.name": (lambda v: v in MODELS, f"one of the registered models ({', '.join(MODELS)})"),
     "model.channels": (
         lambda v: isinstance(v, Sequence) and len(v) > 0 and all(map(positive_int, v)),
         "a list of widths >= 1, e.g. [16,32,64]",

@@ -1,31 +1,29 @@
-"""The model registry: a model name in conf/model/<name>.yaml maps to the module that builds it.
+"""Building a model from its config group: conf/model/<name>.yaml names the backbone class with
+`_target_` (as the optimizer and scheduler groups name theirs); its other keys, but `name` and
+`head_dropout`, are the class's arguments.
 
-Each model module defines `build_backbone(cfg) -> (backbone, feature_dim)` and `blocks(backbone)`,
-its layers grouped into blocks from input to output (for partial finetuning and layer-wise learning
-rates); every model is then a Classifier: that backbone followed by a linear head. Adding a model is
-one file plus one line here.
+A backbone is an nn.Module that maps (N, 1, 28, 28) images to (N, feature_dim) features and says
+how its layers group into blocks from input to output (`block_groups()`: for partial finetuning
+and layer-wise learning rates); every model is then a Classifier: that backbone followed by a
+linear head. Adding a model is its file (cnn.py, resnet18.py, vit.py) and its YAML file.
 """
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from mnist_cli.targets import knobs, target
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
 
     from mnist_cli.models.classifier import Classifier
 
-MODELS = {
-    "cnn": "mnist_cli.models.cnn",
-    "resnet18": "mnist_cli.models.resnet18",
-    "vit": "mnist_cli.models.vit",
-}
-
 
 def build_model(cfg: DictConfig, num_classes: int) -> Classifier:
+    from hydra.utils import get_class
+
     from mnist_cli.models.classifier import Classifier
 
-    module = importlib.import_module(MODELS[cfg.name])
-    backbone, feature_dim = module.build_backbone(cfg)
-    return Classifier(backbone, feature_dim, num_classes, module.blocks(backbone), dropout=cfg.head_dropout)
+    backbone = target(cfg, "model", get_class)(**knobs(cfg, "name", "head_dropout"))
+    return Classifier(backbone, backbone.feature_dim, num_classes, backbone.block_groups(), dropout=cfg.head_dropout)

@@ -1,9 +1,8 @@
 """The fast default: a few stages of conv3x3-BatchNorm-ReLU (one or more) and a 2x2 max-pool,
-then one hidden linear layer."""
+then one hidden linear layer. conf/model/cnn.yaml names CNNBackbone."""
 
 from __future__ import annotations
 
-from omegaconf import DictConfig
 from torch import nn
 
 
@@ -29,21 +28,15 @@ class CNNBackbone(nn.Sequential):
         super().__init__(*layers)
         self.feature_dim = feature_dim
 
-
-def blocks(backbone: CNNBackbone) -> list[list[nn.Module]]:
-    """The backbone's blocks from input to output: each conv stage (up to its pool), then the hidden layer."""
-    found: list[list[nn.Module]] = [[]]
-    for layer in backbone:
-        if isinstance(layer, nn.Flatten):
-            break
-        found[-1].append(layer)
-        if isinstance(layer, nn.MaxPool2d):
-            found.append([])
-    hidden = [layer for layer in backbone if isinstance(layer, nn.Linear)]
-    return found[:-1] + ([hidden] if hidden else [])
-
-
-def build_backbone(cfg: DictConfig) -> tuple[nn.Module, int]:
-    # checkpoints saved before model.convs existed have one conv per stage
-    backbone = CNNBackbone(list(cfg.channels), cfg.hidden, cfg.get("convs", 1))
-    return backbone, backbone.feature_dim
+    def block_groups(self) -> list[list[nn.Module]]:
+        """The layers grouped into blocks from input to output: each conv stage (up to its pool),
+        then the hidden layer."""
+        found: list[list[nn.Module]] = [[]]
+        for layer in self:
+            if isinstance(layer, nn.Flatten):
+                break
+            found[-1].append(layer)
+            if isinstance(layer, nn.MaxPool2d):
+                found.append([])
+        hidden = [layer for layer in self if isinstance(layer, nn.Linear)]
+        return found[:-1] + ([hidden] if hidden else [])

@@ -1,4 +1,5 @@
-"""ResNet18 (torchvision's blocks) adapted to 1-channel 28x28 images.
+"""ResNet18 (torchvision's blocks) adapted to 1-channel 28x28 images. conf/model/resnet18.yaml names
+ResNet18Backbone.
 
 stem=small: 3x3 conv, stride 1, no max-pool: the residual stages see 28, 14, 7 and 4 pixels
 (the accurate choice). stem=strided: the same conv with stride 2: 14, 7, 4, 2 pixels, about 4x
@@ -7,24 +8,25 @@ cheaper per image, for CPUs.
 
 from __future__ import annotations
 
-from omegaconf import DictConfig
 from torch import nn
-from torchvision.models import resnet18
+from torchvision.models.resnet import BasicBlock, ResNet
 
 STEM_STRIDE = {"small": 1, "strided": 2}
 
 
-def blocks(backbone: nn.Module) -> list[list[nn.Module]]:
-    """The backbone's blocks from input to output: the stem, then the four residual stages."""
-    return [[backbone.conv1, backbone.bn1], [backbone.layer1], [backbone.layer2], [backbone.layer3], [backbone.layer4]]
+class ResNet18Backbone(ResNet):
+    """torchvision's ResNet18 with a 1-channel 3x3 stem and no max-pool, ending at the pooled 512
+    features (the head is the Classifier's)."""
 
+    def __init__(self, stem: str = "small"):
+        if stem not in STEM_STRIDE:
+            raise ValueError(f"model.stem={stem}: use one of {', '.join(STEM_STRIDE)}")
+        super().__init__(BasicBlock, [2, 2, 2, 2])
+        self.conv1 = nn.Conv2d(1, 64, 3, stride=STEM_STRIDE[stem], padding=1, bias=False)
+        self.maxpool = nn.Identity()
+        self.feature_dim = self.fc.in_features
+        self.fc = nn.Identity()
 
-def build_backbone(cfg: DictConfig) -> tuple[nn.Module, int]:
-    if cfg.stem not in STEM_STRIDE:
-        raise ValueError(f"model.stem={cfg.stem}: use one of {', '.join(STEM_STRIDE)}")
-    net = resnet18(weights=None)
-    net.conv1 = nn.Conv2d(1, 64, 3, stride=STEM_STRIDE[cfg.stem], padding=1, bias=False)
-    net.maxpool = nn.Identity()
-    feature_dim = net.fc.in_features
-    net.fc = nn.Identity()  # the backbone ends at the pooled 512 features; the head is separate
-    return net, feature_dim
+    def block_groups(self) -> list[list[nn.Module]]:
+        """The layers grouped into blocks from input to output: the stem, then the four residual stages."""
+        return [[self.conv1, self.bn1], [self.layer1], [self.layer2], [self.layer3], [self.layer4]]

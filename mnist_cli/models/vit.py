@@ -1,5 +1,6 @@
-"""A Vision Transformer for 28x28 images: patch embedding, learned position embeddings, pre-norm
-blocks with scaled_dot_product_attention, and a class token or mean pooling.
+"""A Vision Transformer for 28x28 images (conf/model/vit.yaml names ViTBackbone): patch embedding,
+learned position embeddings, pre-norm blocks with scaled_dot_product_attention, and a class token
+or mean pooling.
 
 The backbone returns pooled features; `forward_tokens` returns every token (class token first when
 there is one), for objectives that need the patch tokens.
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig
 from torch import nn
 
 
@@ -64,6 +64,7 @@ class ViTBackbone(nn.Module):
         if pool not in ("cls", "mean"):
             raise ValueError(f"model.pool={pool}: use cls or mean")
         self.pool = pool
+        self.feature_dim = dim
         self.num_patches = (image_size // patch) ** 2
         self.patch_embed = nn.Conv2d(in_channels, dim, patch, stride=patch)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim)) if pool == "cls" else None
@@ -75,6 +76,13 @@ class ViTBackbone(nn.Module):
         if self.cls_token is not None:
             nn.init.trunc_normal_(self.cls_token, std=0.02)
         self.apply(self._init)
+
+    def block_groups(self) -> list[list[nn.Module]]:
+        """The layers grouped into blocks from input to output: the patch embedding (its class token
+        and position embeddings count with it), each transformer block, and the last LayerNorm with
+        the last block."""
+        transformer = list(self.blocks)
+        return [[self.patch_embed], *([block] for block in transformer[:-1]), [transformer[-1], self.norm]]
 
     def no_weight_decay(self) -> set[str]:
         """Parameters the optimizer does not decay (see training/optim.py)."""
@@ -96,15 +104,3 @@ class ViTBackbone(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         tokens = self.forward_tokens(x)
         return tokens[:, 0] if self.pool == "cls" else tokens.mean(dim=1)
-
-
-def blocks(backbone: ViTBackbone) -> list[list[nn.Module]]:
-    """The backbone's blocks from input to output: the patch embedding (its class token and
-    position embeddings count with it), each transformer block, and the last LayerNorm with the last block."""
-    transformer = list(backbone.blocks)
-    return [[backbone.patch_embed], *([block] for block in transformer[:-1]), [transformer[-1], backbone.norm]]
-
-
-def build_backbone(cfg: DictConfig) -> tuple[nn.Module, int]:
-    backbone = ViTBackbone(cfg.patch, cfg.dim, cfg.depth, cfg.heads, cfg.mlp_ratio, cfg.dropout, cfg.pool)
-    return backbone, cfg.dim

@@ -118,10 +118,21 @@ def load_classifier_checkpoint(path: Path) -> dict[str, Any]:
     return ckpt
 
 
+# The backbone classes of checkpoints whose model config has only a name.
+BACKBONE_OF_OLD_CHECKPOINTS = {
+    "cnn": "mnist_cli.models.cnn.CNNBackbone",
+    "resnet18": "mnist_cli.models.resnet18.ResNet18Backbone",
+    "vit": "mnist_cli.models.vit.ViTBackbone",
+}
+
+
 def model_from_checkpoint(ckpt: dict[str, Any]) -> Classifier:
     """Rebuild the classifier from the config saved in the checkpoint and load its weights (of a
     self-supervised checkpoint: the backbone, and a head that was never trained)."""
-    model = build_model(OmegaConf.create(ckpt["config"]["model"]), ckpt["num_classes"])
+    saved = OmegaConf.create(ckpt["config"]["model"])
+    if "_target_" not in saved:  # saved before conf/model named the backbone class
+        saved._target_ = BACKBONE_OF_OLD_CHECKPOINTS[saved.name]
+    model = build_model(saved, ckpt["num_classes"])
     model.load_state_dict(ckpt["model"] if ckpt["objective"] == "supervised" else classifier_state(ckpt["model"]))
     return model
 

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
 
 import torch
 from hydra.utils import get_class, get_method
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch import nn
 
 from mnist_cli.errors import UserError
 from mnist_cli.models.classifier import Classifier
+from mnist_cli.targets import knobs, target
 
 
 def lr_scales(model: Classifier, layer_decay: float) -> dict[int, float]:
@@ -31,18 +31,6 @@ def lr_scales(model: Classifier, layer_decay: float) -> dict[int, float]:
             scales.update({id(p): layer_decay ** (len(model.blocks) + 1 - depth) for p in module.parameters()})
     scales.update({id(p): 1.0 for p in model.head.parameters()})
     return scales
-
-
-def knobs(cfg: DictConfig, *leave_out: str) -> dict[str, Any]:
-    """A group's keys as plain Python arguments, without `_target_` and `leave_out`."""
-    return {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k not in ("_target_", *leave_out)}
-
-
-def target(cfg: DictConfig, group: str, get: Callable[[str], Any]) -> Any:
-    try:
-        return get(cfg._target_)
-    except Exception as e:  # Hydra's ImportError variants
-        raise UserError(f"{group}._target_={cfg._target_} cannot be imported ({e}); name an importable one") from None
 
 
 def no_decay(model: nn.Module) -> set[int]:
