@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from mnist_cli.training.checkpoint import load_checkpoint
 
-from conftest import FAST, metrics, mnist, run_dirs, summary, write_dataset
+from conftest import FAST, TINY_VIT, metrics, mnist, run_dirs, summary, write_dataset
 
 pytestmark = pytest.mark.slow  # torchrun runs of the command, end to end
 
@@ -76,3 +78,66 @@ def test_two_processes_stopped_and_resumed_match_one_with_the_same_global_batch(
         )  # per-process BatchNorm and dropout differ
         assert abs(a["val_acc"] - b["val_acc"]) <= 0.02
     assert abs(summary(one)["test_acc"] - summary(ddp)["test_acc"]) <= 0.02
+
+
+def test_two_nodes_with_a_c10d_rendezvous_train_the_weights_of_one_process(tmp_path: Path) -> None:
+    """Two torchrun "nodes" of one process each, meeting at a c10d rendezvous on 127.0.0.1, end with
+    the weights of one process with the same global batch: a ViT (no BatchNorm, no dropout), no
+    augmentation, float32, so the averaged gradients are the one process's (up to float rounding)."""
+    data = write_dataset(tmp_path / "data", n_train=600, n_test=100)
+    args = [
+        "pretrain",
+        f"dataset.root={data}",
+        *TINY_VIT,
+        "trainer.epochs=2",
+        "trainer.batch_size=16",
+        "trainer.min_steps=0",
+        "trainer.precision=fp32",
+        "dataset.augment.enabled=false",
+        "calibrate=false",
+        "optimizer=sgd",  # a step in proportion to the gradient: Adam would magnify float rounding in tiny ones
+    ]
+    single = mnist(*args, cwd=tmp_path)
+    assert single.returncode == 0, single.stderr
+    [one] = run_dirs(tmp_path, "pretrain")
+
+    with socket.socket() as probe:  # a free port for the rendezvous
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    cwd = tmp_path / "nodes"
+    cwd.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "MNIST_CLI_DATA"}
+    nodes = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--nnodes=2",
+                "--nproc-per-node=1",
+                "--rdzv-backend=c10d",
+                f"--rdzv-endpoint=127.0.0.1:{port}",
+                "--rdzv-id=mnist-test",
+                f"--rdzv-conf=is_host={str(host).lower()}",  # which "node" keeps the rendezvous store
+                "--local-addr=127.0.0.1",
+                "-m",
+                "mnist_cli",
+                *args,
+            ],
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for host in (True, False)
+    ]
+    for node in nodes:
+        finish(node)
+    [two] = run_dirs(cwd, "pretrain")  # rank 0's; the other rank made none
+    assert summary(two)["processes"] == 2 and summary(two)["effective_batch_size"] == 16
+    a = load_checkpoint(one / "checkpoints" / "best.ckpt")["model"]
+    b = load_checkpoint(two / "checkpoints" / "best.ckpt")["model"]
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.allclose(a[name], b[name], atol=1e-5), name
