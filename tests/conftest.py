@@ -8,6 +8,7 @@ import os
 import queue
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -154,6 +155,28 @@ def serving(*args: str, cwd: Path) -> Iterator[Server]:
         if process.poll() is None:
             process.terminate()
             process.wait(timeout=60)
+
+
+def interrupted_after_an_epoch(*args: str, cwd: Path) -> Path:
+    """Start `mnist ARGS`, stop it with Ctrl-C (SIGINT) once its first epoch is written, and return
+    its run directory (which the test then resumes)."""
+    env = {k: v for k, v in os.environ.items() if k != "MNIST_CLI_DATA"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mnist_cli", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 120
+    while not list(cwd.glob("outputs/*/*/metrics.jsonl")) and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)  # during epoch 2, after epoch 1 was logged
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    [run] = cwd.glob("outputs/*/*/metrics.jsonl")
+    return run.parent
 
 
 def run_dirs(cwd: Path, stage: str) -> list[Path]:

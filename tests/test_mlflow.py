@@ -4,17 +4,12 @@ run directory's files; a sweep's jobs, and a resumed run that continues its MLfl
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
 
-from conftest import FAST, mnist, run_dirs, summary, write_dataset
+from conftest import FAST, interrupted_after_an_epoch, mnist, run_dirs, summary, write_dataset
 
 mlflow = pytest.importorskip("mlflow")
 pytestmark = pytest.mark.slow
@@ -74,22 +69,7 @@ def test_a_sweep_of_three_jobs_is_three_runs_in_one_experiment(tmp_path: Path, t
 def test_a_resumed_run_continues_its_mlflow_run_without_repeating_an_epoch(tmp_path: Path) -> None:
     data = write_dataset(tmp_path / "data", n_train=3100, n_test=100)
     args = ["pretrain", f"dataset.root={data}", *FAST, "trainer.epochs=3", "trainer.checkpoint_every_steps=10"]
-    env = {k: v for k, v in os.environ.items() if k != "MNIST_CLI_DATA"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mnist_cli", *args, "logger=mlflow"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.time() + 120
-    while not list(tmp_path.glob("outputs/pretrain/*/metrics.jsonl")) and time.time() < deadline:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGINT)  # during epoch 2, after epoch 1 was logged
-    _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 130, stderr
-    [run] = run_dirs(tmp_path, "pretrain")
+    run = interrupted_after_an_epoch(*args, "logger=mlflow", cwd=tmp_path)
     [stopped] = runs_of(tmp_path)
     assert stopped.info.status == "KILLED" and summary(run)["mlflow_run_id"] == stopped.info.run_id
 

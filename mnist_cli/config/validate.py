@@ -174,6 +174,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "finetune.lora_alpha": (positive, "a number > 0"),
     "finetune.unfreeze_blocks": (positive_int, "a whole number of blocks >= 1"),
     "finetune.layer_decay": (lambda v: _is_num(v) and 0 < v <= 1, "a factor in (0, 1] (1.0: off)"),
+    "logger.mode": (one_of("auto", "online", "offline"), "auto, online or offline"),
     "calibrate": (boolean, "true or false"),
     "format": (one_of("onnx", "torchscript", "int8"), "onnx, torchscript or int8"),
     "prune": (fraction, "a share of the weights in [0, 1), e.g. 0.5"),

@@ -69,9 +69,7 @@ def calibrated(cfg: DictConfig, model: nn.Module, ckpt: dict[str, Any]) -> nn.Mo
     return Calibrated(model, ckpt["temperature"]) if cfg.calibrate and "temperature" in ckpt else model
 
 
-def load_classifier(
-    cfg: DictConfig, overrides: list[str], features_only: bool = False
-) -> tuple[list[Path], nn.Module]:
+def load_classifier(cfg: DictConfig, overrides: list[str], features_only: bool = False) -> tuple[list[Path], nn.Module]:
     """The trained classifier of ckpt=... and the checkpoints it came from: one checkpoint's model,
     or an Ensemble (ckpt=[a,b,c] or a sweep's folder), each calibrated (models/calibrated.py). cfg
     takes the first one's model and data set (as load_source) and cfg.ckpt the path or list of

@@ -25,7 +25,7 @@ from mnist_cli.errors import EXIT_USAGE, UserError
 from mnist_cli.run_dir import RunDir
 from mnist_cli.stages.resume import resumed_config
 from mnist_cli.training import distributed
-from mnist_cli.training.loggers import MlflowJob
+from mnist_cli.training.loggers import start_tracking
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def run_job(cfg: DictConfig) -> float | None:
             cfg, resume = resumed_config(cfg, run, task_overrides())
             run.remove_temporaries()
             summary = {**(run.read_summary() or summary), "status": "running", "resumed_at": now}
-        tracking = MlflowJob.start(cfg, run, summary, resuming)  # logger=mlflow: the job's MLflow run
+        tracking = start_tracking(cfg, run, summary, resuming)  # logger=mlflow|wandb: the job's run there
         run.write_summary(summary)
         runner = importlib.import_module(stages()[cfg.stage.name].runner)
         results = runner.run(cfg, run, resume)

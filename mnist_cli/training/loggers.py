@@ -1,9 +1,13 @@
 """Where a run's metrics go besides its own files (metrics.jsonl, metrics.csv, summary.json, which
 are always written): nowhere else (logger=none), TensorBoard (logger=tensorboard: each epoch's
-metrics) or MLflow (logger=mlflow: the whole job as one MLflow run, see `MlflowJob`)."""
+metrics), or an experiment tracker that holds the whole job as one of its runs: MLflow
+(logger=mlflow, `MlflowJob`) or Weights & Biases (logger=wandb, `WandbJob`)."""
 
 from __future__ import annotations
 
+import logging
+import netrc
+import os
 import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -34,6 +38,11 @@ def epoch_logger(cfg: DictConfig, run: RunDir) -> Iterator[EpochCallback | None]
         import mlflow
 
         yield lambda row, model: mlflow.log_metrics(epoch_values(row), step=row["epoch"])
+        return
+    if cfg.name == "wandb":  # the job's W&B run is open (WandbJob); step = epoch
+        import wandb
+
+        yield lambda row, model: wandb.log(epoch_values(row), step=row["epoch"])
         return
     try:
         from torch.utils.tensorboard import SummaryWriter
@@ -101,13 +110,6 @@ class MlflowJob:
         tags = {"stage": cfg.stage.name, "run_dir": str(run.path), "model": str(OmegaConf.select(cfg, "model.name"))}
         mlflow.set_tags({**tags, **({"git_commit": commit} if (commit := git_commit()) else {})})
 
-    @staticmethod
-    def start(cfg: DictConfig, run: RunDir, summary: dict[str, Any], resumed: bool) -> MlflowJob | None:
-        """The job's MLflow run, or None when logger= is not mlflow (or another rank writes)."""
-        if OmegaConf.select(cfg, "logger.name") != "mlflow" or not run.writable:
-            return None
-        return MlflowJob(cfg, run, summary, resumed)
-
     def finish(self, summary: dict[str, Any]) -> None:
         """Log the summary's numbers, its status and the run's files, and close the MLflow run."""
         mlflow = self.mlflow
@@ -122,3 +124,79 @@ class MlflowJob:
             mlflow.log_artifact(str(self.run.best_ckpt), artifact_path="checkpoints")
         status = {"completed": "FINISHED", "interrupted": "KILLED"}.get(summary.get("status"), "FAILED")
         mlflow.end_run(status)
+
+
+def has_wandb_key() -> bool:
+    """Whether W&B can log in without asking: WANDB_API_KEY, or `wandb login`'s entry in ~/.netrc."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    host = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai").split("://")[-1].split("/")[0]
+    try:
+        return netrc.netrc().authenticators(host) is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
+
+
+class WandbJob:
+    """With logger=wandb: the job as one W&B run, written inside the run directory (wandb/) and, with
+    an API key configured, uploaded as it goes; without one, offline, for a later `wandb sync`. The
+    resolved config is the run's config, each epoch's metrics its history (step = epoch), the
+    summary's final numbers its summary, the run's files its files. Its id goes into summary.json,
+    where a resumed job finds it and continues that run."""
+
+    def __init__(self, cfg: DictConfig, run: RunDir, summary: dict[str, Any], resumed: bool):
+        try:
+            import wandb
+        except ImportError:
+            raise UserError("logger=wandb needs wandb: pip install 'mnist-cli[wandb]' (or drop logger=)") from None
+        self.cfg, self.run = cfg, run
+        mode = cfg.logger.mode if cfg.logger.mode != "auto" else "online" if has_wandb_key() else "offline"
+        previous = summary.get("wandb_run_id") if resumed else None
+        self.active = wandb.init(
+            project=cfg.logger.project,
+            entity=cfg.logger.entity,
+            group=cfg.logger.group or (run.path.parent.name if run.path.name.isdigit() else None),  # a sweep's
+            name=f"{cfg.stage.name}/{run.path.name}",
+            notes=str(run.path),
+            tags=[cfg.stage.name, str(OmegaConf.select(cfg, "model.name"))],
+            config=None if previous else OmegaConf.to_container(cfg, resolve=True),
+            dir=str(run.path),
+            mode=mode,
+            id=previous,
+            resume="allow" if previous else None,
+            settings=wandb.Settings(console="off", silent=True, x_save_requirements=False),
+        )
+        summary.update(wandb_run_id=self.active.id, wandb_mode=mode)
+        if commit := git_commit():
+            self.active.summary["git_commit"] = commit
+
+    def finish(self, summary: dict[str, Any]) -> None:
+        """Put the summary's numbers and status in the W&B run's summary, save the run's files, finish it."""
+        import wandb
+
+        finals = {k: v for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        keys = ("status", "objective", "device", "precision")
+        self.active.summary.update({**finals, **{k: str(summary[k]) for k in keys if summary.get(k) is not None}})
+        files = [*(self.run.path / name for name in ARTIFACTS), *sorted(self.run.path.glob("*.png"))]
+        if self.cfg.logger.log_checkpoint:
+            files.append(self.run.best_ckpt)
+        for file in files:
+            if file.is_file():
+                wandb.save(str(file), base_path=str(self.run.path), policy="now")
+        self.active.finish(exit_code=0 if summary.get("status") == "completed" else 1)
+        if self.active.settings.mode == "offline":
+            logging.getLogger(__name__).info(
+                "W&B run %s kept offline in %s: upload it with `wandb sync %s`",
+                self.active.id,
+                Path(self.active.dir).parent,
+                Path(self.active.dir).parent,
+            )
+
+
+TRACKERS = {"mlflow": MlflowJob, "wandb": WandbJob}
+
+
+def start_tracking(cfg: DictConfig, run: RunDir, summary: dict[str, Any], resumed: bool) -> MlflowJob | WandbJob | None:
+    """The job's run in the experiment tracker logger= names, or None (no tracker; or another rank writes)."""
+    name = OmegaConf.select(cfg, "logger.name")
+    return TRACKERS[name](cfg, run, summary, resumed) if name in TRACKERS and run.writable else None
