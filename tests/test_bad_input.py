@@ -80,6 +80,7 @@ BAD = [
     (["pretrain", "trainer.epoch=3"], "Could not override 'trainer.epoch': Key 'epoch' is not in struct"),
     (["pretrain", "trainer.epochs=[3"], "no viable alternative at input"),
     (["pretrain", "optimizer.lr=1e-3,1e-2"], "has several values: add -m to sweep"),
+    (["pretrain", "--config-name", "mine"], "--config-name is not supported: mnist composes its own conf/"),
     (["pretrain", "dataset.root=${oc.env:NO_SUCH_VARIABLE}"], "NO_SUCH_VARIABLE"),
     (["pretrain", "outputs_root=notes.txt/runs"], "notes.txt is not a folder"),
     (["pretrain", "-m", "--cfg", "job"], "-m and --cfg do not go together"),

@@ -14,7 +14,8 @@ from omegaconf import OmegaConf
 from mnist_cli.cli import usage
 from mnist_cli.config.arguments import hydra_argv
 from mnist_cli.config.checks import check_group_choices
-from mnist_cli.config.compose import compose_config, config_dir, groups
+from mnist_cli.config.compose import compose_config, config_dir, groups, options
+from mnist_cli.config.rules import RULES, choice, number, optional, whole
 from mnist_cli.config.stages import stages
 from mnist_cli.config.validate import validate
 from mnist_cli.errors import UserError
@@ -88,6 +89,31 @@ def test_data_root_follows_the_environment_variable(monkeypatch: pytest.MonkeyPa
 def test_bad_values_are_refused_with_the_key_to_fix(override: str, message: str) -> None:
     with pytest.raises(UserError, match=message.replace("(", r"\(").replace(".", r"\.")):
         validate(compose_config(override))
+
+
+@pytest.mark.parametrize(
+    ("rule", "good", "bad", "said"),
+    [
+        (whole(1), [1, 7], [0, 1.5, True, "2"], "a whole number >= 1"),
+        (whole(1, 28), [1, 28], [0, 29], "a whole number from 1 to 28"),
+        (number("> 0"), [1e-9, 3], [0, -1, False], "a number > 0"),
+        (number("[0, 1)"), [0, 0.5], [1, -0.1], "a number in [0, 1)"),
+        (number("(0, 1]"), [1, 0.5], [0, 1.5], "a number in (0, 1]"),
+        (choice("auto", True, False), ["auto", True, False], ["yes", 1, None], "auto, true or false"),
+        (optional(whole(1)), [None, 3], [0], "null or a whole number >= 1"),
+    ],
+)
+def test_a_rule_checks_what_it_says(rule: tuple, good: list, bad: list, said: str) -> None:
+    check, text = rule
+    assert text == said and all(map(check, good)) and not any(map(check, bad))
+
+
+def test_every_rule_names_a_key_that_some_config_option_has() -> None:
+    """The rules follow conf/: a renamed or removed key leaves no rule checking nothing."""
+    composed = [compose_config(f"stage={name}") for name in stages()]
+    composed += [compose_config(f"{group}={option}") for group in groups() for option in options(group)]
+    missing = [key for key in RULES if all(OmegaConf.select(c, key, default="<absent>") == "<absent>" for c in composed)]
+    assert not missing, missing
 
 
 def test_finetune_without_a_checkpoint_is_refused() -> None:
