@@ -56,12 +56,13 @@ def rank_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def test_integrated_gradients_add_up_to_the_change_of_the_class_score(digits_model) -> None:
     model, x, _, black = digits_model
     targets = model(x).argmax(1)
-    # The path's integral is a sum over steps: 1,024 bring every image within 1% (measured on these
-    # 50: at most 4.3% off with 64 steps, 1.7% with 128, 0.97% with 512)
-    maps, deltas = attribute(model, x[:50], targets[:50], OmegaConf.merge(SETTINGS, {"ig_steps": 1024}), black)
+    # The path's integral is a sum over steps: 1,024 bring every image within 1% (measured on the
+    # first 50: at most 4.3% off with 64 steps, 1.7% with 128, 0.97% with 512)
+    n = 25
+    maps, deltas = attribute(model, x[:n], targets[:n], OmegaConf.merge(SETTINGS, {"ig_steps": 1024}), black)
     with torch.no_grad():
-        at_input = model(x[:50]).gather(1, targets[:50, None])[:, 0]
-        at_black = model(torch.full_like(x[:50], black)).gather(1, targets[:50, None])[:, 0]
+        at_input = model(x[:n]).gather(1, targets[:n, None])[:, 0]
+        at_black = model(torch.full_like(x[:n], black)).gather(1, targets[:n, None])[:, 0]
     change = at_input - at_black
     assert ((maps.flatten(1).sum(1) - change).abs() <= 0.01 * change.abs()).all()
     assert (deltas.abs() <= 0.01 * change.abs()).all()  # Captum's convergence delta: within 1%
