@@ -112,7 +112,9 @@ def test_every_rule_names_a_key_that_some_config_option_has() -> None:
     """The rules follow conf/: a renamed or removed key leaves no rule checking nothing."""
     composed = [compose_config(f"stage={name}") for name in stages()]
     composed += [compose_config(f"{group}={option}") for group in groups() for option in options(group)]
-    missing = [key for key in RULES if all(OmegaConf.select(c, key, default="<absent>") == "<absent>" for c in composed)]
+    missing = [
+        key for key in RULES if all(OmegaConf.select(c, key, default="<absent>") == "<absent>" for c in composed)
+    ]
     assert not missing, missing
 
 
