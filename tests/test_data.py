@@ -10,7 +10,7 @@ import torch
 from omegaconf import OmegaConf
 
 from mnist_cli.config.compose import compose_config
-from mnist_cli.data.batches import BatchPrep
+from mnist_cli.data.batches import BatchPrep, smoothed
 from mnist_cli.data.idx import read_idx, write_idx
 from mnist_cli.data.idx_files import load_split
 from mnist_cli.data.split import train_val_split
@@ -115,6 +115,25 @@ def test_batch_prep_normalizes_and_augments_reproducibly() -> None:
     assert torch.equal(first, again) and not torch.allclose(first, plain)
     off = BatchPrep(OmegaConf.merge(MNIST_CFG, {"augment": {"enabled": False}}))
     assert torch.equal(off(images, train=True, generator=torch.Generator()), plain)
+
+
+def test_elastic_distortion_bends_each_image_by_a_smooth_field_of_its_own() -> None:
+    images = torch.zeros(32, 1, 28, 28, dtype=torch.uint8)
+    images[:, :, 6:22, 12:16] = 255  # a bar, like a 1
+    still = {"max_shift": 0, "max_rotate": 0, "max_scale": 0}
+    plain = BatchPrep(OmegaConf.merge(MNIST_CFG, {"augment": still}))
+    bent = BatchPrep(OmegaConf.merge(MNIST_CFG, {"augment": {**still, "elastic_alpha": 34, "elastic_sigma": 4}}))
+    draw = lambda prep: prep.pixels(images, train=True, generator=torch.Generator().manual_seed(0))  # noqa: E731
+    assert torch.allclose(draw(plain), images.float() / 255, atol=1e-5)  # off: the images as they are
+    out = draw(bent)
+    assert torch.equal(out, draw(bent))  # the same draws, the same bends
+    changed = (out - images.float() / 255).abs().flatten(1).sum(1)
+    assert (changed > 1).all() and len(set(changed.round(decimals=2).tolist())) > 16  # each its own bend
+    ink = out.flatten(1).sum(1) / (images.float() / 255).flatten(1).sum(1)
+    assert ((ink > 0.6) & (ink < 1.5)).all()  # stretched or squeezed here and there, not erased or smeared
+    field = 34 * smoothed(torch.rand(8, 2, 28, 28, generator=torch.Generator().manual_seed(1)) * 2 - 1, 4)
+    step = (field[..., 1:] - field[..., :-1]).abs().mean()
+    assert 0.5 < field.std() < 3 and step < field.abs().mean() / 4  # pixels of movement, varying slowly
 
 
 def test_fashion_mirrors_half_the_images_and_digits_are_never_mirrored() -> None:

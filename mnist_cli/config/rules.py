@@ -105,6 +105,8 @@ RULES: dict[str, Rule] = {
     "dataset.augment.max_rotate": NON_NEGATIVE,
     "dataset.augment.max_scale": FRACTION,
     "dataset.augment.hflip": FLAG,
+    "dataset.augment.elastic_alpha": NON_NEGATIVE,
+    "dataset.augment.elastic_sigma": POSITIVE,
     "dataset.labels_per_class": optional(whole(1)),
     "dataset.label_fraction": optional(number("(0, 1]")),
     "model.channels": (

@@ -1,5 +1,5 @@
-"""Turning uint8 image batches into model inputs on the training device: random affine
-augmentation of the whole batch at once, then normalization. No per-sample Python."""
+"""Turning uint8 image batches into model inputs on the training device: random affine (and
+elastic) augmentation of the whole batch at once, then normalization. No per-sample Python."""
 
 from __future__ import annotations
 
@@ -18,11 +18,14 @@ class BatchPrep:
         self.mean = float(dataset_cfg.mean)
         self.std = float(dataset_cfg.std)
         aug = dataset_cfg.augment
-        self.augment = bool(aug.enabled) and (aug.max_shift > 0 or aug.max_rotate > 0 or aug.max_scale > 0 or aug.hflip)
         self.hflip = bool(aug.hflip)
         self.max_shift = float(aug.max_shift)
         self.max_rotate = math.radians(float(aug.max_rotate))
         self.max_scale = float(aug.max_scale)
+        self.elastic_alpha = float(aug.elastic_alpha)
+        self.elastic_sigma = float(aug.elastic_sigma)
+        moves = (self.max_shift, self.max_rotate, self.max_scale, self.elastic_alpha)
+        self.augment = bool(aug.enabled) and (any(m > 0 for m in moves) or self.hflip)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
 
     def __call__(self, images: torch.Tensor, train: bool, **draws: Any) -> torch.Tensor:
@@ -39,17 +42,17 @@ class BatchPrep:
         would augment it."""
         x = images.float().div_(255)
         if train and self.augment:
-            x = self.random_affine(x, generator, shard)
+            x = self.random_transform(x, generator, shard)
         return x
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """Pixels in [0, 1] -> the model's input (a new tensor, so gradients flow through it)."""
         return ((x - self.mean) / self.std).contiguous(memory_format=self.memory_format)
 
-    def random_affine(self, x: torch.Tensor, generator: torch.Generator | None, shard: Shard) -> torch.Tensor:
-        """Rotate, scale, shift (and mirror half of) the images, each by its own random amount (one
-        grid_sample call)."""
-        n = x.shape[0]
+    def random_transform(self, x: torch.Tensor, generator: torch.Generator | None, shard: Shard) -> torch.Tensor:
+        """Rotate, scale, shift (and mirror half of) the images, each by its own random amount, and
+        with elastic_alpha > 0 bend each by its own smooth random field (one grid_sample call)."""
+        n, _, h, w = x.shape
         rank, world = shard
 
         def uniform(*shape: int) -> torch.Tensor:  # in [-1, 1), this shard's rows of the global draw
@@ -62,7 +65,21 @@ class BatchPrep:
         )
         # drawn only when on, so the other draws stay as they were
         flip = torch.where(uniform(n) < 0, -1.0, 1.0) if self.hflip else None
-        return affine(x, angle, scale, shift, flip)
+        field = self.elastic_alpha * smoothed(uniform(n, 2, h, w), self.elastic_sigma) if self.elastic_alpha else None
+        return affine(x, angle, scale, shift, flip, field)
+
+
+def smoothed(noise: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Each (N, C, H, W) map blurred by a Gaussian of `sigma` pixels (zeros beyond the edges), as
+    elastic distortion smooths its random displacements (Simard et al., 2003)."""
+    radius = math.ceil(3 * sigma)
+    t = torch.arange(-radius, radius + 1, dtype=noise.dtype, device=noise.device)
+    kernel = torch.exp(-(t**2) / (2 * sigma**2))
+    kernel = kernel / kernel.sum()
+    n, c, h, w = noise.shape
+    flat = noise.reshape(n * c, 1, h, w)
+    flat = F.conv2d(flat, kernel.view(1, 1, 1, -1), padding=(0, radius))
+    return F.conv2d(flat, kernel.view(1, 1, -1, 1), padding=(radius, 0)).view(n, c, h, w)
 
 
 def affine(
@@ -71,10 +88,12 @@ def affine(
     scale: torch.Tensor | None = None,
     shift: torch.Tensor | None = None,
     flip: torch.Tensor | None = None,
+    field: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Rotate (radians), scale and shift (pixels, x then y) each image of the batch by its own
-    amount, and mirror it left to right where `flip` is -1 (+1: not), in one grid_sample call
-    (None: no rotation / scaling / shift / mirroring); what moves in from outside is black."""
+    amount, mirror it left to right where `flip` is -1 (+1: not), and move each output pixel's
+    source by `field` (N, 2, H, W: pixels, x then y), in one grid_sample call (None: no rotation /
+    scaling / shift / mirroring / field); what moves in from outside is black."""
     n, _, h, w = x.shape
     angle = torch.zeros(n, device=x.device) if angle is None else angle
     scale = torch.ones(n, device=x.device) if scale is None else scale
@@ -88,4 +107,6 @@ def affine(
         [torch.stack([cos * mirror, -sin, shift[:, 0]], 1), torch.stack([sin * mirror, cos, shift[:, 1]], 1)], 1
     )
     grid = F.affine_grid(theta, [n, x.shape[1], h, w], align_corners=False)
+    if field is not None:
+        grid = grid + (field * torch.tensor([2 / w, 2 / h], device=x.device)[:, None, None]).permute(0, 2, 3, 1)
     return F.grid_sample(x, grid, align_corners=False, padding_mode="zeros")
