@@ -74,6 +74,7 @@ def main() -> None:
     parser.add_argument("--recipe", action="append", default=[], metavar='NAME="OVERRIDES"')
     parser.add_argument("--ensemble", action="store_true", help="also each row's seeds as one ensemble")
     args = parser.parse_args()
+    args.data = str(Path(args.data).resolve())  # the runs start in a temporary folder
     recipes = {"default": []}
     if args.recipe:
         recipes = {name: overrides.split() for name, _, overrides in (r.partition("=") for r in args.recipe)}
