@@ -157,11 +157,10 @@ def serving(*args: str, cwd: Path) -> Iterator[Server]:
             process.wait(timeout=60)
 
 
-def interrupted_after_an_epoch(*args: str, cwd: Path) -> Path:
-    """Start `mnist ARGS`, stop it with Ctrl-C (SIGINT) once its first epoch is written, and return
-    its run directory (which the test then resumes)."""
+def start_mnist(*args: str, cwd: Path) -> subprocess.Popen:
+    """Start `python -m mnist_cli ARGS` in `cwd` (its stderr captured), for a test that signals it."""
     env = {k: v for k, v in os.environ.items() if k != "MNIST_CLI_DATA"}
-    proc = subprocess.Popen(
+    return subprocess.Popen(
         [sys.executable, "-m", "mnist_cli", *args],
         cwd=cwd,
         env=env,
@@ -169,6 +168,12 @@ def interrupted_after_an_epoch(*args: str, cwd: Path) -> Path:
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def interrupted_after_an_epoch(*args: str, cwd: Path) -> Path:
+    """Start `mnist ARGS`, stop it with Ctrl-C (SIGINT) once its first epoch is written, and return
+    its run directory (which the test then resumes)."""
+    proc = start_mnist(*args, cwd=cwd)
     deadline = time.time() + 120
     while not list(cwd.glob("outputs/*/*/metrics.jsonl")) and time.time() < deadline:
         time.sleep(0.02)

@@ -9,7 +9,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,24 +19,12 @@ from mnist_cli.errors import UserError
 from mnist_cli.run_dir import write_text
 from mnist_cli.training.checkpoint import load_checkpoint, save_checkpoint
 
-from conftest import BAD_INPUTS, FAST, metrics, mnist, run_dirs, summary, write_dataset
+from conftest import BAD_INPUTS, FAST, metrics, mnist, run_dirs, start_mnist, summary, write_dataset
 
 pytestmark = pytest.mark.faults
 
 # A run of three epochs of 93 steps that checkpoints every 10 steps, with deterministic kernels.
 LONG = [*FAST, "trainer.epochs=3", "trainer.checkpoint_every_steps=10", "trainer.deterministic=true"]
-
-
-def start(args: list[str], cwd: Path) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if k != "MNIST_CLI_DATA"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "mnist_cli", *args],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 def wait_for(path_glob: str, cwd: Path, timeout: float = 120) -> list[Path]:
@@ -79,7 +66,7 @@ def test_kill_9_at_random_moments_then_resume_ends_bit_identical(
     seed = int(os.environ.get("MNIST_CLI_FAULT_SEED", "0"))
     rng = random.Random(seed)
     span = summary(uninterrupted)["train_time_s"]  # how long training takes on this machine
-    proc = start(["pretrain", f"dataset.root={data}", *LONG], tmp_path)
+    proc = start_mnist("pretrain", f"dataset.root={data}", *LONG, cwd=tmp_path)
     [last] = wait_for("outputs/pretrain/*/checkpoints/last.ckpt", tmp_path)
     run = last.parent.parent
     kills: list[str] = []
@@ -99,7 +86,7 @@ def test_kill_9_at_random_moments_then_resume_ends_bit_identical(
         if status == "completed":
             break
         resumes = (run / "run.log").read_text().count("resuming after")
-        proc = start(["pretrain", f"resume={run}"], tmp_path)
+        proc = start_mnist("pretrain", f"resume={run}", cwd=tmp_path)
         deadline = time.time() + 120
         while (run / "run.log").read_text().count("resuming after") == resumes and time.time() < deadline:
             time.sleep(0.02)  # the next kill lands in training, not in start-up
@@ -116,7 +103,7 @@ def test_kill_9_at_random_moments_then_resume_ends_bit_identical(
 def test_a_signal_checkpoints_mid_epoch_and_resume_ends_bit_identical(
     tmp_path: Path, data: Path, uninterrupted: Path, signum: int, code: int
 ) -> None:
-    proc = start(["pretrain", f"dataset.root={data}", *LONG], tmp_path)
+    proc = start_mnist("pretrain", f"dataset.root={data}", *LONG, cwd=tmp_path)
     [last] = wait_for("outputs/pretrain/*/checkpoints/last.ckpt", tmp_path)
     proc.send_signal(signum)
     _, stderr = proc.communicate(timeout=60)
@@ -141,7 +128,7 @@ def test_a_signal_checkpoints_mid_epoch_and_resume_ends_bit_identical(
 
 
 def test_a_second_ctrl_c_stops_at_once_and_leaves_whole_files(tmp_path: Path, data: Path) -> None:
-    proc = start(["pretrain", f"dataset.root={data}", *FAST, "trainer.epochs=50"], tmp_path)
+    proc = start_mnist("pretrain", f"dataset.root={data}", *FAST, "trainer.epochs=50", cwd=tmp_path)
     [last] = wait_for("outputs/pretrain/*/checkpoints/last.ckpt", tmp_path)
     proc.send_signal(signal.SIGINT)
     proc.send_signal(signal.SIGINT)

@@ -71,6 +71,21 @@ def git_commit() -> str | None:
     return found.stdout.strip() if found.returncode == 0 else None
 
 
+def final_numbers(summary: dict[str, Any]) -> dict[str, float]:
+    """The summary's numbers (test_acc, wall_time_s, ...), what a tracker records as final metrics."""
+    return {k: float(v) for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def final_labels(summary: dict[str, Any]) -> dict[str, str]:
+    """The summary's words a tracker records beside them (status, objective, device, precision)."""
+    return {k: str(summary[k]) for k in ("status", "objective", "device", "precision") if summary.get(k) is not None}
+
+
+def run_files(run: RunDir) -> list[Path]:
+    """The run directory's files a tracker keeps: ARTIFACTS and the PNGs, those that exist."""
+    return [f for f in [*(run.path / name for name in ARTIFACTS), *sorted(run.path.glob("*.png"))] if f.is_file()]
+
+
 def flat_params(cfg: DictConfig) -> dict[str, str]:
     """The resolved config as dotted keys (trainer.epochs) and their values as text."""
     flat: dict[str, str] = {}
@@ -113,13 +128,10 @@ class MlflowJob:
     def finish(self, summary: dict[str, Any]) -> None:
         """Log the summary's numbers, its status and the run's files, and close the MLflow run."""
         mlflow = self.mlflow
-        finals = {k: float(v) for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-        mlflow.log_metrics(finals)
-        keys = ("status", "objective", "device", "precision")
-        mlflow.set_tags({k: str(summary[k]) for k in keys if summary.get(k) is not None})
-        for file in [*(self.run.path / name for name in ARTIFACTS), *sorted(self.run.path.glob("*.png"))]:
-            if file.is_file():
-                mlflow.log_artifact(str(file))
+        mlflow.log_metrics(final_numbers(summary))
+        mlflow.set_tags(final_labels(summary))
+        for file in run_files(self.run):
+            mlflow.log_artifact(str(file))
         if self.cfg.logger.log_checkpoint and self.run.best_ckpt.is_file():
             mlflow.log_artifact(str(self.run.best_ckpt), artifact_path="checkpoints")
         status = {"completed": "FINISHED", "interrupted": "KILLED"}.get(summary.get("status"), "FAILED")
@@ -174,22 +186,15 @@ class WandbJob:
         """Put the summary's numbers and status in the W&B run's summary, save the run's files, finish it."""
         import wandb
 
-        finals = {k: v for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-        keys = ("status", "objective", "device", "precision")
-        self.active.summary.update({**finals, **{k: str(summary[k]) for k in keys if summary.get(k) is not None}})
-        files = [*(self.run.path / name for name in ARTIFACTS), *sorted(self.run.path.glob("*.png"))]
-        if self.cfg.logger.log_checkpoint:
-            files.append(self.run.best_ckpt)
-        for file in files:
-            if file.is_file():
-                wandb.save(str(file), base_path=str(self.run.path), policy="now")
+        self.active.summary.update({**final_numbers(summary), **final_labels(summary)})
+        best = [self.run.best_ckpt] if self.cfg.logger.log_checkpoint and self.run.best_ckpt.is_file() else []
+        for file in [*run_files(self.run), *best]:
+            wandb.save(str(file), base_path=str(self.run.path), policy="now")
         self.active.finish(exit_code=0 if summary.get("status") == "completed" else 1)
         if self.active.settings.mode == "offline":
+            folder = Path(self.active.dir).parent
             logging.getLogger(__name__).info(
-                "W&B run %s kept offline in %s: upload it with `wandb sync %s`",
-                self.active.id,
-                Path(self.active.dir).parent,
-                Path(self.active.dir).parent,
+                "W&B run %s kept offline: upload it with `wandb sync %s`", self.active.id, folder
             )
 
 
