@@ -18,7 +18,8 @@ def knobs(cfg: DictConfig, *leave_out: str) -> dict[str, Any]:
 
 def target(cfg: DictConfig, group: str, get: Callable[[str], Any]) -> Any:
     """cfg._target_ imported with `get` (hydra.utils.get_class or get_method)."""
+    name = cfg._target_
     try:
-        return get(cfg._target_)
+        return get(name)
     except Exception as e:  # Hydra's ImportError variants
-        raise UserError(f"{group}._target_={cfg._target_} cannot be imported ({e}); name an importable one") from None
+        raise UserError(f"{group}._target_={name} cannot be imported ({e}); name an importable one") from None

@@ -8,9 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 from PIL import Image
 
-from conftest import FAST, mnist, run_dirs, summary
+from conftest import FAST, TINY_VIT, mnist, run_dirs, summary
 
 
 @pytest.mark.slow
@@ -150,15 +151,25 @@ def test_a_run_of_few_steps_says_so_before_it_starts(tmp_path: Path, tiny_data: 
     assert summary(run_dirs(tmp_path, "pretrain")[-1])["epochs_run"] == 8  # ceil(50 / 7) epochs
 
 
-def test_config_errors_do_not_import_torch(tmp_path: Path) -> None:
-    code = (
+@pytest.mark.parametrize(
+    ("args", "code", "said"),
+    [
+        (["pretrain", "optimizer.lr=-1"], 2, "optimizer.lr=-1 is not valid"),
+        (["pretrain", "--cfg", "job"], 0, "_target_: mnist_cli.models.cnn.CNNBackbone"),
+        (["finetune", "--help"], 0, "strategy: full"),
+    ],
+)
+def test_config_errors_help_and_printing_the_config_do_not_import_torch(
+    tmp_path: Path, args: list[str], code: int, said: str
+) -> None:
+    script = (
         "import sys\nfrom mnist_cli.cli import main\n"
-        "try:\n    main(['pretrain', 'optimizer.lr=-1'])\nexcept SystemExit as e:\n    assert e.code == 2, e.code\n"
+        f"try:\n    main({args!r})\nexcept SystemExit as e:\n    assert (e.code or 0) == {code}, e.code\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert "optimizer.lr=-1 is not valid" in result.stderr
+    assert said in result.stdout + result.stderr
 
 
 def test_hydra_flags_keep_working(tmp_path: Path) -> None:
@@ -173,6 +184,54 @@ def test_hydra_flags_keep_working(tmp_path: Path) -> None:
     assert not (tmp_path / "outputs").exists()  # neither ran a job
     top = mnist("--help", cwd=tmp_path)
     assert top.returncode == 0 and "Stages:" in top.stdout
+
+
+@pytest.mark.slow
+def test_a_model_option_of_ones_own_takes_a_shipped_ones_class_and_states_its_differences(
+    tmp_path: Path, tiny_data: Path
+) -> None:
+    mine = tmp_path / "my_conf" / "model"
+    mine.mkdir(parents=True)
+    (mine / "small_cnn.yaml").write_text("defaults: [cnn, _self_]\nchannels: [4, 8]\nhidden: 16\n")
+    (mine / "bare.yaml").write_text("name: cnn\nchannels: [4, 8]\nhidden: 16\n")  # names no backbone class
+    conf = [
+        "--config-dir",
+        str(tmp_path / "my_conf"),
+        f"dataset.root={tiny_data}",
+        "trainer.epochs=1",
+        "trainer.min_steps=0",
+    ]
+    done = mnist("pretrain", *conf, "model=small_cnn", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    [run] = run_dirs(tmp_path, "pretrain")
+    assert summary(run)["parameters"] < 10_000  # the 4-8 widths, not the shipped cnn's 0.11M
+    refused = mnist("pretrain", *conf, "model=bare", cwd=tmp_path)
+    assert refused.returncode == 2 and "model._target_ is not set" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1 and run_dirs(tmp_path, "pretrain") == [run]
+
+
+@pytest.mark.slow
+def test_a_bare_resume_continues_with_the_runs_own_choices(tmp_path: Path, tiny_data: Path) -> None:
+    """`resume=<run dir>` alone, of a run that chose other options than the defaults and whose
+    checkpoint names no backbone class (an older mnist's): the saved groups, not the defaults'."""
+    from mnist_cli.training.checkpoint import load_checkpoint, save_checkpoint
+
+    chosen = ["optimizer=sgd", "scheduler=cosine", *TINY_VIT, "trainer.epochs=2", "trainer.min_steps=0"]
+    done = mnist("pretrain", f"dataset.root={tiny_data}", *chosen, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    [run] = run_dirs(tmp_path, "pretrain")
+    last = run / "checkpoints" / "last.ckpt"
+    ckpt = load_checkpoint(last)
+    del ckpt["config"]["model"]["_target_"]
+    save_checkpoint(last, ckpt)
+    (run / "summary.json").write_text(json.dumps({**summary(run), "status": "interrupted"}))
+    resumed = mnist("pretrain", f"resume={run}", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    config = OmegaConf.load(run / "config.yaml")
+    assert config.optimizer._target_ == "torch.optim.SGD" and "betas" not in config.optimizer  # not adamw's
+    assert config.model.name == "vit" and "channels" not in config.model  # not cnn's
+    assert config.model._target_ == "mnist_cli.models.vit.ViTBackbone"  # the class its name stands for
+    assert config.scheduler == OmegaConf.load(run / ".hydra" / "config.yaml").scheduler
 
 
 @pytest.mark.slow

@@ -178,10 +178,18 @@ def test_a_checkpoint_whose_model_config_has_only_a_name_still_loads(tmp_path: P
     del old["model"]["_target_"], old["model"]["convs"]  # the model config of an older mnist
     old["model"]["channels"] = [4, 8]
     model = build_model(OmegaConf.create(old["model"] | {"_target_": cfg.model._target_, "convs": 1}), 10).eval()
-    ckpt = {"config": old, "num_classes": 10, "objective": "supervised", "model": model.state_dict()}
+    save_checkpoint(
+        tmp_path / "old.ckpt",
+        {"config": old, "num_classes": 10, "objective": "supervised", "model": model.state_dict()},
+    )
+    ckpt = load_checkpoint(tmp_path / "old.ckpt")
+    assert ckpt["config"]["model"]["_target_"] == "mnist_cli.models.cnn.CNNBackbone"  # what its name stands for
     rebuilt = model_from_checkpoint(ckpt).eval()
     x = torch.randn(2, 1, 28, 28)
     assert torch.equal(rebuilt(x), model(x))
+    finetune = compose_config("stage=finetune", "ckpt=x")
+    inherit_config(finetune, ckpt, ["ckpt=x"])  # what a finetune of it saves, and a resume rebuilds
+    assert finetune.model._target_ == "mnist_cli.models.cnn.CNNBackbone" and finetune.model.channels == [4, 8]
 
 
 def test_lora_merged_weights_give_the_adapted_models_outputs() -> None:

@@ -20,13 +20,19 @@ def validate(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key)
         if not rule(value):
             raise UserError(f"{key}={value!r} is not valid: it must be {want}; fix it with {key}=...")
+    for group, example in (("model", "cnn"), ("optimizer", "adamw"), ("scheduler", "onecycle")):
+        if not OmegaConf.select(cfg, f"{group}._target_"):  # an option of one's own (--config-dir) without one
+            raise UserError(
+                f"{group}._target_ is not set: name the class that builds it, or start your {group} option's "
+                f"file with `defaults: [{example}, _self_]` to take a shipped one's and state only what differs"
+            )
     if cfg.objective.name not in TASKS:
         raise UserError(
             f"objective.name={cfg.objective.name!r} is not valid: it must be one of the registered training tasks "
             f"({', '.join(TASKS)}); fix it with objective=..."
         )
 
-    if cfg.model.name == "vit" and cfg.model.dim % cfg.model.heads:
+    if "heads" in cfg.model and cfg.model.dim % cfg.model.heads:
         raise UserError(
             f"model.dim={cfg.model.dim} must be divisible by model.heads={cfg.model.heads}; change one of them"
         )

@@ -9,7 +9,6 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from mnist_cli.errors import UserError
 from mnist_cli.run_dir import RunDir
-from mnist_cli.training.checkpoint import load_checkpoint, resolve_checkpoint
 
 # What a resumed run may change: where its files are and how it runs, not what it learns.
 WHERE_AND_HOW = (
@@ -37,6 +36,8 @@ def same_value(cfg: DictConfig, saved: DictConfig, key: str) -> bool:
         return False
     given, before = plain(OmegaConf.select(cfg, key)), plain(OmegaConf.select(saved, key))
     if key in ("ckpt", "teacher") and isinstance(given, str):
+        from mnist_cli.training.checkpoint import resolve_checkpoint
+
         return str(resolve_checkpoint(given, cfg.outputs_root)) == before
     return given == before
 
@@ -44,14 +45,15 @@ def same_value(cfg: DictConfig, saved: DictConfig, key: str) -> bool:
 def resumed_config(cfg: DictConfig, run: RunDir, overrides: list[str]) -> tuple[DictConfig, dict[str, Any]]:
     """The config and last checkpoint of the run being resumed: its saved config, with this command's
     `overrides` (key=value) refused unless they only say where its files are and how it runs."""
+    from mnist_cli.training.checkpoint import load_checkpoint, over_defaults  # torch: not for --help
+
     summary = run.read_summary() or {}
     if summary.get("status") == "completed":
         raise UserError(
             f"resume={run.path}: that run already finished; start a new one or finetune it with ckpt={run.path}"
         )
     ckpt = load_checkpoint(run.last_ckpt)
-    # the saved config over this command's: keys a newer mnist added get their defaults
-    saved = OmegaConf.merge(OmegaConf.to_container(cfg, resolve=True), ckpt["config"])
+    saved = OmegaConf.create(over_defaults(OmegaConf.to_container(cfg, resolve=True), ckpt["config"]))
     if saved.stage.name != cfg.stage.name:
         raise UserError(
             f"resume={run.path} is a {saved.stage.name} run; resume it with `mnist {saved.stage.name} resume=...`"

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import io
 import pickle
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from mnist_cli.errors import UserError
@@ -54,11 +56,29 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise UserError(
             f"{path}: not an mnist checkpoint; pass a checkpoint written by `mnist pretrain` or `mnist finetune`"
         )
+    model = ckpt.get("config", {}).get("model", {})
+    if "name" in model and "_target_" not in model:  # saved before conf/model named the backbone class
+        model["_target_"] = shipped_model_class(model["name"])
     if ckpt.get("version") != VERSION:
         raise UserError(
             f"{path}: checkpoint version {ckpt.get('version')} is not supported (this mnist reads {VERSION})"
         )
     return ckpt
+
+
+def shipped_model_class(name: str) -> str:
+    """The backbone class that conf/model/<name>.yaml names."""
+    return yaml.safe_load((resources.files("mnist_cli.conf") / "model" / f"{name}.yaml").read_text())["_target_"]
+
+
+def over_defaults(default: Any, saved: Any) -> Any:
+    """A saved config (a checkpoint's) over the one this mnist composes, key by key, so that keys a
+    newer mnist added get their defaults; a group whose `_target_` differs from the default
+    option's (another model, optimizer or schedule) is the saved one whole, since its keys are its
+    class's arguments."""
+    if not (isinstance(default, dict) and isinstance(saved, dict)) or default.get("_target_") != saved.get("_target_"):
+        return saved
+    return {**default, **{key: over_defaults(default.get(key), value) for key, value in saved.items()}}
 
 
 def resolve_checkpoint(arg: str, outputs_root: str) -> Path:
@@ -118,21 +138,10 @@ def load_classifier_checkpoint(path: Path) -> dict[str, Any]:
     return ckpt
 
 
-# The backbone classes of checkpoints whose model config has only a name.
-BACKBONE_OF_OLD_CHECKPOINTS = {
-    "cnn": "mnist_cli.models.cnn.CNNBackbone",
-    "resnet18": "mnist_cli.models.resnet18.ResNet18Backbone",
-    "vit": "mnist_cli.models.vit.ViTBackbone",
-}
-
-
 def model_from_checkpoint(ckpt: dict[str, Any]) -> Classifier:
     """Rebuild the classifier from the config saved in the checkpoint and load its weights (of a
     self-supervised checkpoint: the backbone, and a head that was never trained)."""
-    saved = OmegaConf.create(ckpt["config"]["model"])
-    if "_target_" not in saved:  # saved before conf/model named the backbone class
-        saved._target_ = BACKBONE_OF_OLD_CHECKPOINTS[saved.name]
-    model = build_model(saved, ckpt["num_classes"])
+    model = build_model(OmegaConf.create(ckpt["config"]["model"]), ckpt["num_classes"])
     model.load_state_dict(ckpt["model"] if ckpt["objective"] == "supervised" else classifier_state(ckpt["model"]))
     return model
 
