@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 
 from mnist_cli.data.batches import BatchPrep
 from mnist_cli.data.datasets import load_split
-from mnist_cli.evaluation.metrics import calibration, fit_temperature, top_k_accuracy
+from mnist_cli.evaluation.metrics import calibration, fit_temperature, mistakes_first, top_k_accuracy
 from mnist_cli.evaluation.robustness import CORRUPTIONS, attacked_accuracy, corrupt, fgsm, pgd, tta_probabilities
 
 from conftest import fit
@@ -39,6 +39,12 @@ def test_calibration_error_of_a_known_case() -> None:
     # Confidence 1.0 counts in the last bin; a perfectly calibrated model scores 0.
     assert calibration(torch.eye(3), torch.arange(3), bins=5)["ece"] == pytest.approx(0.0)
     assert calibration(torch.eye(3), torch.arange(3), bins=5)["bins"][-1]["count"] == 3
+
+
+def test_mistakes_come_first_the_most_confident_first_then_the_right_answers() -> None:
+    probabilities = torch.tensor([[0.9, 0.1], [0.6, 0.4], [0.2, 0.8], [0.45, 0.55], [0.7, 0.3]])
+    labels = torch.tensor([0, 1, 0, 1, 1])  # wrong: 1 (p 0.6), 2 (0.8), 4 (0.7); right: 0 (0.9), 3 (0.55)
+    assert mistakes_first(probabilities, labels).tolist() == [2, 4, 1, 0, 3]
 
 
 def test_top_k_accuracy() -> None:

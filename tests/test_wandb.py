@@ -66,7 +66,8 @@ def tracked(run: Path) -> dict:
 
 
 def test_a_run_is_tracked_offline_with_its_config_epochs_results_and_files(tmp_path: Path, tiny_data: Path) -> None:
-    done = mnist("pretrain", f"dataset.root={tiny_data}", *FAST, *OFFLINE, cwd=tmp_path)
+    no_key = {"HOME": str(tmp_path), "WANDB_API_KEY": ""}  # logger.mode=auto finds no API key: offline
+    done = mnist("pretrain", f"dataset.root={tiny_data}", *FAST, "logger=wandb", cwd=tmp_path, env=no_key)
     assert done.returncode == 0, done.stderr
     [run] = run_dirs(tmp_path, "pretrain")
     recorded, seen = summary(run), tracked(run)

@@ -1,8 +1,9 @@
 """A trained model as one function from MNIST-like digits, uint8 (N, 28, 28), to class
 probabilities, float32 (N, classes): a checkpoint (run directory, .ckpt or latest) or an ensemble
 of them (ckpt=[a,b,c] or a sweep's folder: their probabilities averaged) through PyTorch,
-under the run's device and precision, or an exported .onnx file through onnxruntime. What
-`mnist predict` and `mnist serve` run, and what serve's GET /info tells about it."""
+under the run's device and precision, or an exported .onnx file through onnxruntime; for one
+checkpoint also its attribution maps (`explain`). What `mnist predict`, `mnist explain` and
+`mnist serve` run, and what serve's GET /info tells about it."""
 
 from __future__ import annotations
 

@@ -35,6 +35,13 @@ def classification_report(predictions: torch.Tensor, labels: torch.Tensor, num_c
     }
 
 
+def mistakes_first(probabilities: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Every image's index: the mistakes first, the most confident one first, then the right
+    answers, the most confident first (eval's gallery of the worst, explain's picks)."""
+    confidence, predicted = probabilities.max(1)
+    return (confidence + 2.0 * (predicted != labels)).argsort(descending=True)  # every mistake above every hit
+
+
 def top_k_accuracy(probabilities: torch.Tensor, labels: torch.Tensor, k: int) -> float:
     """Share of images whose true class is among the k most probable."""
     top = probabilities.topk(min(k, probabilities.shape[1]), dim=1).indices

@@ -100,11 +100,12 @@ def print_robustness(
 
 
 def print_predictions(rows: list[dict[str, Any]], title: str) -> None:
+    """predict's and explain's rows: file, label, confidence, the next classes; or the file's error."""
     table = Table(title=title, title_justify="left")
     for name in ("file", "label", "confidence", "next"):
         table.add_column(name, justify="right" if name == "confidence" else "left", overflow="fold")
     for row in rows:
-        if row["error"]:
+        if row.get("error"):
             table.add_row(row["file"], "[red]unreadable[/]", "", f"[red]{row['error']}[/]")
         else:
             table.add_row(row["file"], f"[bold]{row['label']}[/]", f"{row['confidence']:.4f}", row["next"])

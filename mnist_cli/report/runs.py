@@ -23,7 +23,6 @@ from mnist_cli.errors import UserError
 from mnist_cli.run_dir import csv_text, natural_key, unique_dir, write_text
 
 SKIP_DIRS = {".hydra", ".submitit", "checkpoints", "tensorboard"}
-FIGURES = ("confidently_wrong.csv", "embedding.png")  # eval's files that a report names
 HEADERS = {
     "best_val_acc": "val acc",
     "test_acc": "test acc",
@@ -44,9 +43,10 @@ class Run:
 
     @property
     def figures(self) -> str:
-        """What an eval run drew for a person to look at: its most confidently wrong images (a CSV)
-        and its map of the test set's features."""
-        return " ".join(name for name in FIGURES if (self.path / name).is_file())
+        """What an eval run drew for a person to look at, as its summary names them: its most
+        confidently wrong images (a CSV) and its map of the test set's features."""
+        embedding = self.summary.get("embedding") or {}
+        return " ".join(name for name in (self.summary.get("confidently_wrong"), embedding.get("file")) if name)
 
     @property
     def overrides(self) -> dict[str, str]:

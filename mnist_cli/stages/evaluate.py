@@ -1,7 +1,8 @@
 """`mnist eval ckpt=...`: measure a checkpoint on the test split (accuracy, top-k, per-class
 P/R/F1, calibration; with eval.* also TTA, adversarial attacks and corruptions); print it, write
 eval.json and draw the confusion matrix, the reliability diagram (before and after the fitted
-temperature) and the most confidently wrong images (also as confidently_wrong.csv).
+temperature), the most confidently wrong images (also as confidently_wrong.csv) and the test set's
+features in 2-D (embedding.png; all a self-supervised checkpoint, with no head to measure, gets).
 Several checkpoints (ckpt=[a,b,c] or a sweep's folder) are measured as an ensemble (the average of
 their probabilities), each member's own accuracy beside it."""
 
@@ -20,7 +21,7 @@ from mnist_cli.deploy.loading import load_inference
 from mnist_cli.errors import UserError
 from mnist_cli.evaluation.embedding import to_2d
 from mnist_cli.evaluation.inference import chunks, outputs
-from mnist_cli.evaluation.metrics import calibration, classification_report, top_k_accuracy
+from mnist_cli.evaluation.metrics import calibration, classification_report, mistakes_first, top_k_accuracy
 from mnist_cli.evaluation.robustness import Forward, attacked_accuracy, corrupted_accuracy, tta_probabilities
 from mnist_cli.models.calibrated import Calibrated, uncalibrated
 from mnist_cli.models.ensemble import Ensemble
@@ -184,8 +185,8 @@ def draw_figures(
         plots.reliability_diagram(before["bins"], before["ece"], drawn[-1])
     confidence, predicted = probabilities.max(1)
     labels = test.labels.cpu()
-    wrong = (predicted != labels).nonzero().flatten()
-    worst = wrong[confidence[wrong].argsort(descending=True)][: cfg.eval.worst_images]
+    mistakes = int((predicted != labels).sum())
+    worst = mistakes_first(probabilities, labels)[: min(mistakes, cfg.eval.worst_images)]
     if len(worst):
         rows = [
             {

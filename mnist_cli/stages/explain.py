@@ -9,6 +9,7 @@ explanations.csv."""
 from __future__ import annotations
 
 import io
+import logging
 from typing import Any
 
 import numpy as np
@@ -18,11 +19,14 @@ from omegaconf import DictConfig
 from mnist_cli.data.datasets import load_dataset
 from mnist_cli.deploy.predictor import load_predictor
 from mnist_cli.errors import UserError
+from mnist_cli.evaluation.metrics import mistakes_first
 from mnist_cli.report import plots
 from mnist_cli.report.console import print_predictions
 from mnist_cli.run_dir import RunDir, csv_text, write_bytes, write_text
 from mnist_cli.stages.job import task_overrides
 from mnist_cli.stages.predict import fill_answers, read_inputs
+
+log = logging.getLogger(__name__)
 
 
 def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str, Any]:
@@ -40,15 +44,22 @@ def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str
         rows, read = read_inputs(cfg)
         if not read:
             raise UserError(f"input={cfg.input}: no readable image there ({rows[0]['error'] if rows else 'no rows'})")
-        rows = [row for row in rows if not row["error"]]
+        errors = [row.pop("error") for row in rows]
+        unreadable = [row["file"] for row, error in zip(rows, errors) if error]
+        if unreadable:
+            log.warning("%d of the files are not readable images, left out: e.g. %s", len(unreadable), unreadable[0])
+        rows = [row for row, error in zip(rows, errors) if not error]
         digits = np.stack(read)
     else:
         test = load_dataset(cfg.dataset, cfg.preprocess, train=False).test
         images = test.images[:, 0].numpy()
-        everything = torch.from_numpy(predictor.predict_all(images, cfg.trainer.eval_batch_size))
-        chosen = pick_test_images(cfg.explain, everything, test.labels)
+        if cfg.explain.pick == "first":
+            chosen = torch.arange(min(cfg.explain.images, len(test)))
+        else:
+            everything = torch.from_numpy(predictor.predict_all(images, cfg.trainer.eval_batch_size))
+            chosen = mistakes_first(everything, test.labels)[: cfg.explain.images]
         truth = test.labels[chosen]
-        rows = [{"file": f"test #{i} (true {classes[test.labels[i]]})", "error": ""} for i in chosen.tolist()]
+        rows = [{"file": f"test #{i} (true {classes[test.labels[i]]})"} for i in chosen.tolist()]
         digits = images[chosen.numpy()]
 
     probabilities, maps, deltas = predictor.explain(digits)
@@ -57,7 +68,6 @@ def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str
     for n, row in enumerate(rows):
         row.update({"true": classes[truth[n]]} if truth is not None else {})
         row.update({"convergence_delta": round(float(deltas[n]), 5)} if deltas is not None else {})
-        row["error"] = row.pop("error")  # the last column
     write_text(run.path / "explanations.csv", csv_text(rows))
     arrays = {"inputs": digits, "maps": maps, "probabilities": probabilities.numpy()}
     arrays["predicted"] = probabilities.argmax(1).numpy()
@@ -81,16 +91,6 @@ def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str
         "images": len(rows),
         **({"mean_abs_convergence_delta": float(np.abs(deltas).mean())} if deltas is not None else {}),
     }
-
-
-def pick_test_images(cfg: DictConfig, probabilities: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """The test images to explain: the most confidently wrong first (then the most confidently
-    right, if there are fewer mistakes than cfg.images), or the first ones."""
-    if cfg.pick == "first":
-        return torch.arange(min(cfg.images, len(labels)))
-    confidence, predicted = probabilities.max(1)
-    rank = confidence + 2.0 * (predicted != labels).float()  # every mistake above every right answer
-    return torch.argsort(rank, descending=True)[: cfg.images]
 
 
 def caption(row: dict[str, Any], classes: list[str], probabilities: torch.Tensor) -> str:

@@ -5,7 +5,6 @@ runner (config/stages.py names it), and record the outcome in the run directory'
 from __future__ import annotations
 
 import importlib
-import logging
 import platform
 import signal
 import sys
@@ -26,8 +25,6 @@ from mnist_cli.run_dir import RunDir
 from mnist_cli.stages.resume import resumed_config
 from mnist_cli.training import distributed
 from mnist_cli.training.loggers import start_tracking
-
-log = logging.getLogger(__name__)
 
 
 def task_overrides() -> list[str]:

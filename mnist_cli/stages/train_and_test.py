@@ -165,9 +165,10 @@ def train_and_test(
     if not run.writable:  # another rank of a torchrun job: rank 0 tests and reports
         return {"best_val_acc": fit.best_val_acc}
 
-    model.load_state_dict(load_checkpoint(run.best_ckpt)["model"])
-    fits_temperature = OmegaConf.select(cfg, "calibrate", default=False) and cfg.objective.name == "supervised"
-    calibration = calibrate(cfg, trainer, model, val, run) if fits_temperature else {}
+    best = load_checkpoint(run.best_ckpt)
+    model.load_state_dict(best["model"])
+    fits_temperature = cfg.calibrate and cfg.objective.name == "supervised"
+    calibration = calibrate(cfg, trainer, model, val, run, best) if fits_temperature else {}
     tested = trainer.validate(model, train, data.test.to(device))  # self-supervised: k-NN accuracy
     train_time = sum(row["epoch_time_s"] for row in fit.history)
     target = cfg.trainer.target_accuracy
@@ -225,16 +226,18 @@ def train_and_test(
     return results
 
 
-def calibrate(cfg: DictConfig, trainer: Trainer, model: nn.Module, val: Split, run: RunDir) -> dict[str, float]:
-    """Fit the temperature of the best weights on the validation split (temperature scaling) and
-    keep it in best.ckpt, where eval, predict, serve and explain find it; its NLL before and after."""
+def calibrate(
+    cfg: DictConfig, trainer: Trainer, model: nn.Module, val: Split, run: RunDir, best: dict[str, Any]
+) -> dict[str, float]:
+    """Fit the temperature of the best weights (`model`, loaded from `best`: best.ckpt) on the
+    validation split (temperature scaling) and keep it in best.ckpt, where eval, predict, serve,
+    explain and export find it; its NLL before and after."""
     prep = BatchPrep(cfg.dataset)
     model.eval()
     with trainer.autocast():
         logits = outputs(lambda x: model(prep(x, train=False)), val.images, cfg.trainer.eval_batch_size).cpu()
     labels = val.labels.cpu()
     temperature = fit_temperature(logits, labels)
-    best = load_checkpoint(run.best_ckpt)
     save_checkpoint(run.best_ckpt, {**best, "temperature": temperature})
     return {
         "temperature": round(temperature, 4),

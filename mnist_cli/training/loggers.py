@@ -23,9 +23,14 @@ EpochCallback = Callable[[dict[str, Any], Any], None]
 ARTIFACTS = ("config.yaml", "summary.json", "metrics.csv", "eval.json", "skipped.txt")  # and every PNG
 
 
-def epoch_values(row: dict[str, Any]) -> dict[str, float]:
-    """A metrics row's numbers, without the epoch (the step) and what was not measured (None)."""
-    return {k: float(v) for k, v in row.items() if k != "epoch" and isinstance(v, (int, float))}
+def numbers(values: dict[str, Any], *leave_out: str) -> dict[str, float]:
+    """The numbers among `values` (a metrics row, a summary), without `leave_out` and what was not
+    measured (None) or is a flag."""
+    return {
+        k: float(v)
+        for k, v in values.items()
+        if k not in leave_out and isinstance(v, (int, float)) and not isinstance(v, bool)
+    }
 
 
 @contextmanager
@@ -37,12 +42,12 @@ def epoch_logger(cfg: DictConfig, run: RunDir) -> Iterator[EpochCallback | None]
     if cfg.name == "mlflow":  # the job's MLflow run is open (MlflowJob); step = epoch
         import mlflow
 
-        yield lambda row, model: mlflow.log_metrics(epoch_values(row), step=row["epoch"])
+        yield lambda row, model: mlflow.log_metrics(numbers(row, "epoch"), step=row["epoch"])
         return
     if cfg.name == "wandb":  # the job's W&B run is open (WandbJob); step = epoch
         import wandb
 
-        yield lambda row, model: wandb.log(epoch_values(row), step=row["epoch"])
+        yield lambda row, model: wandb.log(numbers(row, "epoch"), step=row["epoch"])
         return
     try:
         from torch.utils.tensorboard import SummaryWriter
@@ -53,7 +58,7 @@ def epoch_logger(cfg: DictConfig, run: RunDir) -> Iterator[EpochCallback | None]
     writer = SummaryWriter(log_dir=str(run.path / cfg.dir))
 
     def log_epoch(row: dict[str, Any], model: Any) -> None:
-        for key, value in epoch_values(row).items():
+        for key, value in numbers(row, "epoch").items():
             writer.add_scalar(key, value, global_step=row["epoch"])
         writer.flush()
 
@@ -65,15 +70,12 @@ def epoch_logger(cfg: DictConfig, run: RunDir) -> Iterator[EpochCallback | None]
 
 def git_commit() -> str | None:
     try:
-        found = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        found = subprocess.run(  # mnist-cli's own commit, when it runs from a git checkout
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     return found.stdout.strip() if found.returncode == 0 else None
-
-
-def final_numbers(summary: dict[str, Any]) -> dict[str, float]:
-    """The summary's numbers (test_acc, wall_time_s, ...), what a tracker records as final metrics."""
-    return {k: float(v) for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
 def final_labels(summary: dict[str, Any]) -> dict[str, str]:
@@ -128,7 +130,7 @@ class MlflowJob:
     def finish(self, summary: dict[str, Any]) -> None:
         """Log the summary's numbers, its status and the run's files, and close the MLflow run."""
         mlflow = self.mlflow
-        mlflow.log_metrics(final_numbers(summary))
+        mlflow.log_metrics(numbers(summary))
         mlflow.set_tags(final_labels(summary))
         for file in run_files(self.run):
             mlflow.log_artifact(str(file))
@@ -186,7 +188,7 @@ class WandbJob:
         """Put the summary's numbers and status in the W&B run's summary, save the run's files, finish it."""
         import wandb
 
-        self.active.summary.update({**final_numbers(summary), **final_labels(summary)})
+        self.active.summary.update({**numbers(summary), **final_labels(summary)})
         best = [self.run.best_ckpt] if self.cfg.logger.log_checkpoint and self.run.best_ckpt.is_file() else []
         for file in [*run_files(self.run), *best]:
             wandb.save(str(file), base_path=str(self.run.path), policy="now")
