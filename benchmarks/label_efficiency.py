@@ -2,7 +2,7 @@
 per method and K, the mean and spread (min-max) of the test accuracy and the CPU minutes a run took.
 
     python benchmarks/label_efficiency.py [--data ../shared/data/mnist] [--seeds 0 1 2]
-        [--labels 10 60 100 300] [--rows scratch contrastive+linear ...]
+        [--labels 10 60 100 300] [--rows scratch contrastive+linear ...] [--threads 1]
 
 The default labels per class are the standard protocol's 100 / 600 / 1,000 / 3,000 labels of the
 60,000 training images (the rest is the unlabeled pool).
@@ -91,7 +91,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--labels", type=int, nargs="+", default=[10, 60, 100, 300], help="labels per class")
     parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
+    parser.add_argument("--threads", type=int, help="trainer.num_threads of every run (two scripts side by side: 1)")
     args = parser.parse_args()
+    args.data = str(Path(args.data).resolve())  # the runs start in a temporary folder
 
     console = Console(width=200)
     accs: dict[tuple[str, int], list[float]] = {}
@@ -100,6 +102,8 @@ def main() -> None:
         cwd = Path(tmp)
         for seed in args.seeds:
             seeded = [f"dataset.root={args.data}", f"trainer.seed={seed}"]
+            if args.threads:
+                seeded.append(f"trainer.num_threads={args.threads}")
             pretrained = {}
             for method in dict.fromkeys(ROWS[row][0] for row in args.rows if ROWS[row][0]):
                 summary, seconds = mnist(cwd, "pretrain", *seeded, PRETRAIN[method])

@@ -82,6 +82,8 @@ def views_rules(prefix: str) -> dict[str, Rule]:
         f"{prefix}.erase_prob": PROBABILITY,
         f"{prefix}.erase_min": SHARE,
         f"{prefix}.erase_max": SHARE,
+        f"{prefix}.elastic_alpha": NON_NEGATIVE,
+        f"{prefix}.elastic_sigma": POSITIVE,
     }
 
 

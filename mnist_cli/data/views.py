@@ -1,6 +1,6 @@
 """Strongly augmented random views of image batches, made on the training device for the whole batch
-at once: a random resized crop with rotation (one affine_grid/grid_sample call), a Gaussian blur for
-some images, and a random erased rectangle for some. objective=contrastive contrasts two of them per
+at once: a random resized crop with rotation and, where elastic_alpha > 0, an elastic bend (one
+affine_grid/grid_sample call), a Gaussian blur for some images, and a random erased rectangle for some. objective=contrastive contrasts two of them per
 image; semi_supervised=fixmatch learns a pseudo-label from one. Their strengths are config blocks
 (objective.views, semi_supervised.strong)."""
 
@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
 
-from mnist_cli.data.batches import BatchPrep, Shard, affine
+from mnist_cli.data.batches import BatchPrep, Shard, affine, smoothed
 
 
 class Views:
@@ -40,7 +40,11 @@ class Views:
         side = uniform(cfg.crop_min_area, 1.0, n).sqrt()
         angle = uniform(-1, 1, n) * math.radians(cfg.max_rotate)
         center = uniform(-1, 1, n, 2) * (1 - side)[:, None]  # in [-1, 1] image coordinates
-        x = affine(x, angle, 1 / side, center * torch.tensor([w / 2, h / 2], device=x.device))
+        # drawn only when on, so views without bends keep their draws
+        field = (
+            cfg.elastic_alpha * smoothed(uniform(-1, 1, n, 2, h, w), cfg.elastic_sigma) if cfg.elastic_alpha else None
+        )
+        x = affine(x, angle, 1 / side, center * torch.tensor([w / 2, h / 2], device=x.device), field=field)
 
         if self.blur_kernel.device != x.device:
             self.blur_kernel = self.blur_kernel.to(x.device)  # once, not every batch
