@@ -8,11 +8,16 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
 from mnist_cli.config.compose import compose_config
+from mnist_cli.data.batches import BatchPrep
+from mnist_cli.data.split import Split
 from mnist_cli.stages.train_and_test import read_data
 from mnist_cli.training.checkpoint import load_checkpoint
-from mnist_cli.training.tasks.fixmatch import pseudo_label_loss
+from mnist_cli.training.tasks.base import Batch
+from mnist_cli.training.tasks.classification import Classification
+from mnist_cli.training.tasks.fixmatch import FixMatch, pseudo_label_loss
 
 from conftest import fit, keep_the_first_mid_epoch_checkpoint, metrics, mnist, run_dirs, summary, untimed
 
@@ -63,6 +68,36 @@ def test_the_threshold_takes_only_confident_pseudo_labels() -> None:
     assert loss.item() == pytest.approx(2 * torch.log(torch.tensor(3.0)).item() / 3)  # uniform guesses, mean over 3
     nothing, _, none_taken = pseudo_label_loss(strong, weak, threshold=1.0 + 1e-6)
     assert nothing.item() == 0 and not none_taken.any()
+
+
+class Answers(nn.Module):
+    """Always answers `digit`, surely; records whether it was called in training mode."""
+
+    def __init__(self, digit: int):
+        super().__init__()
+        self.digit, self.modes = digit, []
+        self.scale = nn.Parameter(torch.ones(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.modes.append(self.training)
+        return torch.nn.functional.one_hot(torch.full((len(x),), self.digit), 10).float() * 20 * self.scale
+
+
+@pytest.mark.parametrize(("teacher", "right"), [("model", 0), ("average", 16)])
+def test_the_teacher_gives_the_pseudo_labels(teacher: str, right: int) -> None:
+    """teacher=model: the weights being trained label the pool (here: all wrong); teacher=average:
+    the moving average does (all right), called in eval mode and left in training mode."""
+    cfg = compose_config("semi_supervised=fixmatch", "semi_supervised.ratio=2", f"semi_supervised.teacher={teacher}")
+    prep = BatchPrep(cfg.dataset)
+    pool = Split(torch.zeros(20, 1, 28, 28, dtype=torch.uint8), torch.full((20,), 3))
+    fixmatch = FixMatch(Classification(prep, 0.0), prep, pool, cfg.semi_supervised)
+    student, average = Answers(5), Answers(3)
+    labeled = Batch(torch.zeros(8, 1, 28, 28, dtype=torch.uint8), torch.zeros(8, dtype=torch.long), torch.Generator())
+    labeled.average = average.train()
+    fixmatch.loss(student, labeled)
+    counts = fixmatch.tallies()
+    assert (counts["pool_images"], counts["pseudo_labels"], counts["pseudo_labels_right"]) == (16, 16, right)
+    assert average.modes == ([False] if teacher == "average" else []) and average.training
 
 
 def test_fixmatch_resumes_mid_epoch_bit_identically(
@@ -121,6 +156,7 @@ def test_fixmatch_from_the_command_line_in_pretrain_and_finetune(tmp_path: Path,
         (["semi_supervised=fixmatch"], "there are none: keep a few labels with dataset.labels_per_class=10"),
         (["semi_supervised=fixmatch", "objective=contrastive"], "pretrain with one, then `mnist finetune"),
         ([*FIXMATCH, "semi_supervised.threshold=2"], "semi_supervised.threshold=2 is not valid"),
+        ([*FIXMATCH, "semi_supervised.teacher=average", "trainer.ema=false"], "add trainer.ema=true"),
         (["semi_supervised=fixmatch", "dataset.label_fraction=1.0"], "has no unlabeled image to learn from"),
     ],
 )

@@ -181,6 +181,7 @@ RULES: dict[str, Rule] = {
     "semi_supervised.ratio": whole(1),
     "semi_supervised.threshold": PROBABILITY,
     "semi_supervised.weight": NON_NEGATIVE,
+    "semi_supervised.teacher": choice("model", "average"),
     **views_rules("semi_supervised.strong"),
     "distill.alpha": PROBABILITY,
     "distill.temperature": POSITIVE,

@@ -69,6 +69,11 @@ def validate(cfg: DictConfig) -> None:
             f"semi_supervised={semi} learns from the training images without labels, and there are none: "
             "keep a few labels with dataset.labels_per_class=10 (or dataset.label_fraction=0.01)"
         )
+    if semi != "none" and cfg.semi_supervised.teacher == "average" and not cfg.trainer.ema:
+        raise UserError(
+            "semi_supervised.teacher=average takes the pseudo-labels from the moving average of the weights, "
+            "and none is kept: add trainer.ema=true (or semi_supervised.teacher=model)"
+        )
     if cfg.objective.name == "mae":
         if cfg.model.name != "vit":
             raise UserError(

@@ -251,9 +251,9 @@ class Trainer:
             last = i == len(micro_batches) - 1
             with contextlib.nullcontext() if p.ddp is None or last else p.ddp.no_sync():
                 with self.autocast():
-                    loss, correct = self.task.loss(
-                        p.forward, Batch(p.train.images[idx], p.train.labels[idx], self.generator, self.shard)
-                    )
+                    average = p.ema.module if p.ema is not None else None
+                    batch = Batch(p.train.images[idx], p.train.labels[idx], self.generator, self.shard, average)
+                    loss, correct = self.task.loss(p.forward, batch)
                 p.scaler.scale(loss / len(micro_batches)).backward()
             current.add(loss, correct, len(idx), self.task.tallies())
         if self.cfg.grad_clip is not None:

@@ -24,6 +24,7 @@ class Batch:
     labels: torch.Tensor  # (n,) int64
     generator: torch.Generator  # every random draw of the step (augmentation, views, masks, attacks)
     shard: tuple[int, int] = (0, 1)  # (rank, world): `images` are rows rank::world of the global batch
+    average: nn.Module | None = None  # the moving average of the weights (trainer.ema), when one is kept
 
 
 class Task(ABC):

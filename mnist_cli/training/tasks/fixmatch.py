@@ -2,7 +2,8 @@
 images. It wraps the supervised task (classification, or distillation from a teacher): each step adds
 to the labeled batch's loss a loss on `ratio` times as many pool images. A weakly augmented view of
 each (the data set's own augmentation, as in supervised training) gives a pseudo-label where the
-model's top class probability reaches `threshold`; a strongly augmented view of the same image
+model's top class probability reaches `threshold` (`teacher=average`: the moving average of the
+weights gives it, in eval mode, instead of the weights being trained); a strongly augmented view of the same image
 (data/views.py) learns that label, with weight `weight`.
 
 The pool images of a step are drawn at random (with replacement) from the run's generator, whose
@@ -32,6 +33,7 @@ class FixMatch(Task):
         self.prep = prep
         self.pool = pool  # on the training device
         self.ratio, self.threshold, self.weight = cfg.ratio, cfg.threshold, cfg.weight
+        self.teacher = cfg.teacher
         self.strong = Views(cfg.strong, prep)
         self.counts: dict[str, torch.Tensor] = {}
 
@@ -42,8 +44,12 @@ class FixMatch(Task):
         # the global batch's draw, this rank's rows of it (like the augmentation's draws)
         idx = torch.randint(len(self.pool), (n * world,), device=device, generator=batch.generator)[rank::world]
         images = self.pool.images[idx]
+        weak = self.prep(images, train=True, generator=batch.generator, shard=batch.shard)
         with torch.no_grad():
-            weak = forward(self.prep(images, train=True, generator=batch.generator, shard=batch.shard))
+            if self.teacher == "average":
+                weak = in_eval_mode(batch.average, weak)
+            else:
+                weak = forward(weak)
             weak = weak.float().softmax(1)
         strong = self.strong(images, batch.generator, batch.shard)
         strong_logits = []
@@ -76,6 +82,16 @@ class FixMatch(Task):
             "pseudo_label_rate": taken / sums["pool_images"],
             "pseudo_label_acc": sums["pseudo_labels_right"] / taken if taken else None,
         }
+
+
+def in_eval_mode(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """model(x) with dropout off and BatchNorm's running statistics (the model's mode restored)."""
+    was_training = model.training
+    model.eval()
+    try:
+        return model(x)
+    finally:
+        model.train(was_training)
 
 
 def pseudo_label_loss(
