@@ -1,9 +1,9 @@
-"""Run training recipes over seeds and precisions and print the spread: min / mean / max test accuracy
-and wall time of the whole `mnist pretrain` command, per recipe and precision. An accuracy claim is
-only as good as its worst seed.
+"""Run training recipes over seeds and precisions and print the spread: min / mean / max test accuracy,
+wall time of the whole `mnist pretrain` command and training images/s (the mean over seeds), per
+recipe and precision. An accuracy claim is only as good as its worst seed.
 
     python benchmarks/recipes.py [--data ../shared/data/mnist] [--seeds 0 1 2 3 4]
-        [--precisions auto fp32] [--recipe NAME="override override ..."]... [--ensemble]
+        [--precisions auto fp32] [--recipe NAME="override override ..."]... [--ensemble] [--threads 1]
 
 Without --recipe: the default recipe (`mnist pretrain`, dataset.root only). Each --recipe is a name
 and the overrides it adds, e.g. --recipe record="experiment=cnn_record". --ensemble: also the test
@@ -73,6 +73,7 @@ def main() -> None:
     parser.add_argument("--precisions", nargs="+", default=["auto", "fp32"])
     parser.add_argument("--recipe", action="append", default=[], metavar='NAME="OVERRIDES"')
     parser.add_argument("--ensemble", action="store_true", help="also each row's seeds as one ensemble")
+    parser.add_argument("--threads", type=int, help="trainer.num_threads of every run (two scripts side by side: 1)")
     args = parser.parse_args()
     args.data = str(Path(args.data).resolve())  # the runs start in a temporary folder
     recipes = {"default": []}
@@ -82,6 +83,7 @@ def main() -> None:
     console = Console(width=200)
     table = Table(title=f"mnist pretrain on {args.data}, seeds {' '.join(map(str, args.seeds))}; {cpu_name()}")
     columns = ["recipe", "precision", "test acc min", "mean", "max", "per seed", "best epochs", "wall s min-max"]
+    columns += ["train img/s"]
     for column in columns + (["ensemble"] if args.ensemble else []):
         table.add_column(column, justify="left" if column in ("recipe", "per seed", "best epochs") else "right")
     with tempfile.TemporaryDirectory() as tmp:
@@ -90,6 +92,7 @@ def main() -> None:
                 runs = []
                 for seed in args.seeds:
                     extra = [f"dataset.root={args.data}", f"trainer.precision={precision}", f"trainer.seed={seed}"]
+                    extra += [f"trainer.num_threads={args.threads}"] if args.threads else []
                     runs.append(run(Path(tmp), [*overrides, *extra]))
                     console.print(
                         f"{name} {precision} seed {seed}: {runs[-1]['test_acc']:.2%} in {runs[-1]['wall_s']:.1f} s"
@@ -105,6 +108,7 @@ def main() -> None:
                     " ".join(f"{a:.2%}" for a in accs),
                     " ".join(str(r["best_epoch"]) for r in runs),
                     f"{min(walls):.1f}-{max(walls):.1f}",
+                    f"{statistics.mean(r['images_per_s'] for r in runs):,.0f}",
                     *([f"{ensemble_accuracy(Path(tmp), runs):.2%}"] if args.ensemble else []),
                 )
     console.print(table)
