@@ -1,7 +1,8 @@
 """Strongly augmented random views of image batches, made on the training device for the whole batch
 at once: a random resized crop with rotation and, where elastic_alpha > 0, an elastic bend (one
-affine_grid/grid_sample call), a Gaussian blur for some images, and a random erased rectangle for some. objective=contrastive contrasts two of them per
-image; semi_supervised=fixmatch learns a pseudo-label from one. Their strengths are config blocks
+affine_grid/grid_sample call), a Gaussian blur for some images, and a random erased rectangle for
+some. objective=contrastive contrasts two of them per image; semi_supervised=fixmatch learns a
+pseudo-label from one. Their strengths are config blocks
 (objective.views, semi_supervised.strong)."""
 
 from __future__ import annotations

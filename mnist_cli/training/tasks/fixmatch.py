@@ -3,8 +3,8 @@ images. It wraps the supervised task (classification, or distillation from a tea
 to the labeled batch's loss a loss on `ratio` times as many pool images. A weakly augmented view of
 each (the data set's own augmentation, as in supervised training) gives a pseudo-label where the
 model's top class probability reaches `threshold` (`teacher=average`: the moving average of the
-weights gives it, in eval mode, instead of the weights being trained); a strongly augmented view of the same image
-(data/views.py) learns that label, with weight `weight`.
+weights gives it, in eval mode, instead of the weights being trained); a strongly augmented view of
+the same image (data/views.py) learns that label, with weight `weight`.
 
 The pool images of a step are drawn at random (with replacement) from the run's generator, whose
 state every checkpoint keeps, so a resumed run draws the very same ones. The pool's labels never
