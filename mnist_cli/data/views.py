@@ -2,8 +2,7 @@
 at once: a random resized crop with rotation and, where elastic_alpha > 0, an elastic bend (one
 affine_grid/grid_sample call), a Gaussian blur for some images, and a random erased rectangle for
 some. objective=contrastive contrasts two of them per image; semi_supervised=fixmatch learns a
-pseudo-label from one. Their strengths are config blocks
-(objective.views, semi_supervised.strong)."""
+pseudo-label from one. Their strengths are config blocks (objective.views, semi_supervised.strong)."""
 
 from __future__ import annotations
 
