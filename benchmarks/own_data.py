@@ -107,10 +107,12 @@ def finetune(args: argparse.Namespace, console: Console) -> None:
         mnist_run = run(Path(tmp), [f"dataset.root={args.data}"])
         console.print(f"MNIST model: {mnist_run['test_acc']:.2%} on MNIST's test set")
         start = f"ckpt={mnist_run['run_dir']}"
+        epochs = compose_config().trainer.epochs  # a fresh model's
+        finetune_epochs = compose_config("stage=finetune").trainer.epochs
         for name, stage, extra in (
-            ("from scratch (mnist pretrain: 7 epochs)", "pretrain", []),
-            ("finetuned from MNIST (mnist finetune: 3 epochs)", "finetune", [start]),
-            ("finetuned from MNIST, trainer.epochs=7", "finetune", [start, "trainer.epochs=7"]),
+            (f"from scratch (mnist pretrain: {epochs} epochs)", "pretrain", []),
+            (f"finetuned from MNIST (mnist finetune: {finetune_epochs} epochs)", "finetune", [start]),
+            (f"finetuned from MNIST, trainer.epochs={epochs}", "finetune", [start, f"trainer.epochs={epochs}"]),
         ):
             runs = [run(Path(tmp), [*folder, *extra, f"trainer.seed={seed}"], stage) for seed in args.seeds]
             accs, walls = [r["test_acc"] for r in runs], [r["wall_s"] for r in runs]
