@@ -63,6 +63,23 @@ def test_experiment_presets_override_the_groups() -> None:
     assert cfg.trainer.batch_size == 512 and cfg.optimizer.lr == 2e-2 and cfg.trainer.seed == 0
 
 
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["experiment=cnn_record"],
+        ["experiment=fashion"],
+        ["experiment=cnn_large_batch"],
+        ["experiment=cnn_contrastive"],
+        ["semi_supervised=fixmatch"],
+        ["stage=finetune"],
+    ],
+)
+def test_recipes_tuned_with_light_weight_decay_keep_it_under_the_defaults(overrides: list[str]) -> None:
+    assert compose_config().optimizer.weight_decay == 0.2  # the default CNN's
+    assert compose_config(*overrides).optimizer.weight_decay == 5e-4
+    assert compose_config(*overrides, "optimizer.weight_decay=0.01").optimizer.weight_decay == 0.01
+
+
 def test_finetune_stage_lowers_the_learning_rate() -> None:
     assert compose_config("stage=finetune").optimizer.lr < compose_config("stage=pretrain").optimizer.lr
 
