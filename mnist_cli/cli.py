@@ -11,8 +11,8 @@ import sys
 import tempfile
 
 from mnist_cli import __version__
-from mnist_cli.config.arguments import hydra_argv, is_sweep
-from mnist_cli.config.checks import check_config, check_group_choices, check_resume_arg
+from mnist_cli.config.arguments import CommandLine, read_command_line
+from mnist_cli.config.checks import check_config
 from mnist_cli.config.compose import groups, options
 from mnist_cli.config.stages import stages
 from mnist_cli.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, UserError
@@ -74,18 +74,18 @@ def fail(message: str, code: int = EXIT_USAGE) -> None:
     sys.exit(code)
 
 
-def torchrun_args(stage: str, args: list[str]) -> list[str]:
+def under_torchrun(line: CommandLine) -> CommandLine:
     """Under torchrun, every rank runs this command; rank 0 alone makes and writes the run
     directory, the others keep no record (their Hydra output goes nowhere)."""
-    if is_sweep(args):
+    if line.sweep:
         fail("sweeps (-m) do not run under torchrun; run each job with torchrun, or sweep without it")
-    if stages()[stage].one_process:
-        fail(f"{stage} runs in one process; run it without torchrun")
+    if stages()[line.stage].one_process:
+        fail(f"{line.stage} runs in one process; run it without torchrun")
     if distributed.is_main():
-        return args
-    resume = [arg.removeprefix("resume=") for arg in args if arg.startswith("resume=")]
+        return line
+    resume = [arg.removeprefix("resume=") for arg in line.overrides if arg.startswith("resume=")]
     scratch = resume[-1] if resume else tempfile.gettempdir()  # Hydra makes this folder; nothing is written in it
-    return [*args, f"hydra.run.dir={scratch}", "hydra.output_subdir=null", "hydra/job_logging=disabled"]
+    return line.with_overrides(f"hydra.run.dir={scratch}", "hydra.output_subdir=null", "hydra/job_logging=disabled")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -109,11 +109,10 @@ def main(argv: list[str] | None = None) -> None:
         fail(f"unknown stage '{stage}': use one of {', '.join([*stages(), *COMMANDS])} (see `mnist --help`)")
     raise_on_sigterm()
     try:
-        check_group_choices(args)
-        check_resume_arg(args)
+        line = read_command_line(stage, args)
         if distributed.world_size() > 1:
-            args = torchrun_args(stage, args)
-        check_config(stage, args)
+            line = under_torchrun(line)
+        check_config(line)
 
         import hydra
 
@@ -122,7 +121,7 @@ def main(argv: list[str] | None = None) -> None:
         from mnist_cli.stages.job import run_job
 
         register_resolvers()
-        sys.argv = [sys.argv[0], *hydra_argv(stage, args)]
+        sys.argv = [sys.argv[0], *line.hydra_argv()]
         hydra.main(version_base="1.3", config_path="pkg://mnist_cli.conf", config_name="config")(run_job)()
     except UserError as e:
         fail(str(e))

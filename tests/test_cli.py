@@ -186,6 +186,29 @@ def test_hydra_flags_keep_working(tmp_path: Path) -> None:
     assert top.returncode == 0 and "Stages:" in top.stdout
 
 
+@pytest.mark.parametrize(
+    ("args", "code", "said"),
+    [
+        (["pretrain", "dataset.root=~/mnist-data", "--cfg", "job"], 0, f"root: {Path.home()}/mnist-data"),
+        (["pretrain", "--info"], 0, "Installed Hydra Plugins"),
+        (["pretrain", "-i", "defaults"], 0, "Defaults List"),
+        (["pretrain", "--hydra-help"], 0, "== Flags =="),
+        (["pretrain", "--cfg", "hydra"], 0, "mnist_run_dir"),
+        (["pretrain", "--cfg", "job", "--resolve"], 0, "root: ~/.cache/mnist-cli"),
+        (["pretrain", "--resolve"], 2, "--resolve resolves the job's config that --cfg job prints"),
+        (["pretrain", "--cfg", "all", "--resolve"], 2, "--resolve resolves the job's config"),
+        (["pretrain", "--shell-completion", "install=bash"], 2, "shell completion is not supported"),
+        (["pretrain", "--config-dir", "nowhere"], 2, "--config-dir nowhere: no such folder"),
+    ],
+)
+def test_hydra_flags_work_or_are_refused_in_one_line(tmp_path: Path, args: list[str], code: int, said: str) -> None:
+    result = mnist(*args, cwd=tmp_path)
+    assert result.returncode == code and said in result.stdout + result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "outputs").exists()  # nothing ran, nothing was made
+    if code:
+        assert result.stderr.count("\n") == 1 and result.stderr.startswith("mnist: error: ")
+
+
 @pytest.mark.slow
 def test_a_model_option_of_ones_own_takes_a_shipped_ones_class_and_states_its_differences(
     tmp_path: Path, tiny_data: Path

@@ -12,7 +12,7 @@ from hydra.utils import get_class, get_method
 from omegaconf import OmegaConf
 
 from mnist_cli.cli import usage
-from mnist_cli.config.arguments import hydra_argv
+from mnist_cli.config.arguments import read_command_line
 from mnist_cli.config.checks import check_group_choices
 from mnist_cli.config.compose import compose_config, config_dir, groups, options
 from mnist_cli.config.rules import RULES, choice, number, optional, whole
@@ -141,25 +141,26 @@ def test_finetune_without_a_checkpoint_is_refused() -> None:
 
 
 def test_hydra_flags_move_before_the_overrides() -> None:
-    args = ["a=1", "-m", "b=2,3", "--cfg", "job", "--info", "c=4", "--config-dir", "my/conf"]
-    assert hydra_argv("pretrain", args) == [
+    args = ["a=1", "-m", "b=2,3", "--info", "c=~/data", "--config-dir", "."]
+    assert read_command_line("pretrain", args).hydra_argv() == [
         "-m",
-        "--cfg",
-        "job",
         "--info",
+        "all",  # --info's topic, so that Hydra does not read stage=pretrain as one
         "--config-dir",
-        "my/conf",
+        ".",
         "stage=pretrain",
         "a=1",
         "b=2,3",
-        "c=4",
+        f"c={Path.home()}/data",  # ~ expanded, as a shell expands it in VAR=~/data
     ]
 
 
 def test_unknown_group_option_names_the_choices() -> None:
     with pytest.raises(UserError, match="unknown model 'vgg': choose one of cnn"):
-        check_group_choices(["model=vgg"])
-    check_group_choices(["optimizer=adam,sgd", "trainer.epochs=3"])  # a sweep of real options passes
+        check_group_choices(read_command_line("pretrain", ["model=vgg"]))
+    check_group_choices(
+        read_command_line("pretrain", ["optimizer=adam,sgd", "trainer.epochs=3"])
+    )  # a sweep of real options passes
 
 
 def test_help_lists_stages_groups_and_options_without_importing_torch() -> None:

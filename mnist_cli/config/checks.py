@@ -7,14 +7,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from mnist_cli.config.arguments import is_sweep, split_args
+from mnist_cli.config.arguments import CommandLine
 from mnist_cli.config.compose import compose_config, groups, options
 from mnist_cli.errors import UserError
 
 
-def check_resume_arg(args: list[str]) -> None:
+def check_resume_arg(overrides: tuple[str, ...]) -> None:
     """Refuse `resume=<dir>` before Hydra would create that directory."""
-    for arg in args:
+    for arg in overrides:
         if arg.startswith("resume=") and arg != "resume=null":
             path = Path(arg.removeprefix("resume=")).expanduser()
             if not (path / "checkpoints" / "last.ckpt").is_file():
@@ -24,13 +24,13 @@ def check_resume_arg(args: list[str]) -> None:
                 )
 
 
-def check_group_choices(args: list[str]) -> None:
+def check_group_choices(line: CommandLine) -> None:
     """Refuse `group=option` for an option that has no YAML file, naming the ones that exist.
     Sweep syntax (`a,b`) is checked value by value; Hydra's sweep functions and --config-dir
     (which may add options) are left to Hydra."""
-    if any(arg in ("--config-dir", "-cd") or arg.startswith("--config-dir=") for arg in args):
+    if line.config_dirs:
         return
-    for arg in args:
+    for arg in line.overrides:
         group, sep, value = arg.lstrip("+~").partition("=")
         if not sep or group not in groups() or "(" in value:
             continue
@@ -46,13 +46,6 @@ PLUGINS = {
     "hydra/sweeper/optuna": ("hparams_search=optuna", "optuna"),
     "hydra/launcher/submitit": ("launcher=submitit_local|slurm", "cluster"),
 }
-
-
-# Flags after which Hydra prints something and exits: nothing to check.
-PRINT_FLAGS = {"--help", "-h", "--hydra-help", "--info", "-i", "--shell-completion", "-sc"}
-# Flags that make Hydra compose another config than mnist's, which neither this check nor the stages
-# would know; --config-dir (more options for the groups) is the way to bring your own configs.
-OTHER_CONFIG_FLAGS = {"--config-path", "-cp", "--config-name", "-cn", "--experimental-rerun"}
 
 
 def first_job(overrides: list[str]) -> list[str]:
@@ -102,38 +95,29 @@ def check_writable(root: Path) -> None:
         )
 
 
-def check_config(stage: str, args: list[str]) -> None:
+def check_config(line: CommandLine) -> None:
     """Compose and validate the config the way the job will, so a typo, a bad value or an
     unwritable outputs_root ends in one line before Hydra creates a run directory. The job itself
     validates again only in a sweep, whose jobs' values this check does not see."""
-    flags = {arg.partition("=")[0] for arg in args}
-    if flags & OTHER_CONFIG_FLAGS:
-        raise UserError(
-            f"{sorted(flags & OTHER_CONFIG_FLAGS)[0]} is not supported: mnist composes its own conf/; "
-            "add your own options with --config-dir DIR (DIR/<group>/<option>.yaml)"
-        )
-    if flags & PRINT_FLAGS:
-        return
-    modes = {"-m": "-m", "--multirun": "-m", "--cfg": "--cfg", "-c": "--cfg"}
-    if len({modes[arg] for arg in args if arg in modes}) > 1:
-        raise UserError("-m and --cfg do not go together: use one of them")
+    check_group_choices(line)
+    check_resume_arg(line.overrides)
+    if line.hydra_words:
+        return  # --info, --hydra-help: Hydra's own words, no config of ours to check
     from omegaconf import OmegaConf
 
     from mnist_cli.config.validate import validate
 
-    flags, overrides = split_args(args)
-    overrides = [f"stage={stage}", *overrides]
-    config_dirs = [value for flag, value in zip(flags, flags[1:]) if flag in ("--config-dir", "-cd")]
-    config_dirs += [a.partition("=")[2] for a in flags if a.startswith("--config-dir=")]
-    sweep = is_sweep(flags)
+    stage, sweep = line.stage, line.sweep
+    overrides = [f"stage={stage}", *line.overrides]
     for group in ("hparams_search", "launcher"):
         if not sweep and any(o.startswith(f"{group}=") and o != f"{group}=null" for o in overrides):
             raise UserError(f"{group}=... is for sweeps: add -m (mnist {stage} -m {group}=...)")
     try:
         if sweep:  # each job validates its own values; a bad one fails that job alone
             overrides = first_job(overrides)
-        if config_dirs:
-            overrides.append(f"hydra.searchpath=[{','.join('file://' + str(Path(d).resolve()) for d in config_dirs)}]")
+        if line.config_dirs:
+            found = ",".join("file://" + str(Path(d).expanduser().resolve()) for d in line.config_dirs)
+            overrides.append(f"hydra.searchpath=[{found}]")
         cfg = compose_config(*overrides)
         if not sweep:
             validate(cfg)  # first: a bad finetune.strategy is named, not the optimizer.lr that reads it

@@ -39,10 +39,12 @@ def download(cfg: DictConfig) -> None:
                 str(root), train=train, download=True, **OmegaConf.to_container(cfg.download_args, resolve=True)
             )
     except Exception as e:  # torchvision raises RuntimeError or URLError variants when offline
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        # torchvision's message is a header and, per mirror, "Tried <url>, got:" and the error
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        reason = lines[-1] if lines else type(e).__name__
         raise UserError(
-            f"{cfg.name}: files not found in {root} and the download failed ({reason}); "
-            f"copy the IDX files there or set dataset.root=<folder with them>"
+            f"dataset={cfg.name}: the IDX files are not in {root} and downloading them failed ({reason}); "
+            f"copy the files there or set dataset.root=<folder with them>"
         ) from None
 
 
