@@ -15,7 +15,7 @@ from mnist_cli.config.arguments import CommandLine, read_command_line
 from mnist_cli.config.checks import check_config
 from mnist_cli.config.compose import groups, options
 from mnist_cli.config.stages import stages
-from mnist_cli.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, UserError
+from mnist_cli.errors import EXIT_INTERRUPTED, EXIT_USAGE, UserError, error_line
 from mnist_cli.training import distributed
 from mnist_cli.training.interrupts import raise_on_sigterm
 
@@ -70,7 +70,7 @@ def usage() -> str:
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> None:
-    print(f"mnist: error: {message}", file=sys.stderr)
+    print(error_line(message), file=sys.stderr)
     sys.exit(code)
 
 
@@ -107,22 +107,21 @@ def main(argv: list[str] | None = None) -> None:
         return
     if stage not in stages():
         fail(f"unknown stage '{stage}': use one of {', '.join([*stages(), *COMMANDS])} (see `mnist --help`)")
+    if "--help" in args or "-h" in args:
+        from mnist_cli.config.help import help_text
+
+        try:
+            print(help_text(stage, args), end="")
+        except KeyError as e:
+            fail(f"--help {e.args[0]}: not a config group; use one of {', '.join(stages()[stage].groups)} or all")
+        return
     raise_on_sigterm()
     try:
         line = read_command_line(stage, args)
         if distributed.world_size() > 1:
             line = under_torchrun(line)
         check_config(line)
-
-        import hydra
-
-        from mnist_cli.config.resolvers import register_resolvers
-        from mnist_cli.report.sweeps import failed_jobs
-        from mnist_cli.stages.job import run_job
-
-        register_resolvers()
-        sys.argv = [sys.argv[0], *line.hydra_argv()]
-        hydra.main(version_base="1.3", config_path="pkg://mnist_cli.conf", config_name="config")(run_job)()
+        run_with_hydra(line)
     except UserError as e:
         fail(str(e))
     except KeyboardInterrupt as e:
@@ -130,8 +129,23 @@ def main(argv: list[str] | None = None) -> None:
             "interrupted; the run keeps its last complete checkpoint: continue it with resume=<run dir>",
             getattr(e, "exit_code", EXIT_INTERRUPTED),
         )
-    if failed_jobs:
-        fail(f"{len(failed_jobs)} job(s) failed: " + "; ".join(failed_jobs), EXIT_FAILED)
+
+
+def run_with_hydra(line: CommandLine) -> None:
+    """Hydra composes the config and runs the job (stages/job.py), or each job of a sweep; a sweep
+    with failed jobs ends in EXIT_FAILED (report/sweeps.py)."""
+    import hydra
+
+    from mnist_cli.config.resolvers import register_resolvers
+    from mnist_cli.stages.job import run_job
+
+    register_resolvers()
+    argv = sys.argv
+    sys.argv = [argv[0], *line.hydra_argv()]  # where Hydra's parser reads the command line
+    try:
+        hydra.main(version_base="1.3", config_path="pkg://mnist_cli.conf", config_name="config")(run_job)()
+    finally:
+        sys.argv = argv
 
 
 if __name__ == "__main__":

@@ -9,6 +9,11 @@ EXIT_FAILED = 1  # one or more jobs of a sweep failed
 EXIT_INTERRUPTED = 128 + signal.SIGINT
 
 
+def error_line(message: str) -> str:
+    """How the command says what went wrong: one line on stderr."""
+    return f"mnist: error: {message}"
+
+
 class UserError(Exception):
     """Something the user can fix. The message is one line: what is wrong and how to fix it."""
 

@@ -28,27 +28,19 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from omegaconf import DictConfig
 
-_reserved: dict[str, str] = {}
-
 
 def unique_dir(base: str) -> str:
-    """Create `base` (or `base_1`, `base_2`, ... when taken) and return its path.
-
-    The directory is made with an atomic mkdir, so two runs started in the same second never
-    share one. Repeated calls in a process return the same directory.
-    """
-    if base not in _reserved:
-        Path(base).parent.mkdir(parents=True, exist_ok=True)
-        n = 0
-        while True:
-            path = base if n == 0 else f"{base}_{n}"
-            try:
-                os.mkdir(path)
-                break
-            except FileExistsError:
-                n += 1
-        _reserved[base] = path
-    return _reserved[base]
+    """Create `base` (or `base_1`, `base_2`, ... when taken) and return its path. The directory is
+    made with an atomic mkdir, so two runs started in the same second never share one."""
+    Path(base).parent.mkdir(parents=True, exist_ok=True)
+    n = 0
+    while True:
+        path = base if n == 0 else f"{base}_{n}"
+        try:
+            os.mkdir(path)
+            return path
+        except FileExistsError:
+            n += 1
 
 
 def natural_key(path: str | Path) -> list:

@@ -1,25 +1,33 @@
-"""What a config group names with `_target_` (the optimizer, scheduler and model groups): the class
-or function itself, and the group's other keys as its arguments."""
+"""Building what a config group option names with `_target_` (the model, optimizer and schedule,
+the objective, the semi-supervised method, the tracker, the data set's reader, the stage's run):
+Hydra's instantiate, called with the arguments that come from the run, its errors said in one line."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import inspect
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from mnist_cli.errors import UserError
 
 
-def knobs(cfg: DictConfig, *leave_out: str) -> dict[str, Any]:
-    """A group's keys as plain Python arguments, without `_target_` and `leave_out`."""
-    return {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k not in ("_target_", *leave_out)}
+def build(node: DictConfig, *args: Any, **kwargs: Any) -> Any:
+    """node's `_target_` called with node's other keys (as plain Python values) and `args`/`kwargs`.
+    A target that cannot be imported, or that does not take these arguments, is a UserError naming
+    the key to fix; what the target itself raises goes through unchanged."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
 
-
-def target(cfg: DictConfig, group: str, get: Callable[[str], Any]) -> Any:
-    """cfg._target_ imported with `get` (hydra.utils.get_class or get_method)."""
-    name = cfg._target_
+    key = node._get_full_key(None) or "config"
     try:
-        return get(name)
-    except Exception as e:  # Hydra's ImportError variants
-        raise UserError(f"{group}._target_={name} cannot be imported ({e}); name an importable one") from None
+        made = instantiate(node, _partial_=True, _convert_="all")
+    except InstantiationException as e:
+        raise UserError(
+            f"{key}._target_={node.get('_target_')} cannot be imported ({str(e).splitlines()[0]}); name an importable one"
+        ) from None
+    try:
+        inspect.signature(made.func).bind(*made.args, *args, **{**made.keywords, **kwargs})
+    except TypeError as e:
+        raise UserError(f"{key}: {node._target_} does not take these arguments ({e}); fix the {key}.* values") from None
+    return made(*args, **kwargs)

@@ -26,10 +26,9 @@ from mnist_cli.data.idx import write_idx
 from mnist_cli.data.split import Split
 from mnist_cli.models import build_model
 from mnist_cli.run_dir import RunDir
-from mnist_cli.stages.train_and_test import read_data, training_task
+from mnist_cli.stages.training import read_splits, training_task
 from mnist_cli.training.checkpoint import save_checkpoint
 from mnist_cli.training.optim import build_optimizer, build_scheduler
-from mnist_cli.training.tasks import build_learner
 from mnist_cli.training.trainer import Trainer
 
 # A folder with the four real MNIST files; a relative path is read from where pytest was started
@@ -222,17 +221,16 @@ def fit(
     fast = FAST if not any(o.startswith("model=") for o in overrides) else FAST[:3]  # FAST[3:] are the CNN's
     cfg = compose_config(f"dataset.root={data}", "dataset.download=false", *fast, *overrides)
     torch.manual_seed(cfg.trainer.seed)
-    splits = read_data(cfg)
-    train, val, pool = splits.train, splits.val, splits.pool
+    splits = read_splits(cfg)
+    cfg.dataset = splits.dataset
     if shuffle_labels:
-        train = Split(train.images, shuffled(train.labels))
+        splits.train = Split(splits.train.images, shuffled(splits.train.labels))
     if shuffle_pool_labels:
-        pool = Split(pool.images, shuffled(pool.labels))
-    model = model or build_learner(cfg.objective, build_model(cfg.model, 10))
-    trainer = Trainer(
-        cfg.trainer, torch.device("cpu"), training_task(cfg, model, pool if splits.semi_supervised else None)
-    )
-    length = trainer.length(len(train))
+        splits.pool = Split(splits.pool.images, shuffled(splits.pool.labels))
+    task = training_task(cfg, model or build_model(cfg.model, 10), splits, torch.device("cpu"))
+    model = task.model
+    trainer = Trainer(cfg.trainer, torch.device("cpu"), task)
+    length = trainer.length(len(splits.train))
     optimizer = build_optimizer(cfg.optimizer, model)
     scheduler = build_scheduler(cfg.scheduler, optimizer, length.steps_per_epoch, length.total_steps)
     run = RunDir(tmp_path / "run")
@@ -242,7 +240,7 @@ def fit(
         "num_classes": 10,
         "objective": cfg.objective.name,
     }
-    result = trainer.fit(model, train, val, optimizer, scheduler, run, info, resume)
+    result = trainer.fit(model, splits.train, splits.val, optimizer, scheduler, run, info, resume)
     return result, run, model, trainer, cfg
 
 

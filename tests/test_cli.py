@@ -155,8 +155,8 @@ def test_a_run_of_few_steps_says_so_before_it_starts(tmp_path: Path, tiny_data: 
     ("args", "code", "said"),
     [
         (["pretrain", "optimizer.lr=-1"], 2, "optimizer.lr=-1 is not valid"),
-        (["pretrain", "--cfg", "job"], 0, "_target_: mnist_cli.models.cnn.CNNBackbone"),
-        (["finetune", "--help"], 0, "strategy: full"),
+        (["pretrain", "--cfg", "job"], 0, "_target_: mnist_cli.models.cnn.cnn"),
+        (["finetune", "--help"], 0, "finetune.strategy=full"),
     ],
 )
 def test_config_errors_help_and_printing_the_config_do_not_import_torch(
@@ -175,13 +175,7 @@ def test_config_errors_help_and_printing_the_config_do_not_import_torch(
 def test_hydra_flags_keep_working(tmp_path: Path) -> None:
     cfg = mnist("pretrain", "optimizer=sgd", "--cfg", "job", cwd=tmp_path)
     assert cfg.returncode == 0 and "_target_: torch.optim.SGD" in cfg.stdout and "momentum: 0.9" in cfg.stdout
-    help_text = mnist("finetune", "--help", cwd=tmp_path)
-    assert (
-        help_text.returncode == 0
-        and "strategy: full" in help_text.stdout
-        and "optimizer: adadelta, adam, adamw, sgd" in help_text.stdout
-    )
-    assert not (tmp_path / "outputs").exists()  # neither ran a job
+    assert not (tmp_path / "outputs").exists()  # it ran no job
     top = mnist("--help", cwd=tmp_path)
     assert top.returncode == 0 and "Stages:" in top.stdout
 
@@ -253,7 +247,7 @@ def test_a_bare_resume_continues_with_the_runs_own_choices(tmp_path: Path, tiny_
     config = OmegaConf.load(run / "config.yaml")
     assert config.optimizer._target_ == "torch.optim.SGD" and "betas" not in config.optimizer  # not adamw's
     assert config.model.name == "vit" and "channels" not in config.model  # not cnn's
-    assert config.model._target_ == "mnist_cli.models.vit.ViTBackbone"  # the class its name stands for
+    assert config.model._target_ == "mnist_cli.models.vit.vit"  # what its name stands for
     assert config.scheduler == OmegaConf.load(run / ".hydra" / "config.yaml").scheduler
 
 
@@ -268,7 +262,7 @@ def test_a_run_saved_before_newer_keys_existed_resumes_with_their_defaults(tmp_p
     last = run / "checkpoints" / "last.ckpt"
     ckpt = load_checkpoint(last)
     ckpt["config"].pop("calibrate")  # as an older mnist wrote it: keys it did not have yet
-    ckpt["config"]["dataset"].pop("format")
+    ckpt["config"]["dataset"].pop("reader")
     ckpt["config"]["preprocess"].pop("mode")
     save_checkpoint(last, ckpt)
     before = {k: v for k, v in summary(run).items() if k != "temperature"}

@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 from mnist_cli.config.compose import compose_config
 from mnist_cli.data.batches import BatchPrep, smoothed
 from mnist_cli.data.idx import read_idx, write_idx
-from mnist_cli.data.idx_files import load_split
+from mnist_cli.data.idx_files import read_split
 from mnist_cli.data.split import train_val_split
 from mnist_cli.errors import UserError
 
@@ -29,8 +29,8 @@ def dataset_cfg(root: Path, **changes) -> OmegaConf:
 @pytest.mark.parametrize("layout", ["flat", "torchvision"])
 def test_reads_both_layouts_gzipped_or_raw(tmp_path: Path, gz: bool, layout: str) -> None:
     write_dataset(tmp_path, n_train=40, n_test=20, gz=gz, layout=layout)
-    train = load_split(dataset_cfg(tmp_path), "train")
-    test = load_split(dataset_cfg(tmp_path), "test")
+    train = read_split(dataset_cfg(tmp_path), "train")
+    test = read_split(dataset_cfg(tmp_path), "test")
     assert train.images.shape == (40, 1, 28, 28) and train.images.dtype == torch.uint8
     assert test.labels.tolist() == [i % 10 for i in range(20)]
 
@@ -69,13 +69,13 @@ def test_bad_files_give_one_clear_error(tmp_path: Path, damage, message: str) ->
     write_dataset(tmp_path, n_train=40, n_test=20)
     damage(tmp_path)
     with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)").replace(".", r"\.")) as error:
-        load_split(dataset_cfg(tmp_path), "train")
+        read_split(dataset_cfg(tmp_path), "train")
     assert "\n" not in str(error.value)
 
 
 def test_missing_files_without_download_name_where_it_looked(tmp_path: Path) -> None:
     with pytest.raises(UserError) as error:
-        load_split(dataset_cfg(tmp_path / "empty"), "test")
+        read_split(dataset_cfg(tmp_path / "empty"), "test")
     text = str(error.value)
     assert str(tmp_path / "empty") in text and "MNIST/raw" in text and "dataset.root=" in text
 
@@ -87,7 +87,7 @@ def test_a_failed_download_says_why_in_one_line(tmp_path: Path, monkeypatch: pyt
 
     monkeypatch.setattr(torchvision.datasets.MNIST, "mirrors", ["http://127.0.0.1:9/"])
     with pytest.raises(UserError) as error:
-        load_split(dataset_cfg(tmp_path, download=True), "train")
+        read_split(dataset_cfg(tmp_path, download=True), "train")
     text = str(error.value)
     assert text.startswith(f"dataset=mnist: the IDX files are not in {tmp_path} and downloading them failed (")
     assert "refused" in text.lower() and "\n" not in text and "mnist: mnist" not in text
@@ -95,7 +95,7 @@ def test_a_failed_download_says_why_in_one_line(tmp_path: Path, monkeypatch: pyt
 
 def test_validation_split_is_seeded_and_disjoint(tmp_path: Path) -> None:
     write_dataset(tmp_path, n_train=100, n_test=10)
-    full = load_split(dataset_cfg(tmp_path), "train")
+    full = read_split(dataset_cfg(tmp_path), "train")
     full.images = torch.arange(100, dtype=torch.uint8).view(100, 1, 1, 1).expand(100, 1, 28, 28).clone()
     train_a, val_a = train_val_split(full, 0.2, seed=3)
     train_b, val_b = train_val_split(full, 0.2, seed=3)

@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from mnist_cli.config.compose import compose_config
 from mnist_cli.data.batches import BatchPrep
 from mnist_cli.models import build_model
-from mnist_cli.training.tasks import build_task
-from mnist_cli.training.tasks.distillation import distillation_loss
+from mnist_cli.objectives import build_task
+from mnist_cli.objectives.distillation import distillation_loss
 
 from conftest import FAST
 

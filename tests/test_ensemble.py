@@ -89,7 +89,11 @@ def test_one_checkpoint_stages_refuse_several(tmp_path: Path, tiny_data: Path) -
     assert sweep.returncode == 0, sweep.stderr
     [folder] = run_dirs(tmp_path, "multirun")
     for stage, ckpt, message in (
-        ("finetune", str(folder), "is a sweep's folder of 2 runs; give one of them"),
+        (
+            "finetune",
+            str(folder),
+            f"finetune starts from one checkpoint, and ckpt= names 2; give one of them, e.g. ckpt={folder / '0'}",
+        ),
         ("export", f"[{folder / '0'},{folder / '1'}]", "export starts from one checkpoint"),
     ):
         result = mnist(stage, f"ckpt={ckpt}", cwd=tmp_path)

@@ -15,7 +15,8 @@ from mnist_cli.config.validate import validate
 from mnist_cli.errors import UserError
 from mnist_cli.models import build_model
 from mnist_cli.models.lora import LoRALinear, add_adapters, merged_state_dict
-from mnist_cli.training.checkpoint import inherit_config, load_checkpoint, model_from_checkpoint, save_checkpoint
+from mnist_cli.training.checkpoint import load_checkpoint, save_checkpoint
+from mnist_cli.training.source import Source, model_from_checkpoint
 
 from conftest import TINY_VIT, mnist, run_dirs, summary
 
@@ -158,13 +159,12 @@ def test_experiment_presets_pick_each_models_recipe() -> None:
 
 
 def test_finetune_accepts_the_checkpoints_model_option_and_refuses_another() -> None:
-    ckpt = {"config": OmegaConf.to_container(compose_config("model=vit_mini"))}
+    source = Source([Path("x")], [{"config": OmegaConf.to_container(compose_config("model=vit_mini"))}])
     same = compose_config("stage=finetune", "ckpt=x", "model=vit_mini")  # vit_mini is a size of `vit`
-    inherit_config(same, ckpt, ["ckpt=x", "model=vit_mini"])
-    assert same.model.patch == 7
+    assert source.config(same, ["ckpt=x", "model=vit_mini"])["model"]["patch"] == 7
     other = compose_config("stage=finetune", "ckpt=x", "model=cnn")
     with pytest.raises(UserError, match="model=cnn does not match the checkpoint, which holds a vit"):
-        inherit_config(other, ckpt, ["ckpt=x", "model=cnn"])
+        source.config(other, ["ckpt=x", "model=cnn"])
 
 
 def test_a_model_config_naming_no_importable_class_is_refused() -> None:
@@ -182,14 +182,32 @@ def test_a_checkpoint_whose_model_config_has_only_a_name_still_loads(tmp_path: P
         tmp_path / "old.ckpt",
         {"config": old, "num_classes": 10, "objective": "supervised", "model": model.state_dict()},
     )
-    ckpt = load_checkpoint(tmp_path / "old.ckpt")
-    assert ckpt["config"]["model"]["_target_"] == "mnist_cli.models.cnn.CNNBackbone"  # what its name stands for
-    rebuilt = model_from_checkpoint(ckpt).eval()
+    source = Source.load(str(tmp_path / "old.ckpt"), "outputs")
+    assert source.checkpoints[0]["config"]["model"]["_target_"] == "mnist_cli.models.cnn.cnn"  # its name's
+    rebuilt = source.model().eval()
     x = torch.randn(2, 1, 28, 28)
     assert torch.equal(rebuilt(x), model(x))
     finetune = compose_config("stage=finetune", "ckpt=x")
-    inherit_config(finetune, ckpt, ["ckpt=x"])  # what a finetune of it saves, and a resume rebuilds
-    assert finetune.model._target_ == "mnist_cli.models.cnn.CNNBackbone" and finetune.model.channels == [4, 8]
+    described = source.config(finetune, ["ckpt=x"])  # what a finetune of it saves, and a resume rebuilds
+    assert described["model"]["_target_"] == "mnist_cli.models.cnn.cnn" and described["model"]["channels"] == [4, 8]
+
+
+def test_a_checkpoint_of_an_older_mnist_names_its_backbone_class_and_data_format(tmp_path: Path) -> None:
+    """Before conf/model named the function that builds the classifier it named the backbone class,
+    and before conf/dataset named its reader it said its format: both read as this mnist's words."""
+    cfg = compose_config(*TINY_VIT)
+    old = OmegaConf.to_container(cfg)
+    old["model"]["_target_"] = "mnist_cli.models.vit.ViTBackbone"
+    del old["dataset"]["reader"]
+    old["dataset"]["format"] = "folder"
+    model = build_model(cfg.model, 10)
+    save_checkpoint(
+        tmp_path / "old.ckpt",
+        {"config": old, "num_classes": 10, "objective": "supervised", "model": model.state_dict()},
+    )
+    saved = load_checkpoint(tmp_path / "old.ckpt")["config"]
+    assert saved["model"]["_target_"] == "mnist_cli.models.vit.vit" and "format" not in saved["dataset"]
+    assert saved["dataset"]["reader"] == {"_target_": "mnist_cli.data.folder.read"}
 
 
 def test_lora_merged_weights_give_the_adapted_models_outputs() -> None:

@@ -10,9 +10,11 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from mnist_cli.config.compose import compose_config
+from mnist_cli.data.batches import BatchPrep
 from mnist_cli.models import build_model
-from mnist_cli.training.optim import build_optimizer, build_schedule, lr_factor
-from mnist_cli.training.tasks import build_learner
+from mnist_cli.objectives import build_task
+from mnist_cli.targets import build
+from mnist_cli.training.optim import build_optimizer
 
 CONF = Path(__file__).parents[1] / "conf"
 
@@ -22,7 +24,8 @@ def schedule(name: str, **changes):
 
 
 def factors(cfg, total: int = 100, per_epoch: int = 10) -> list[float]:
-    return [lr_factor(step, total, per_epoch, cfg.warmup_epochs, build_schedule(cfg)) for step in range(total)]
+    schedule = build(cfg)
+    return [schedule(step, total, per_epoch) for step in range(total)]
 
 
 def test_warmup_ramps_linearly_then_hands_over() -> None:
@@ -79,7 +82,7 @@ def test_each_model_names_the_parameters_that_take_no_weight_decay(overrides: li
     """Decayed: conv kernels and weight matrices only. Not: biases, norm scales, and what the model
     names (a ViT's position embedding and class token, the MAE decoder's mask token and positions)."""
     cfg = compose_config(*overrides)
-    model = build_learner(cfg.objective, build_model(cfg.model, 10))
+    model = build_task(cfg, build_model(cfg.model, 10), BatchPrep(cfg.dataset)).model
     decayed, plain = build_optimizer(cfg.optimizer, model).param_groups
     names = {id(p): name for name, p in model.named_parameters()}
     decayed_names = {names[id(p)] for p in decayed["params"]}

@@ -126,7 +126,10 @@ def test_a_folder_without_images_is_refused_at_the_command_line(tmp_path: Path) 
     done = mnist("pretrain", "dataset=folder", f"dataset.root={tmp_path / 'nothing'}", cwd=tmp_path)
     assert done.returncode == 2 and "an empty class folder" in done.stderr and "Traceback" not in done.stderr
     done = mnist("pretrain", "dataset=folder", cwd=tmp_path)
-    assert done.returncode == 2 and "set dataset.root=<the folder holding the class folders>" in done.stderr
+    assert (
+        done.returncode == 2
+        and "dataset.root is not set: give the folder holding the class folders, dataset.root=" in done.stderr
+    )
     BAD_INPUTS.append(("mnist pretrain dataset=folder (no root)", done.stderr.strip()))
 
 

@@ -87,9 +87,9 @@ def test_mnist_written_as_png_folders_reads_back_as_the_idx_images(tmp_path: Pat
 
     from mnist_cli.config.compose import compose_config
     from mnist_cli.data.datasets import load_dataset
-    from mnist_cli.data.idx_files import load_split
+    from mnist_cli.data.idx_files import read_split
 
-    idx = load_split(compose_config(f"dataset.root={REAL_DATA}", "dataset.download=false").dataset, "test")
+    idx = read_split(compose_config(f"dataset.root={REAL_DATA}", "dataset.download=false").dataset, "test")
     for i, (image, label) in enumerate(zip(idx.images[:, 0].numpy(), idx.labels.tolist())):
         folder = tmp_path / "tree" / "test" / str(label)
         folder.mkdir(parents=True, exist_ok=True)

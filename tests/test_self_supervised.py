@@ -12,9 +12,9 @@ from mnist_cli.config.compose import compose_config
 from mnist_cli.data.batches import BatchPrep
 from mnist_cli.data.views import Views
 from mnist_cli.models.classifier import classifier_state
+from mnist_cli.objectives.contrastive import nt_xent
+from mnist_cli.objectives.mae import patchify
 from mnist_cli.training.checkpoint import load_checkpoint
-from mnist_cli.training.tasks.contrastive import nt_xent
-from mnist_cli.training.tasks.mae import patchify
 
 from conftest import FAST, TINY_VIT, fit, metrics, mnist, run_dirs, summary
 
@@ -28,7 +28,7 @@ def test_nt_xent_rewards_matching_views() -> None:
 
 def test_views_are_random_per_image_reproducible_and_normalized() -> None:
     cfg = compose_config("objective=contrastive")
-    views = Views(cfg.objective.views, BatchPrep(cfg.dataset))
+    views = Views(BatchPrep(cfg.dataset), **cfg.objective.views)
     images = torch.full((4, 1, 28, 28), 128, dtype=torch.uint8)
     images[:, :, 8:20, 8:20] = 255
     a = views(images, torch.Generator().manual_seed(0))

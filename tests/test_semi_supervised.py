@@ -13,11 +13,13 @@ from torch import nn
 from mnist_cli.config.compose import compose_config
 from mnist_cli.data.batches import BatchPrep
 from mnist_cli.data.split import Split
-from mnist_cli.stages.train_and_test import read_data
+from mnist_cli.models import build_model
+from mnist_cli.objectives.base import Batch
+from mnist_cli.objectives.supervised import Supervised
+from mnist_cli.semi_supervised.fixmatch import pseudo_label_loss
+from mnist_cli.stages.training import read_splits
+from mnist_cli.targets import build
 from mnist_cli.training.checkpoint import load_checkpoint
-from mnist_cli.training.tasks.base import Batch
-from mnist_cli.training.tasks.classification import Classification
-from mnist_cli.training.tasks.fixmatch import FixMatch, pseudo_label_loss
 
 from conftest import fit, keep_the_first_mid_epoch_checkpoint, metrics, mnist, run_dirs, summary, untimed
 
@@ -37,7 +39,7 @@ def rows_of(images: torch.Tensor) -> set[bytes]:
 
 def test_labeled_pool_and_validation_images_are_disjoint(tiny_data: Path) -> None:
     cfg = compose_config(f"dataset.root={tiny_data}", "dataset.download=false", *FIXMATCH)
-    data = read_data(cfg)
+    data = read_splits(cfg)
     labeled, pool, val = rows_of(data.train.images), rows_of(data.pool.images), rows_of(data.val.images)
     assert len(labeled) == data.labeled == 30 and torch.bincount(data.train.labels).unique().numel() == 1
     assert not labeled & pool and not labeled & val and not pool & val
@@ -90,7 +92,8 @@ def test_the_teacher_gives_the_pseudo_labels(teacher: str, right: int) -> None:
     cfg = compose_config("semi_supervised=fixmatch", "semi_supervised.ratio=2", f"semi_supervised.teacher={teacher}")
     prep = BatchPrep(cfg.dataset)
     pool = Split(torch.zeros(20, 1, 28, 28, dtype=torch.uint8), torch.full((20,), 3))
-    fixmatch = FixMatch(Classification(prep, 0.0), prep, pool, cfg.semi_supervised)
+    supervised = Supervised("supervised", build_model(cfg.model, 10), prep, cfg.trainer)
+    fixmatch = build(cfg.semi_supervised, task=supervised, prep=prep, pool=pool)
     student, average = Answers(5), Answers(3)
     labeled = Batch(torch.zeros(8, 1, 28, 28, dtype=torch.uint8), torch.zeros(8, dtype=torch.long), torch.Generator())
     labeled.average = average.train()

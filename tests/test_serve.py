@@ -34,8 +34,9 @@ from mnist_cli.serving.app import build_app
 from mnist_cli.serving.batcher import Batcher, QueueFull
 from mnist_cli.serving.metrics import ServerMetrics
 from mnist_cli.serving.server import listen, need_serve_extra
-from mnist_cli.training.checkpoint import load_checkpoint, model_from_checkpoint
+from mnist_cli.training.checkpoint import load_checkpoint
 from mnist_cli.training.runtime import autocast, pick_precision
+from mnist_cli.training.source import model_from_checkpoint
 
 from conftest import BAD_INPUTS, FAST, mnist, run_dirs, serving, summary
 
@@ -360,7 +361,7 @@ def test_an_exported_onnx_file_predicts_like_its_checkpoint(trained: Path, digit
     done = mnist("export", f"ckpt={trained}", "format=onnx", "export.check_images=64", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     onnx_file = next((tmp_path / "outputs" / "export").glob("*/model.onnx"))
-    served = load_predictor(compose_config("stage=serve", f"ckpt={onnx_file}"), [], threads=1)
+    served = load_predictor(compose_config("stage=serve", f"ckpt={onnx_file}"), None, threads=1)
     assert served.classes == [str(c) for c in range(10)] and served.info["backend"] == "onnxruntime"
     assert served.info["test_acc"] == summary(onnx_file.parent)["exported_acc"]
     assert np.allclose(served.predict(digits), reference(trained, digits), atol=2e-2)

@@ -14,8 +14,9 @@ from mnist_cli.data.split import Split, split_labels, train_val_split
 from mnist_cli.errors import UserError
 from mnist_cli.evaluation.metrics import classification_report
 from mnist_cli.models import build_model
-from mnist_cli.training.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from mnist_cli.training.checkpoint import load_checkpoint, save_checkpoint
 from mnist_cli.training.optim import build_optimizer
+from mnist_cli.training.source import model_from_checkpoint
 from mnist_cli.training.state import TrainState
 from mnist_cli.training.trainer import Trainer
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mnist_cli.training.loggers import has_wandb_key
+from mnist_cli.loggers.wandb import has_wandb_key
 
 from conftest import FAST, interrupted_after_an_epoch, mnist, run_dirs, summary, write_dataset
 

@@ -32,9 +32,10 @@ def sqlite_url(path: str) -> str:
 def register_resolvers() -> None:
     from omegaconf import OmegaConf
 
-    OmegaConf.register_new_resolver("mnist_run_dir", run_dir_for, replace=True)
-    # Cached: Hydra copies a sweep's resolved values to its jobs, so jobs in other processes
-    # (launcher=submitit_local, slurm) share the sweep directory instead of making their own.
+    # Cached (per config, by their arguments): the run and sweep directories are made once however
+    # often Hydra reads them, and Hydra copies a sweep's resolved values to its jobs, so jobs in
+    # other processes (launcher=submitit_local, slurm) share the sweep directory.
+    OmegaConf.register_new_resolver("mnist_run_dir", run_dir_for, replace=True, use_cache=True)
     OmegaConf.register_new_resolver("mnist_unique_dir", unique_dir, replace=True, use_cache=True)
     OmegaConf.register_new_resolver("mnist_hydra_subdir", hydra_subdir_for, replace=True)
     OmegaConf.register_new_resolver("mnist_sqlite", sqlite_url, replace=True)

@@ -91,7 +91,6 @@ def views_rules(prefix: str) -> dict[str, Rule]:
 RULES: dict[str, Rule] = {
     # first: optimizer.lr of a finetune is finetune.lr.<strategy>
     "finetune.strategy": choice("full", "linear", "partial", "lora"),
-    "dataset.format": choice("idx", "folder", "csv"),
     "dataset.val_size": (
         lambda v: whole(1)[0](v) or (is_num(v) and 0 < v < 1),
         "a fraction between 0 and 1 (e.g. 0.05) or a count >= 1",

@@ -1,7 +1,8 @@
-"""The stage registry: each conf/stage/<name>.yaml describes its stage under `stage:` (help line,
-runner module, metrics, whether it needs ckpt=, takes resume=, runs in one process). `mnist --help`,
-the checks, validation and dispatch all read it; adding a stage is its runner and its YAML file.
-Read with PyYAML alone, so `mnist --help` stays quick."""
+"""The stages for the command line: each conf/stage/<name>.yaml describes its stage under `stage:`
+(help line, the function that runs it, metrics, whether it needs ckpt=, takes resume=, runs in one
+process). `mnist --help` and the checks before Hydra read them here, with PyYAML alone, so that
+`mnist --help` stays quick; the job runs the composed config's `stage.run`. Adding a stage is its
+module in stages/ and its YAML file."""
 
 from __future__ import annotations
 
@@ -16,11 +17,11 @@ class Stage:
     name: str
     help: str
     order: int  # where `mnist --help` lists it
-    runner: str  # the module whose run(cfg, run, resume) does the work
     ckpt: str  # required (needs ckpt=) | refused (starts from scratch)
     resumable: bool  # takes resume=<run dir>
     one_process: bool  # refuses torchrun
     metrics: tuple[str, ...]  # the keys of its results that metric= may name
+    groups: tuple[str, ...]  # the config groups it reads
 
 
 @cache
@@ -31,5 +32,6 @@ def stages() -> dict[str, Stage]:
     found = []
     for path in (config_dir() / "stage").glob("*.yaml"):
         entry = yaml.safe_load(path.read_text())["stage"]
-        found.append(Stage(**{**entry, "metrics": tuple(entry["metrics"])}))
+        fields = {key: entry[key] for key in Stage.__annotations__}
+        found.append(Stage(**fields | {"metrics": tuple(entry["metrics"]), "groups": tuple(entry["groups"])}))
     return {stage.name: stage for stage in sorted(found, key=lambda s: s.order)}

@@ -16,6 +16,7 @@ import torch
 from omegaconf import DictConfig
 
 from mnist_cli.data.cache import cached
+from mnist_cli.data.datasets import Dataset, assemble
 from mnist_cli.data.images import SIZE
 from mnist_cli.data.split import TEST, TRAIN, UNDIVIDED
 from mnist_cli.errors import UserError
@@ -54,6 +55,11 @@ def read_csv(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     if labels is not None and len(labels) and labels.min() < 0:
         raise UserError(f"{path}: line {int(np.argmin(labels)) + 2} has a negative label; labels are 0, 1, 2, ...")
     return pixels.astype(np.uint8).reshape(-1, SIZE, SIZE), labels
+
+
+def read(cfg: DictConfig, preprocess: DictConfig | None = None, train: bool = True) -> Dataset:
+    """The data set of dataset.root's train.csv (and a labelled test.csv); the rows are inputs already."""
+    return assemble(cfg, read_table(cfg))
 
 
 def read_table(cfg: DictConfig) -> dict[str, Any]:

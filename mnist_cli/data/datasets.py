@@ -1,8 +1,10 @@
-"""A data set as the stages use it: its train, validation and test splits and its class names,
-from any of its sources (dataset.format):
-- idx: the MNIST family's files (data/idx_files.py);
-- folder: folders of image files (data/folder.py);
-- csv: Kaggle's CSV layout (data/csv_table.py).
+"""A data set as the stages use it: its train, validation and test splits and its class names, read
+by the reader conf/dataset/<name>.yaml names with `reader._target_`:
+- idx_files.read: the MNIST family's files (data/idx_files.py);
+- folder.read: folders of image files (data/folder.py);
+- csv_table.read: Kaggle's CSV layout (data/csv_table.py).
+Each reader is called as read(dataset config, preprocess config, train); folder and CSV readers
+give converted files, which assemble() divides into splits here.
 
 The images stay uint8 tensors (N, 1, 28, 28) from disk to the training device; turning them into
 normalized, augmented floats happens per batch on the device (see batches.py).
@@ -15,19 +17,9 @@ from dataclasses import dataclass, field
 import torch
 from omegaconf import DictConfig
 
-from mnist_cli.data import idx_files
-from mnist_cli.data.split import (
-    TEST,
-    TRAIN,
-    UNDIVIDED,
-    VAL,
-    Split,
-    class_balanced_split,
-    empty_like,
-    train_val_split,
-    val_count,
-)
+from mnist_cli.data.split import TEST, TRAIN, UNDIVIDED, VAL, Split, class_balanced_split, val_count
 from mnist_cli.errors import UserError
+from mnist_cli.targets import build
 
 
 @dataclass
@@ -38,31 +30,13 @@ class Dataset:
     classes: list[str]
     skipped: list[str] = field(default_factory=list)  # "<file>: <why>" of each file passed over
     sizes: torch.Tensor | None = None  # each image file's own (height, width); None: IDX files (all 28x28)
+    preprocessed: str | None = None  # preprocess.mode, for images made inputs from files of any size; None: none
 
 
 def load_dataset(cfg: DictConfig, preprocess: DictConfig | None = None, train: bool = True) -> Dataset:
     """The data set of `cfg` (the dataset block); `preprocess`: how image files become inputs
     (dataset=folder); `train`: also read the training images (IDX files: eval needs the test split alone)."""
-    if cfg.format == "idx":
-        test = idx_files.load_split(cfg, "test")
-        if not train:
-            return Dataset(empty_like(test), empty_like(test), test, list(cfg.classes))
-        train_split, val = train_val_split(idx_files.load_split(cfg, "train"), cfg.val_size, cfg.split_seed)
-        return Dataset(train_split, val, test, list(cfg.classes))
-    if cfg.format == "folder":
-        from mnist_cli.data.folder import read_folder
-
-        converted = read_folder(cfg, preprocess)
-    else:
-        from mnist_cli.data.csv_table import read_table
-
-        converted = read_table(cfg)
-    if converted["skipped"] and cfg.on_bad_file == "fail":
-        raise UserError(
-            f"{converted['skipped'][0]} ({len(converted['skipped'])} such files); "
-            "remove them, or set dataset.on_bad_file=skip to train without them"
-        )
-    return assemble(cfg, converted)
+    return build(cfg.reader, cfg, preprocess, train)
 
 
 def load_split(cfg: DictConfig, split: str, preprocess: DictConfig | None = None) -> Split:
@@ -71,14 +45,19 @@ def load_split(cfg: DictConfig, split: str, preprocess: DictConfig | None = None
 
 
 def assemble(cfg: DictConfig, converted: dict) -> Dataset:
-    """The splits of converted files: the images of each class name, numbered as cfg.classes
+    """The splits of converted files (a folder's or a CSV file's): the images of each class name, numbered as cfg.classes
     lists them (null: the names that have training images, in the source's order); a test or
     validation split the files do not give is carved from the training images, class-balanced.
 
     `converted` (what folder.py and csv_table.py give, and cache.py keeps): images (N, 28, 28)
     uint8, labels (N,) indices into names (the class names the files give), parts (N,): TRAIN,
     VAL, TEST or UNDIVIDED (split.py), sizes (N, 2): each file's own height and width, and
-    skipped: "<file>: <why>" of each file passed over."""
+    skipped: "<file>: <why>" of each file passed over (refused with dataset.on_bad_file=fail)."""
+    if converted["skipped"] and cfg.on_bad_file == "fail":
+        raise UserError(
+            f"{converted['skipped'][0]} ({len(converted['skipped'])} such files); "
+            "remove them, or set dataset.on_bad_file=skip to train without them"
+        )
     names, labels, parts = converted["names"], converted["labels"], converted["parts"]
     trained = {names[i] for i in set(labels[(parts == TRAIN) | (parts == UNDIVIDED)].tolist())}
     classes = list(cfg.classes) if cfg.classes is not None else [name for name in names if name in trained]

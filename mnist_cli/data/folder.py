@@ -16,6 +16,7 @@ import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, NamedTuple
@@ -27,6 +28,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from mnist_cli.data.cache import cached
+from mnist_cli.data.datasets import Dataset, assemble
 from mnist_cli.data.images import SIZE, load_grayscale, preprocess
 from mnist_cli.data.split import TEST, TRAIN, UNDIVIDED, VAL
 from mnist_cli.errors import UserError
@@ -130,6 +132,11 @@ def convert_all(paths: list[str], settings: dict[str, Any], workers: int) -> tup
             progress.advance(bar, len(chunk[0]))
     images = np.concatenate([c[0] for c in chunks]) if chunks else np.zeros((0, SIZE, SIZE), np.uint8)
     return images, [size for c in chunks for size in c[1]], [error for c in chunks for error in c[2]]
+
+
+def read(cfg: DictConfig, preprocess_cfg: DictConfig, train: bool = True) -> Dataset:
+    """The data set of the class folders under dataset.root, each image made an input by `preprocess_cfg`."""
+    return replace(assemble(cfg, read_folder(cfg, preprocess_cfg)), preprocessed=preprocess_cfg.mode)
 
 
 def read_folder(cfg: DictConfig, preprocess_cfg: DictConfig) -> dict[str, Any]:

@@ -8,9 +8,21 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from mnist_cli.data.datasets import Dataset
 from mnist_cli.data.idx import read_idx
-from mnist_cli.data.split import Split
+from mnist_cli.data.split import Split, empty_like, train_val_split
 from mnist_cli.errors import UserError
+
+
+def read(cfg: DictConfig, preprocess: DictConfig | None = None, train: bool = True) -> Dataset:
+    """The data set's test split and (with `train`) its training split, divided into train and
+    validation (dataset.val_size, dataset.split_seed); `preprocess` does not apply (IDX files hold
+    28x28 inputs already)."""
+    test = read_split(cfg, "test")
+    if not train:
+        return Dataset(empty_like(test), empty_like(test), test, list(cfg.classes))
+    train_split, val = train_val_split(read_split(cfg, "train"), cfg.val_size, cfg.split_seed)
+    return Dataset(train_split, val, test, list(cfg.classes))
 
 
 def search_dirs(cfg: DictConfig) -> list[Path]:
@@ -64,7 +76,7 @@ def split_files(cfg: DictConfig, split: str) -> tuple[Path, Path]:
     return found[0], found[1]
 
 
-def load_split(cfg: DictConfig, split: str) -> Split:
+def read_split(cfg: DictConfig, split: str) -> Split:
     """Read the train or test split, checked against the config's class count. Images stored
     column by column (cfg.transposed: EMNIST's) are turned upright; labels start at
     cfg.first_label in the files (EMNIST's letters: 1) and at 0 here; a label file with several

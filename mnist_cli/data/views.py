@@ -7,27 +7,43 @@ pseudo-label from one. Their strengths are config blocks (objective.views, semi_
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig
 
 from mnist_cli.data.batches import BatchPrep, Shard, affine, smoothed
+
+
+@dataclass
+class Strengths:
+    """How strongly the views are bent: objective.views or semi_supervised.strong (their YAML
+    comments say what each means)."""
+
+    crop_min_area: float
+    max_rotate: float
+    blur_prob: float
+    blur_sigma: float
+    erase_prob: float
+    erase_min: float
+    erase_max: float
+    elastic_alpha: float
+    elastic_sigma: float
 
 
 class Views:
     """Random views of uint8 image batches, normalized like the data set's inputs."""
 
-    def __init__(self, cfg: DictConfig, prep: BatchPrep):
-        self.cfg = cfg  # the strengths: objective.views or semi_supervised.strong
+    def __init__(self, prep: BatchPrep, **strengths: float):
+        self.strengths = Strengths(**strengths)
         self.prep = prep
-        kernel = torch.exp(-(torch.arange(-2, 3) ** 2) / (2 * float(cfg.blur_sigma) ** 2))
+        kernel = torch.exp(-(torch.arange(-2, 3) ** 2) / (2 * float(self.strengths.blur_sigma) ** 2))
         self.blur_kernel = (kernel[:, None] * kernel[None, :] / kernel.sum() ** 2)[None, None]
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator, shard: Shard = (0, 1)) -> torch.Tensor:
         """A view of each image; `shard=(rank, world)`: `images` are rows rank::world of a global
         batch, and the draws are made for the whole of it (as BatchPrep's augmentation does)."""
-        cfg = self.cfg
+        cfg = self.strengths
         x = self.prep.pixels(images, train=False)
         n, _, h, w = x.shape
         rank, world = shard

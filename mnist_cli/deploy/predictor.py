@@ -18,10 +18,11 @@ import torch
 from omegaconf import DictConfig
 
 from mnist_cli.deploy.export import load_onnx
-from mnist_cli.deploy.loading import load_inference
+from mnist_cli.deploy.inference import ready
 from mnist_cli.errors import UserError
 from mnist_cli.evaluation.attribution import attribute
 from mnist_cli.models.calibrated import uncalibrated
+from mnist_cli.training.source import Source
 
 Predict = Callable[[np.ndarray], np.ndarray]
 Explain = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray | None]]
@@ -54,19 +55,16 @@ def recorded_accuracy(file: Path) -> float | None:
     return None
 
 
-def load_predictor(cfg: DictConfig, overrides: list[str], threads: int | None = None) -> Predictor:
-    """The model of ckpt=...; `overrides`: the command line's (see deploy/loading.py); `threads`:
-    torch's (or onnxruntime's) CPU threads for it (None: as trainer.num_threads says, for ONNX
-    every core)."""
-    if str(cfg.ckpt).endswith(".onnx"):
-        return onnx_predictor(cfg, threads)
-    return torch_predictor(cfg, overrides, threads)
+def load_predictor(cfg: DictConfig, source: Source | None, threads: int | None = None) -> Predictor:
+    """The model of ckpt=...: `source` (its checkpoints, which the settled `cfg` describes), or
+    without one the .onnx file cfg.ckpt names; `threads`: torch's (or onnxruntime's) CPU threads
+    for it (None: as trainer.num_threads says, for ONNX every core)."""
+    return torch_predictor(cfg, source, threads) if source is not None else onnx_predictor(cfg, threads)
 
 
-def torch_predictor(cfg: DictConfig, overrides: list[str], threads: int | None) -> Predictor:
-    # cfg takes the (first) checkpoint's model and data set (classes, normalization)
-    loaded = load_inference(cfg, overrides, threads)
-    model, prep, device, sources = loaded.model, loaded.prep, loaded.device, loaded.sources
+def torch_predictor(cfg: DictConfig, source: Source, threads: int | None) -> Predictor:
+    loaded = ready(cfg, source.trained(), threads)
+    model, prep, device, paths = loaded.model, loaded.prep, loaded.device, source.paths
 
     def predict(digits: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(digits)[:, None].to(device)
@@ -83,14 +81,14 @@ def torch_predictor(cfg: DictConfig, overrides: list[str], threads: int | None) 
 
     info = {
         "backend": "pytorch",
-        "checkpoint": ", ".join(map(str, sources)),
-        "model": cfg.model.name if len(sources) == 1 else f"ensemble of {len(sources)}",
+        "checkpoint": ", ".join(map(str, paths)),
+        "model": cfg.model.name if len(paths) == 1 else f"ensemble of {len(paths)}",
         "dataset": cfg.dataset.name,
         "device": str(device),
         "precision": loaded.precision,
-        "test_acc": recorded_accuracy(sources[0]) if len(sources) == 1 else None,
+        "test_acc": recorded_accuracy(paths[0]) if len(paths) == 1 else None,
     }
-    return Predictor(predict, list(cfg.dataset.classes), info, explain if len(sources) == 1 else None)
+    return Predictor(predict, list(cfg.dataset.classes), info, explain if len(paths) == 1 else None)
 
 
 def onnx_predictor(cfg: DictConfig, threads: int | None) -> Predictor:

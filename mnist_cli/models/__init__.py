@@ -1,18 +1,19 @@
-"""Building a model from its config group: conf/model/<name>.yaml names the backbone class with
-`_target_` (as the optimizer and scheduler groups name theirs); its other keys, but `name` and
-`head_dropout`, are the class's arguments.
+"""The models: conf/model/<name>.yaml names the function that builds one with `_target_` (cnn.cnn,
+resnet18.resnet18, vit.vit); its other keys are that function's arguments, the class count comes
+from the data set.
 
-A backbone is an nn.Module that maps (N, 1, 28, 28) images to (N, feature_dim) features and says
-how its layers group into blocks from input to output (`block_groups()`: for partial finetuning
-and layer-wise learning rates); every model is then a Classifier: that backbone followed by a
-linear head. Adding a model is its file (cnn.py, resnet18.py, vit.py) and its YAML file.
+Every model is a Classifier (classifier.py): a backbone, an nn.Module that maps (N, 1, 28, 28)
+images to (N, feature_dim) features and says how its layers group into blocks from input to
+output (`block_groups()`: for partial finetuning and layer-wise learning rates), followed by a
+linear head. Adding a model is its file (a backbone and the function that builds its Classifier)
+and its YAML file.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from mnist_cli.targets import knobs, target
+from mnist_cli.targets import build
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -21,9 +22,5 @@ if TYPE_CHECKING:
 
 
 def build_model(cfg: DictConfig, num_classes: int) -> Classifier:
-    from hydra.utils import get_class
-
-    from mnist_cli.models.classifier import Classifier
-
-    backbone = target(cfg, "model", get_class)(**knobs(cfg, "name", "head_dropout"))
-    return Classifier(backbone, backbone.feature_dim, num_classes, backbone.block_groups(), dropout=cfg.head_dropout)
+    """The model conf/model names, for `num_classes` classes."""
+    return build(cfg, num_classes=num_classes)

@@ -2,7 +2,7 @@
 (temperature scaling, Guo et al., 2017): the same answers, and probabilities that say how often
 answers like them are right (label smoothing alone caps a clean digit near 92%).
 
-What eval, predict, serve, explain and export load (deploy/loading.py) when the checkpoint holds a
+What eval, predict, serve, explain and export load (training/source.py) when the checkpoint holds a
 temperature and `calibrate=true`; an Ensemble averages its calibrated members."""
 
 from __future__ import annotations

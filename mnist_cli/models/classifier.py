@@ -7,21 +7,19 @@ from torch import nn
 
 
 class Classifier(nn.Module):
-    def __init__(
-        self,
-        backbone: nn.Module,
-        feature_dim: int,
-        num_classes: int,
-        blocks: list[list[nn.Module]],
-        dropout: float = 0.0,
-    ):
+    """`backbone` (with its `feature_dim` and `block_groups()`) followed by a linear head for
+    `num_classes` classes, with dropout `head_dropout` before it; `name`: what runs and reports call
+    the model (conf/model's name)."""
+
+    def __init__(self, backbone: nn.Module, num_classes: int, head_dropout: float = 0.0, name: str = "model"):
         super().__init__()
+        self.name = name
         self.backbone = backbone
-        self.feature_dim = feature_dim
-        self.dropout = dropout
+        self.feature_dim = backbone.feature_dim
+        self.dropout = head_dropout
         # The backbone's modules grouped into blocks, input to output (a plain list: not registered
         # twice, so the state_dict keys stay those of backbone.*).
-        self.blocks = blocks
+        self.blocks = backbone.block_groups()
         self.trainable_blocks: list[list[nn.Module]] = []
         self.backbone_frozen = False
         self.head = self.new_head(num_classes)

@@ -1,9 +1,18 @@
 """The fast default: a few stages of conv3x3-BatchNorm-ReLU (one or more) and a 2x2 max-pool,
-then one hidden linear layer. conf/model/cnn.yaml names CNNBackbone."""
+then one hidden linear layer, then the classifier head. conf/model/cnn.yaml names cnn()."""
 
 from __future__ import annotations
 
 from torch import nn
+
+from mnist_cli.models.classifier import Classifier
+
+
+def cnn(
+    num_classes: int, channels: list[int], hidden: int, head_dropout: float, name: str, convs: int = 1
+) -> Classifier:
+    """conf/model/cnn.yaml's model (convs=1: what a checkpoint saved before `convs` existed holds)."""
+    return Classifier(CNNBackbone(channels, hidden, convs), num_classes, head_dropout, name)
 
 
 class CNNBackbone(nn.Sequential):

@@ -1,5 +1,5 @@
 """ResNet18 (torchvision's blocks) adapted to 1-channel 28x28 images. conf/model/resnet18.yaml names
-ResNet18Backbone.
+resnet18().
 
 stem=small: 3x3 conv, stride 1, no max-pool: the residual stages see 28, 14, 7 and 4 pixels
 (the accurate choice). stem=strided: the same conv with stride 2: 14, 7, 4, 2 pixels, about 4x
@@ -11,7 +11,13 @@ from __future__ import annotations
 from torch import nn
 from torchvision.models.resnet import BasicBlock, ResNet
 
+from mnist_cli.models.classifier import Classifier
+
 STEM_STRIDE = {"small": 1, "strided": 2}
+
+
+def resnet18(num_classes: int, stem: str, head_dropout: float, name: str) -> Classifier:
+    return Classifier(ResNet18Backbone(stem), num_classes, head_dropout, name)
 
 
 class ResNet18Backbone(ResNet):

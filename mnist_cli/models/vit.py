@@ -1,4 +1,4 @@
-"""A Vision Transformer for 28x28 images (conf/model/vit.yaml names ViTBackbone): patch embedding,
+"""A Vision Transformer for 28x28 images (conf/model/vit.yaml names vit()): patch embedding,
 learned position embeddings, pre-norm blocks with scaled_dot_product_attention, and a class token
 or mean pooling.
 
@@ -11,6 +11,23 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from mnist_cli.models.classifier import Classifier
+
+
+def vit(
+    num_classes: int,
+    patch: int,
+    dim: int,
+    depth: int,
+    heads: int,
+    mlp_ratio: float,
+    dropout: float,
+    pool: str,
+    head_dropout: float,
+    name: str,
+) -> Classifier:
+    return Classifier(ViTBackbone(patch, dim, depth, heads, mlp_ratio, dropout, pool), num_classes, head_dropout, name)
 
 
 class Attention(nn.Module):

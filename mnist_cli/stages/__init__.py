@@ -1,4 +1,4 @@
-"""The stages: one module per `mnist <stage>`, named by its conf/stage/<name>.yaml (runner:):
-pretrain.py, finetune.py, evaluate.py, predict.py, explain.py, export.py, serve.py, data.py.
-job.py is the Hydra task that calls them; train_and_test.py is what pretrain and finetune share,
-source.py the checkpoint a stage starts from, resume.py a resumed run's config."""
+"""The stages: one module per `mnist <stage>`, whose run(ctx) conf/stage/<name>.yaml names under
+stage.run: pretrain.py, finetune.py, eval.py, predict.py, explain.py, export.py, serve.py, data.py.
+job.py is the Hydra task that calls them with a StageContext (context.py); training.py is what
+pretrain and finetune share, resume.py a resumed run's config."""

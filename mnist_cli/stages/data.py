@@ -7,22 +7,23 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from omegaconf import DictConfig
 
 from mnist_cli.data.batches import BatchPrep
 from mnist_cli.data.datasets import load_dataset
 from mnist_cli.report import plots
 from mnist_cli.report.console import print_class_counts, print_key_values
-from mnist_cli.run_dir import RunDir
-from mnist_cli.stages.train_and_test import settle
+from mnist_cli.stages.context import StageContext
+from mnist_cli.stages.training import settled_dataset
 from mnist_cli.training.runtime import setup
 
 
-def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str, Any]:
-    setup(cfg)  # seeds the augmentation drawn for augmented.png
-    found = load_dataset(cfg.dataset, cfg.preprocess)
-    settle(cfg.dataset, found)  # the classes and normalization the files give
-    run.write_config(cfg)
+def run(ctx: StageContext) -> dict[str, Any]:
+    setup(ctx.cfg)  # seeds the augmentation drawn for augmented.png
+    found = load_dataset(ctx.cfg.dataset, ctx.cfg.preprocess)
+    cfg, run = (
+        ctx.settle(dataset=settled_dataset(ctx.cfg.dataset, found)),
+        ctx.run,
+    )  # the classes and normalization the files give
     run.write_skipped(found.skipped)
     classes = list(cfg.dataset.classes)
     splits = {"train": found.train, "val": found.val, "test": found.test}
@@ -30,26 +31,26 @@ def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str
     counts = {name: torch.bincount(s.labels, minlength=len(classes)).tolist() for name, s in splits.items()}
     print_class_counts(f"{cfg.dataset.name}: images per class and split", classes, counts)
 
-    sample = sample_per_class(found.train.labels, cfg.data.samples_per_class, cfg.data.max_classes)
+    sample = sample_per_class(found.train.labels, cfg.samples.per_class, cfg.samples.max_classes)
     images = found.train.images[sample]
     titles = [classes[i] for i in found.train.labels[sample].tolist()]
     augmented = BatchPrep(cfg.dataset, channels_last=False).pixels(
         images, train=True, generator=torch.Generator().manual_seed(cfg.trainer.seed)
     )
-    columns = cfg.data.samples_per_class
+    columns = cfg.samples.per_class
     plots.image_grid(list(images[:, 0].numpy()), titles, run.path / "samples.png", columns=columns)
     plots.image_grid(list((augmented[:, 0] * 255).numpy()), titles, run.path / "augmented.png", columns=columns)
 
     sizes = file_sizes(found.sizes)
     print_key_values(
-        f"data: {cfg.dataset.name}" + (f" from {cfg.dataset.root}" if cfg.dataset.format != "idx" else ""),
+        f"data: {cfg.dataset.name} from {cfg.dataset.root}",
         {
             "images": f"{total:,} ({', '.join(f'{n} {len(s):,}' for n, s in splits.items())})",
             "classes": len(classes),
             "image files": sizes,
             "skipped files": len(found.skipped),
             "normalization": f"mean {cfg.dataset.mean}, std {cfg.dataset.std}",
-            "preprocess": cfg.preprocess.mode if cfg.dataset.format == "folder" else "none (stored as 28x28 inputs)",
+            "preprocess": found.preprocessed or "none (stored as 28x28 inputs)",
             "written": f"samples.png, augmented.png, data.json in {run.path}",
         },
     )

@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import DictConfig
 
 from mnist_cli.data.datasets import load_dataset
 from mnist_cli.deploy.predictor import load_predictor
@@ -22,22 +21,23 @@ from mnist_cli.errors import UserError
 from mnist_cli.evaluation.metrics import mistakes_first
 from mnist_cli.report import plots
 from mnist_cli.report.console import print_predictions
-from mnist_cli.run_dir import RunDir, csv_text, write_bytes, write_text
-from mnist_cli.stages.job import task_overrides
+from mnist_cli.run_dir import csv_text, write_bytes, write_text
+from mnist_cli.stages.context import StageContext
 from mnist_cli.stages.predict import fill_answers, read_inputs
 
 log = logging.getLogger(__name__)
 
 
-def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str, Any]:
-    predictor = load_predictor(cfg, task_overrides())  # cfg takes the checkpoint's model and data set
+def run(ctx: StageContext) -> dict[str, Any]:
+    cfg, source = ctx.settle_with_source()  # the checkpoint's model, data set and preprocessing
+    run = ctx.run
+    predictor = load_predictor(cfg, source)
     if predictor.explain is None:
         raise UserError(
             "explain takes one checkpoint (a run dir or .ckpt), not an .onnx file or an ensemble: "
             "its maps come from the model's gradients"
         )
     source, classes = predictor.info["checkpoint"], predictor.classes
-    run.write_config(cfg)
 
     truth = None
     if cfg.input:

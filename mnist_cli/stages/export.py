@@ -10,30 +10,25 @@ import io
 from typing import Any
 
 import torch
-from omegaconf import DictConfig
 
 from mnist_cli.data.batches import BatchPrep
 from mnist_cli.data.datasets import load_split
 from mnist_cli.deploy import export
-from mnist_cli.deploy.loading import load_inference
+from mnist_cli.deploy.inference import ready
 from mnist_cli.errors import UserError
 from mnist_cli.evaluation.inference import outputs
 from mnist_cli.report.console import print_export
-from mnist_cli.run_dir import RunDir
-from mnist_cli.stages.job import task_overrides
+from mnist_cli.stages.context import StageContext
 
 SUFFIX = {"onnx": "onnx", "torchscript": "pt", "int8": "int8.pt"}
 
 
-def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str, Any]:
+def run(ctx: StageContext) -> dict[str, Any]:
+    source = ctx.source().one("export").trained()
+    cfg, run = ctx.settle(**source.config(ctx.cfg, ctx.overrides)), ctx.run
     # the export runs on the CPU in float32; the model keeps the temperature its training fitted
-    loaded = load_inference(cfg, task_overrides(), cpu_float32=True)
-    if len(loaded.sources) > 1:
-        raise UserError(
-            f"export starts from one checkpoint, and ckpt= names {len(loaded.sources)}; give one run dir or .ckpt"
-        )
-    source, model = loaded.sources[0], loaded.model
-    run.write_config(cfg)
+    model = ready(cfg, source, cpu_float32=True).model
+    source = source.paths[0]
 
     test = load_split(cfg.dataset, "test", cfg.preprocess)
     n = cfg.export.check_images or len(test)

@@ -20,8 +20,8 @@ from mnist_cli.deploy.predictor import load_predictor
 from mnist_cli.errors import UserError
 from mnist_cli.report import plots
 from mnist_cli.report.console import print_predictions
-from mnist_cli.run_dir import RunDir, csv_text, write_text
-from mnist_cli.stages.job import task_overrides
+from mnist_cli.run_dir import csv_text, write_text
+from mnist_cli.stages.context import StageContext
 
 
 def read_inputs(cfg: DictConfig) -> tuple[list[dict[str, Any]], list[np.ndarray]]:
@@ -56,11 +56,11 @@ def fill_answers(rows: list[dict[str, Any]], probabilities: torch.Tensor, classe
         )
 
 
-def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str, Any]:
-    # a checkpoint: cfg takes its model, data set (classes, normalization) and preprocessing
-    predictor = load_predictor(cfg, task_overrides())
+def run(ctx: StageContext) -> dict[str, Any]:
+    cfg, source = ctx.settle_with_source()  # a checkpoint's model, data set (classes, normalization) and preprocessing
+    run = ctx.run
+    predictor = load_predictor(cfg, source)
     source = predictor.info["checkpoint"]
-    run.write_config(cfg)
 
     rows, digits = read_inputs(cfg)
     if not digits:

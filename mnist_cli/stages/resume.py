@@ -36,7 +36,7 @@ def same_value(cfg: DictConfig, saved: DictConfig, key: str) -> bool:
         return False
     given, before = plain(OmegaConf.select(cfg, key)), plain(OmegaConf.select(saved, key))
     if key in ("ckpt", "teacher") and isinstance(given, str):
-        from mnist_cli.training.checkpoint import resolve_checkpoint
+        from mnist_cli.training.source import resolve_checkpoint
 
         return str(resolve_checkpoint(given, cfg.outputs_root)) == before
     return given == before

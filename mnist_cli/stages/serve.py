@@ -8,16 +8,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from omegaconf import DictConfig
-
-from mnist_cli.run_dir import RunDir
 from mnist_cli.serving.server import listen, need_serve_extra, stop_signals
-from mnist_cli.stages.job import task_overrides
+from mnist_cli.stages.context import StageContext
 
 log = logging.getLogger(__name__)
 
 
-def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str, Any]:
+def run(ctx: StageContext) -> dict[str, Any]:
     need_serve_extra()
     import uvicorn
 
@@ -25,9 +22,9 @@ def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str
     from mnist_cli.serving.app import build_app
     from mnist_cli.serving.metrics import ServerMetrics
 
-    sock = listen(cfg.serve.host, cfg.serve.port)  # first: a port in use is said before the model loads
-    served = load_predictor(cfg, task_overrides(), threads=cfg.serve.threads)
-    run.write_config(cfg)
+    sock = listen(ctx.cfg.serve.host, ctx.cfg.serve.port)  # first: a port in use is said before the model loads
+    cfg, source = ctx.settle_with_source()
+    served = load_predictor(cfg, source, threads=cfg.serve.threads)
     host, port = sock.getsockname()[:2]
     url = f"http://{host if ':' not in host else f'[{host}]'}:{port}/"
     metrics = ServerMetrics()

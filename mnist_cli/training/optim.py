@@ -1,24 +1,20 @@
 """The optimizer and the learning-rate schedule, built from the optimizer and scheduler groups.
 
 conf/optimizer/<name>.yaml names the optimizer class with `_target_` (any torch.optim class, or an
-importable one like it); its other keys are the class's arguments. conf/scheduler/<name>.yaml names
-a schedule function (schedules.py). The schedule runs through LambdaLR: easy to read, to test, and
-to resume (its state is just the step count).
+importable one like it); its other keys are the class's arguments, the parameter groups come from
+here. conf/scheduler/<name>.yaml names the function that makes a schedule (schedules.py). The
+schedule runs through LambdaLR: easy to read, to test, and to resume (its state is just the step count).
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
-
 import torch
-from hydra.utils import get_class, get_method
 from omegaconf import DictConfig
 from torch import nn
 
 from mnist_cli.errors import UserError
 from mnist_cli.models.classifier import Classifier
-from mnist_cli.targets import knobs, target
+from mnist_cli.targets import build
 
 
 def lr_scales(model: Classifier, layer_decay: float) -> dict[int, float]:
@@ -62,34 +58,15 @@ def build_optimizer(cfg: DictConfig, model: Classifier, layer_decay: float = 1.0
             },
             {"params": [p for p in members if id(p) in plain], "weight_decay": 0.0, "lr": cfg.lr * scale},
         ]
-    optimizer_class = target(cfg, "optimizer", get_class)
     try:
-        return optimizer_class(groups, **knobs(cfg))
-    except (TypeError, ValueError) as e:  # an argument the class does not take, or a value it refuses
+        return build(cfg, groups)
+    except ValueError as e:  # a value the class refuses
         raise UserError(f"optimizer ({cfg._target_}): {e}; fix the optimizer.* values") from None
-
-
-def lr_factor(
-    step: int, total_steps: int, steps_per_epoch: int, warmup_epochs: float, schedule: Callable[[int, int, int], float]
-) -> float:
-    """The multiple of the optimizer's lr to use at `step` (0-based) of `total_steps`: a linear
-    warmup over `warmup_epochs`, then the schedule."""
-    warmup = round(warmup_epochs * steps_per_epoch)
-    if step < warmup:
-        return (step + 1) / warmup
-    return schedule(step - warmup, max(1, total_steps - warmup), steps_per_epoch)
-
-
-def build_schedule(cfg: DictConfig) -> Callable[[int, int, int], float]:
-    """The scheduler group's function with its knobs filled in."""
-    return functools.partial(target(cfg, "scheduler", get_method), **knobs(cfg, "warmup_epochs"))
 
 
 def build_scheduler(
     cfg: DictConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int, total_steps: int
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    """The schedule over a run of `total_steps` optimizer steps (Trainer.length())."""
-    schedule = build_schedule(cfg)
-    return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, total_steps, steps_per_epoch, cfg.warmup_epochs, schedule)
-    )
+    """The schedule conf/scheduler names over a run of `total_steps` optimizer steps (Trainer.length())."""
+    schedule = build(cfg)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: schedule(step, total_steps, steps_per_epoch))

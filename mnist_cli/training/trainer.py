@@ -30,6 +30,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from mnist_cli.data.split import Split
 from mnist_cli.errors import Interrupted, UserError
 from mnist_cli.evaluation.inference import EvalResult
+from mnist_cli.objectives.base import Batch, Task
 from mnist_cli.run_dir import RunDir
 from mnist_cli.training import distributed
 from mnist_cli.training.checkpoint import save_checkpoint
@@ -37,7 +38,6 @@ from mnist_cli.training.fitting import Fitting
 from mnist_cli.training.interrupts import StopRequest
 from mnist_cli.training.runtime import autocast, pick_precision
 from mnist_cli.training.state import EpochProgress, FitResult, Length, TrainState, check_finite
-from mnist_cli.training.tasks.base import Batch, Task
 
 log = logging.getLogger(__name__)
 

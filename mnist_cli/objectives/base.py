@@ -28,6 +28,8 @@ class Batch:
 
 
 class Task(ABC):
+    model: nn.Module  # what the trainer trains: the classifier, or a learner holding it (self_supervised.py)
+
     @abstractmethod
     def loss(self, forward: Forward, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean loss of the batch, count of correct answers: a tensor, so no host sync)."""

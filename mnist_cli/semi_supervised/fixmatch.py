@@ -1,4 +1,4 @@
-"""FixMatch (Sohn et al., 2020): semi-supervised training from a few labels and a pool of unlabeled
+"""semi_supervised=fixmatch: FixMatch (Sohn et al., 2020), semi-supervised training from a few labels and a pool of unlabeled
 images. It wraps the supervised task (classification, or distillation from a teacher): each step adds
 to the labeled batch's loss a loss on `ratio` times as many pool images. A weakly augmented view of
 each (the data set's own augmentation, as in supervised training) gives a pseudo-label where the
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig
 from torch import nn
 
 from mnist_cli.data.batches import BatchPrep
@@ -24,17 +23,38 @@ from mnist_cli.data.split import Split
 from mnist_cli.data.views import Views
 from mnist_cli.errors import UserError
 from mnist_cli.evaluation.inference import EvalResult
-from mnist_cli.training.tasks.base import Batch, Forward, Task
+from mnist_cli.objectives.base import Batch, Forward, Task
 
 
 class FixMatch(Task):
-    def __init__(self, task: Task, prep: BatchPrep, pool: Split, cfg: DictConfig):
+    """`task` (supervised) extended to learn from `pool` (on the training device); conf/semi_supervised/
+    fixmatch.yaml says what each other argument means."""
+
+    def __init__(
+        self,
+        name: str,
+        ratio: int,
+        threshold: float,
+        weight: float,
+        teacher: str,
+        strong: dict,
+        task: Task,
+        prep: BatchPrep,
+        pool: Split,
+    ):
+        if not len(pool):
+            raise UserError(
+                f"every training image keeps its label, so semi_supervised={name} has no unlabeled image to learn "
+                "from; keep fewer (e.g. dataset.labels_per_class=10)"
+            )
+        self.name = name
         self.task = task
+        self.model = task.model
         self.prep = prep
-        self.pool = pool  # on the training device
-        self.ratio, self.threshold, self.weight = cfg.ratio, cfg.threshold, cfg.weight
-        self.teacher = cfg.teacher
-        self.strong = Views(cfg.strong, prep)
+        self.pool = pool
+        self.ratio, self.threshold, self.weight = ratio, threshold, weight
+        self.teacher = teacher
+        self.strong = Views(prep, **strong)
         self.counts: dict[str, torch.Tensor] = {}
 
     def loss(self, forward: Forward, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -103,12 +123,3 @@ def pseudo_label_loss(
     confidence, pseudo = weak.max(1)
     taken = confidence >= threshold
     return (F.cross_entropy(strong.float(), pseudo, reduction="none") * taken).mean(), pseudo, taken
-
-
-def build_semi_supervised(cfg: DictConfig, task: Task, prep: BatchPrep, pool: Split) -> FixMatch:
-    if not len(pool):
-        raise UserError(
-            "every training image keeps its label, so semi_supervised=fixmatch has no unlabeled image to learn "
-            "from; keep fewer (e.g. dataset.labels_per_class=10)"
-        )
-    return FixMatch(task, prep, pool, cfg.semi_supervised)

@@ -10,8 +10,8 @@ from torch import nn
 
 from mnist_cli.data.split import Split
 from mnist_cli.evaluation.inference import EvalResult
-from mnist_cli.training.tasks.base import Batch, Forward, Task
-from mnist_cli.training.tasks.classification import Classification, correct
+from mnist_cli.objectives.base import Batch, Forward, Task
+from mnist_cli.objectives.supervised import Supervised, correct
 
 
 class Distillation(Task):
@@ -19,8 +19,9 @@ class Distillation(Task):
     + alpha * T^2 * KL(teacher's softmax(logits / T) || student's), the T^2 keeping the soft
     term's gradients on the scale of the hard one's."""
 
-    def __init__(self, task: Classification, teacher: nn.Module, alpha: float, temperature: float):
+    def __init__(self, task: Supervised, teacher: nn.Module, alpha: float, temperature: float):
         self.task = task
+        self.model = task.model
         self.teacher = teacher.eval().requires_grad_(False)
         self.alpha = alpha
         self.temperature = temperature

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig
 from torch import nn
 
 from mnist_cli.data.batches import BatchPrep
 from mnist_cli.data.split import Split
 from mnist_cli.evaluation.inference import EvalResult, chunks, outputs
 from mnist_cli.models.classifier import Classifier
-from mnist_cli.training.tasks.base import Batch, Task
+from mnist_cli.objectives.base import Batch, Task
 
 
 class Learner(nn.Module):
@@ -35,10 +34,15 @@ class Learner(nn.Module):
 
 
 class SelfSupervised(Task):
-    def __init__(self, cfg: DictConfig, prep: BatchPrep, seed: int):
-        self.cfg = cfg  # the objective's config
+    """`model`: the learner; `knn_k` neighbours vote in the k-NN monitor, each weighted by
+    exp(cosine similarity / knn_temperature); `seed`: of the fixed validation views."""
+
+    def __init__(self, name: str, model: Learner, prep: BatchPrep, knn_k: int, knn_temperature: float, seed: int):
+        self.name = name
+        self.model = model
         self.prep = prep
-        self.seed = seed  # of the fixed validation views
+        self.knn_k, self.knn_temperature = knn_k, knn_temperature
+        self.seed = seed
 
     @torch.no_grad()
     def validate(self, model: nn.Module, bank: Split, split: Split, batch_size: int) -> EvalResult:
@@ -73,8 +77,8 @@ class SelfSupervised(Task):
         # similarities must not round together
         with torch.autocast(query_features.device.type, enabled=False):
             for features, labels in chunks(query_features, queries.labels, size=batch_size):
-                similarity, nearest = (features @ bank_features.T).topk(self.cfg.knn_k, dim=1)
+                similarity, nearest = (features @ bank_features.T).topk(self.knn_k, dim=1)
                 votes = torch.zeros(len(nearest), classes, device=nearest.device)
-                votes.scatter_add_(1, bank.labels[nearest], (similarity / self.cfg.knn_temperature).exp())
+                votes.scatter_add_(1, bank.labels[nearest], (similarity / self.knn_temperature).exp())
                 correct += int((votes.argmax(1) == labels).sum())
         return correct / len(queries)

@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, ListConfig
+from omegaconf import DictConfig
 
 from mnist_cli.data.batches import BatchPrep
 from mnist_cli.data.datasets import load_dataset
 from mnist_cli.data.split import Split
-from mnist_cli.deploy.loading import load_inference
+from mnist_cli.deploy.inference import ready
 from mnist_cli.errors import UserError
 from mnist_cli.evaluation.embedding import to_2d
 from mnist_cli.evaluation.inference import chunks, outputs
@@ -25,6 +25,7 @@ from mnist_cli.evaluation.metrics import calibration, classification_report, mis
 from mnist_cli.evaluation.robustness import Forward, attacked_accuracy, corrupted_accuracy, tta_probabilities
 from mnist_cli.models.calibrated import Calibrated, uncalibrated
 from mnist_cli.models.ensemble import Ensemble
+from mnist_cli.objectives.supervised import evaluate
 from mnist_cli.report.console import (
     print_confusion,
     print_key_values,
@@ -33,24 +34,23 @@ from mnist_cli.report.console import (
     print_robustness,
 )
 from mnist_cli.run_dir import RunDir, csv_text, write_text
-from mnist_cli.stages.job import task_overrides
-from mnist_cli.training.checkpoint import load_checkpoint, resolve_checkpoints
-from mnist_cli.training.tasks.classification import evaluate
+from mnist_cli.stages.context import StageContext
+from mnist_cli.training.source import Source
 
 
-def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str, Any]:
-    if not isinstance(cfg.ckpt, ListConfig) and (objective := objective_of(cfg)) != "supervised":
-        return map_features(cfg, run, objective)  # self-supervised: no head to measure, features to map
-    loaded = load_inference(cfg, task_overrides())  # one checkpoint's model, or an ensemble of several
-    model, sources, device, prep = loaded.model, loaded.sources, loaded.device, loaded.prep
-    source = sources[0] if len(sources) == 1 else f"an ensemble of {len(sources)} checkpoints"
+def run(ctx: StageContext) -> dict[str, Any]:
+    cfg, source = ctx.settle_with_source()
+    run = ctx.run
+    if len(source.paths) == 1 and source.objective != "supervised":
+        return map_features(cfg, run, source)  # self-supervised: no head to measure, features to map
+    loaded = ready(cfg, source.trained())  # one checkpoint's model, or an ensemble of several
+    model, sources, device, prep = loaded.model, source.paths, loaded.device, loaded.prep
     classes = list(cfg.dataset.classes)
     if len(classes) != model.num_classes:
         raise UserError(
             f"{sources[0]} predicts {model.num_classes} classes but {cfg.dataset.name} has {len(classes)}; "
             f"finetune it on {cfg.dataset.name} first (mnist finetune ckpt=...)"
         )
-    run.write_config(cfg)
     found = load_dataset(cfg.dataset, cfg.preprocess, train=False)
     run.write_skipped(found.skipped)
     test = found.test.to(device)
@@ -115,7 +115,7 @@ def run(cfg: DictConfig, run: RunDir, resume: dict[str, Any] | None) -> dict[str
             robustness.get("corruptions", {}),
         )
     print_key_values(
-        f"eval: {source}",
+        f"eval: {source.name}",
         {
             "test accuracy": tested.acc,
             f"top-{k} accuracy": results[f"top{k}_acc"],
@@ -232,27 +232,21 @@ def draw_embedding(
     return {"method": cfg.eval.embedding, "file": "embedding.png", "points": len(points)}
 
 
-def objective_of(cfg: DictConfig) -> str:
-    """What ckpt=... was trained for: supervised (a classifier head), or a self-supervised objective."""
-    return load_checkpoint(resolve_checkpoints(cfg.ckpt, cfg.outputs_root)[0])["objective"]
-
-
-def map_features(cfg: DictConfig, run: RunDir, objective: str) -> dict[str, Any]:
+def map_features(cfg: DictConfig, run: RunDir, source: Source) -> dict[str, Any]:
     """eval of a self-supervised checkpoint: no classifier to measure (finetune one for that), but
     the map of what its features make of the test set."""
+    objective = source.objective
     if cfg.eval.embedding == "none":
         raise UserError(
             f"{cfg.ckpt} was pretrained with objective={objective}: it has no classifier to measure, only "
             "features to map; set eval.embedding=pca (or tsne), or finetune it first (mnist finetune ckpt=...)"
         )
-    loaded = load_inference(cfg, task_overrides(), features_only=True)
-    source = loaded.sources[0]
-    run.write_config(cfg)
+    loaded = ready(cfg, source)
     test = load_dataset(cfg.dataset, cfg.preprocess, train=False).test.to(loaded.device)
     with loaded.autocast():
         embedding = draw_embedding(cfg, run, loaded.model, loaded.prep, test, list(cfg.dataset.classes), None)
     results = {
-        "checkpoint": str(source),
+        "checkpoint": source.name,
         "objective": objective,
         "dataset": cfg.dataset.name,
         "test_images": len(test),
@@ -260,7 +254,7 @@ def map_features(cfg: DictConfig, run: RunDir, objective: str) -> dict[str, Any]
     }
     run.write_json("eval.json", results)
     print_key_values(
-        f"eval: {source} ({objective}: features only; finetune it for accuracy)",
+        f"eval: {source.name} ({objective}: features only; finetune it for accuracy)",
         {"images": len(test), "written": f"eval.json, embedding.png in {run.path}"},
     )
     return results

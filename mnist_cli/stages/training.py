@@ -1,5 +1,6 @@
-"""The flow shared by the training stages (pretrain, finetune): read the data, build the task,
-optimizer and schedule, train with the trainer, test the best checkpoint once, and report."""
+"""The flow shared by the training stages (pretrain, finetune): read the data set's splits, build the
+task (the objective's, maybe distilling from a teacher and learning from unlabeled images too),
+train it with the trainer, test the best checkpoint once, and report."""
 
 from __future__ import annotations
 
@@ -20,28 +21,33 @@ from mnist_cli.data.split import Split, empty_like, repeat, split_labels
 from mnist_cli.errors import UserError
 from mnist_cli.evaluation.inference import outputs
 from mnist_cli.evaluation.metrics import fit_temperature
+from mnist_cli.models.classifier import Classifier
 from mnist_cli.models.lora import merged_state_dict
+from mnist_cli.objectives import build_task
+from mnist_cli.objectives.base import Task
+from mnist_cli.objectives.distillation import Distillation
 from mnist_cli.report.console import print_key_values, training_progress
 from mnist_cli.run_dir import RunDir
+from mnist_cli.stages.context import StageContext
+from mnist_cli.targets import build
 from mnist_cli.training import distributed
 from mnist_cli.training.checkpoint import load_checkpoint, save_checkpoint
-from mnist_cli.training.loggers import epoch_logger
 from mnist_cli.training.optim import build_optimizer, build_scheduler
-from mnist_cli.training.tasks import add_unlabeled, build_task
-from mnist_cli.training.tasks.base import Task
 from mnist_cli.training.trainer import Trainer
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class TrainingData:
+class TrainingSplits:
     """What a training stage reads: `train`, what the loop draws its batches from (the labeled
     images; when semi-supervised, repeated whole until an epoch's steps draw at least as many pool
     images as the pool holds), `val`, `test`, and `pool`, the training images whose labels are not
     used (empty unless labels are limited; never a validation image); `skipped`, the files passed
-    over as unreadable."""
+    over as unreadable; `dataset`, the data set's config with what its files settle (classes,
+    normalization)."""
 
+    dataset: DictConfig
     train: Split
     val: Split
     test: Split
@@ -51,86 +57,90 @@ class TrainingData:
     skipped: list[str]
 
 
-def read_data(cfg: DictConfig) -> TrainingData:
-    """The data set's splits; a data set that names its classes or normalization only by its files
-    (null in the config) gets them written into cfg.dataset, and so into the run's config and checkpoints."""
-    data = cfg.dataset
-    found = load_dataset(data, cfg.preprocess)
-    settle(data, found)
+def read_splits(cfg: DictConfig, dataset: DictConfig | None = None) -> TrainingSplits:
+    """The splits of `dataset` (by default cfg.dataset) for the run cfg describes."""
+    dataset = cfg.dataset if dataset is None else dataset
+    found = load_dataset(dataset, cfg.preprocess)
     train, val = found.train, found.val
     if cfg.objective.name == "supervised":  # self-supervised pretraining uses every training image
-        train, pool = split_labels(train, data.labels_per_class, data.label_fraction, data.split_seed)
+        train, pool = split_labels(train, dataset.labels_per_class, dataset.label_fraction, dataset.split_seed)
     else:
         pool = empty_like(train)
     labeled = len(train)
     semi_supervised = cfg.semi_supervised.name != "none"
     if semi_supervised:  # whole copies of the labeled images, enough to go with one pass over the pool
         train = repeat(train, math.ceil(len(pool) / cfg.semi_supervised.ratio))
-    return TrainingData(train, val, found.test, pool, labeled, semi_supervised, found.skipped)
+    settled = settled_dataset(dataset, found)
+    return TrainingSplits(settled, train, val, found.test, pool, labeled, semi_supervised, found.skipped)
 
 
-def settle(data: DictConfig, found: Dataset) -> None:
-    """Check that every class has training images, and fill in the classes and the normalization
-    the config leaves to the files (null)."""
+def settled_dataset(dataset: DictConfig, found: Dataset) -> DictConfig:
+    """`dataset` with the classes the files give, and the normalization measured on the training
+    images where it leaves it to the files (null); every class must have training images."""
     counts = torch.bincount(found.train.labels, minlength=len(found.classes))
     if not len(found.train) or not len(found.val):
         raise UserError(
-            f"{data.name} at {data.root}: no training images to learn from; add some (see dataset={data.name})"
+            f"{dataset.name} at {dataset.root}: no training images to learn from; add some (see dataset={dataset.name})"
         )
     if bool((counts == 0).any()):
         missing = [name for name, n in zip(found.classes, counts.tolist()) if n == 0]
         raise UserError(f"class {', '.join(missing)} of dataset.classes has no training images; add some or drop it")
-    data.classes = found.classes
-    if data.mean is None or data.std is None:  # measured once, here: the run's config keeps them
+    settled = OmegaConf.create(OmegaConf.to_container(dataset))
+    settled.classes = found.classes
+    if dataset.mean is None or dataset.std is None:  # measured once, here: the run's config keeps them
         pixels = found.train.images.float().div_(255)
-        data.mean = round(float(pixels.mean()), 4) if data.mean is None else data.mean
-        data.std = round(float(pixels.std()), 4) if data.std is None else data.std
+        settled.mean = round(float(pixels.mean()), 4) if dataset.mean is None else dataset.mean
+        settled.std = round(float(pixels.std()), 4) if dataset.std is None else dataset.std
+    return settled
 
 
 def training_task(
-    cfg: DictConfig, model: nn.Module, pool: Split | None, wrap_task: Callable[[Task], Task] | None = None
+    cfg: DictConfig,
+    classifier: Classifier,
+    splits: TrainingSplits,
+    device: torch.device,
+    teacher: nn.Module | None = None,
 ) -> Task:
-    """The objective's task for `model`, changed by `wrap_task` (distillation), and extended by
-    cfg.semi_supervised to learn from `pool` (on the training device; None: the labels only)."""
+    """The objective's task for `classifier`, distilling from `teacher` when given, and extended by
+    cfg.semi_supervised to learn from the unlabeled pool (moved to `device`)."""
     prep = BatchPrep(cfg.dataset)
-    task = build_task(cfg, model, prep)
-    task = wrap_task(task) if wrap_task else task
-    return add_unlabeled(cfg, task, prep, pool) if pool is not None else task
+    task = build_task(cfg, classifier, prep)
+    if teacher is not None:
+        task = Distillation(task, teacher, cfg.distill.alpha, cfg.distill.temperature)
+    if splits.semi_supervised:
+        task = build(cfg.semi_supervised, task=task, prep=prep, pool=splits.pool.to(device))
+    return task
 
 
 def train_and_test(
-    cfg: DictConfig,
-    run: RunDir,
-    model: nn.Module,
+    ctx: StageContext,
+    task: Task,
     device: torch.device,
-    resume: dict[str, Any] | None,
-    data: TrainingData,
+    splits: TrainingSplits,
     on_epoch_end: Callable[[dict[str, Any], nn.Module], None] | None = None,
-    wrap_task: Callable[[Task], Task] | None = None,
 ) -> dict[str, Any]:
-    """Train `model` (the objective's learner) on `data` as cfg says; `on_epoch_end(metrics row,
-    model)` is called after each epoch besides the logger; `wrap_task` may change the task (distillation)."""
-    train, val = data.train.to(device), data.val.to(device)
-    model.to(device, memory_format=torch.channels_last)
-    task = training_task(cfg, model, data.pool.to(device) if data.semi_supervised else None, wrap_task)
+    """Train `task.model` on `splits` as the settled config says; `on_epoch_end(metrics row, model)`
+    is called after each epoch besides the tracker."""
+    cfg, run = ctx.cfg, ctx.run
+    model = task.model.to(device, memory_format=torch.channels_last)
+    train, val = splits.train.to(device), splits.val.to(device)
     trainer = Trainer(cfg.trainer, device, task, training_progress, merged_state_dict)  # best.ckpt: LoRA merged
     length = trainer.length(len(train))
     optimizer = build_optimizer(cfg.optimizer, model, OmegaConf.select(cfg, "finetune.layer_decay", default=1.0))
     scheduler = build_scheduler(cfg.scheduler, optimizer, length.steps_per_epoch, length.total_steps)
-    run.write_config(cfg)
     n_params = sum(p.numel() for p in model.parameters())
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     log.info(
         f"{cfg.stage.name} {cfg.model.name} ({n_params:,} parameters, {n_trainable:,} trainable) on {device}"
         + (f" x {distributed.world_size()} processes" if distributed.world_size() > 1 else "")
         + ": "
-        f"{data.labeled} train / {len(val)} val images from {cfg.dataset.name}, {length.epochs} epochs"
+        f"{splits.labeled} train / {len(val)} val images from {cfg.dataset.name}, {length.epochs} epochs"
         + (
             f" ({length.total_steps} steps)"
             if length.total_steps != cfg.trainer.epochs * length.steps_per_epoch
             else ""
         )
-        + (f", {len(data.pool)} more without labels ({cfg.semi_supervised.name})" if data.semi_supervised else "")
+        + (f", {len(splits.pool)} more without labels ({cfg.semi_supervised.name})" if splits.semi_supervised else "")
         + (f", {trainer.effective_batch_size} images per step" if cfg.trainer.accumulate_steps > 1 else "")
     )
     warnings = []
@@ -143,7 +153,7 @@ def train_and_test(
             + ", or lower trainer.batch_size"
         )
         log.warning(warnings[-1])
-    if skipped := run.write_skipped(data.skipped):
+    if skipped := run.write_skipped(splits.skipped):
         warnings.append(skipped)
     info = {
         "config": OmegaConf.to_container(cfg, resolve=True),
@@ -151,15 +161,14 @@ def train_and_test(
         "num_classes": model.num_classes,
         "objective": cfg.objective.name,
     }
+
+    def after_epoch(row: dict[str, Any], trained: nn.Module) -> None:
+        ctx.tracker.log_epoch(row)
+        if on_epoch_end is not None:
+            on_epoch_end(row, trained)
+
     try:
-        with epoch_logger(cfg.logger, run) as log_epoch:
-            callbacks = [c for c in (log_epoch, on_epoch_end) if c is not None]
-
-            def after_epoch(row: dict[str, Any], trained: nn.Module) -> None:
-                for callback in callbacks:
-                    callback(row, trained)
-
-            fit = trainer.fit(model, train, val, optimizer, scheduler, run, info, resume, after_epoch)
+        fit = trainer.fit(model, train, val, optimizer, scheduler, run, info, ctx.resume, after_epoch)
     finally:
         distributed.stop()
     if not run.writable:  # another rank of a torchrun job: rank 0 tests and reports
@@ -169,7 +178,7 @@ def train_and_test(
     model.load_state_dict(best["model"])
     fits_temperature = cfg.calibrate and cfg.objective.name == "supervised"
     calibration = calibrate(cfg, trainer, model, val, run, best) if fits_temperature else {}
-    tested = trainer.validate(model, train, data.test.to(device))  # self-supervised: k-NN accuracy
+    tested = trainer.validate(model, train, splits.test.to(device))  # self-supervised: k-NN accuracy
     train_time = sum(row["epoch_time_s"] for row in fit.history)
     target = cfg.trainer.target_accuracy
     reached = [row["elapsed_s"] for row in fit.history if target is not None and row["val_acc"] >= target]
@@ -179,11 +188,11 @@ def train_and_test(
         "device": str(device),
         "processes": distributed.world_size(),
         "objective": cfg.objective.name,
-        "train_images": data.labeled,
-        **({"skipped_files": len(data.skipped)} if data.skipped else {}),
+        "train_images": splits.labeled,
+        **({"skipped_files": len(splits.skipped)} if splits.skipped else {}),
         **(
-            {"unlabeled_images": len(data.pool), "semi_supervised": cfg.semi_supervised.name}
-            if data.semi_supervised
+            {"unlabeled_images": len(splits.pool), "semi_supervised": cfg.semi_supervised.name}
+            if splits.semi_supervised
             else {}
         ),
         "batch_size": cfg.trainer.batch_size,

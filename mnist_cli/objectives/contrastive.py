@@ -1,4 +1,4 @@
-"""Self-supervised pretraining by contrast (SimCLR): two random views of every image go through the
+"""objective=contrastive: self-supervised pretraining by contrast (SimCLR): two random views of every image go through the
 backbone and a projection head, and the NT-Xent loss pulls each image's two views together and
 pushes the other images of the batch away. No labels are used to train.
 
@@ -17,20 +17,20 @@ from torch import nn
 from mnist_cli.data.batches import BatchPrep
 from mnist_cli.data.views import Views
 from mnist_cli.models.classifier import Classifier
-from mnist_cli.training.tasks.base import Batch, Forward
-from mnist_cli.training.tasks.self_supervised import Learner, SelfSupervised
+from mnist_cli.objectives.base import Batch, Forward
+from mnist_cli.objectives.self_supervised import Learner, SelfSupervised
 
 
 class ContrastiveLearner(Learner):
     """A classifier's backbone with a projection head."""
 
-    def __init__(self, classifier: Classifier, cfg: DictConfig):
+    def __init__(self, classifier: Classifier, hidden: int, dim: int):
         super().__init__(classifier)
         self.projector = nn.Sequential(
-            nn.Linear(classifier.feature_dim, cfg.projection_hidden),
-            nn.BatchNorm1d(cfg.projection_hidden),
+            nn.Linear(classifier.feature_dim, hidden),
+            nn.BatchNorm1d(hidden),
             nn.ReLU(inplace=True),
-            nn.Linear(cfg.projection_hidden, cfg.projection_dim),
+            nn.Linear(hidden, dim),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -50,21 +50,28 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> tuple[tor
 
 
 class Contrastive(SelfSupervised):
-    """NT-Xent between two random views of each image."""
+    """NT-Xent between two random views of each image (conf/objective/contrastive.yaml says what
+    each argument means)."""
 
-    def __init__(self, cfg: DictConfig, prep: BatchPrep, seed: int):
-        super().__init__(cfg, prep, seed)
-        self.views = Views(cfg.views, prep)
+    def __init__(
+        self,
+        name: str,
+        temperature: float,
+        projection_hidden: int,
+        projection_dim: int,
+        knn_k: int,
+        knn_temperature: float,
+        views: dict,
+        classifier: Classifier,
+        prep: BatchPrep,
+        trainer: DictConfig,
+    ):
+        learner = ContrastiveLearner(classifier, projection_hidden, projection_dim)
+        super().__init__(name, learner, prep, knn_k, knn_temperature, trainer.seed)
+        self.temperature = temperature
+        self.views = Views(prep, **views)
 
     def loss(self, forward: Forward, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         views = [self.views(batch.images, batch.generator) for _ in range(2)]
         z1, z2 = forward(torch.cat(views)).chunk(2)
-        return nt_xent(z1, z2, self.cfg.temperature)
-
-
-def build_learner(classifier: Classifier, cfg: DictConfig) -> ContrastiveLearner:
-    return ContrastiveLearner(classifier, cfg)
-
-
-def build_task(cfg: DictConfig, learner: ContrastiveLearner, prep: BatchPrep) -> Contrastive:
-    return Contrastive(cfg.objective, prep, cfg.trainer.seed)
+        return nt_xent(z1, z2, self.temperature)

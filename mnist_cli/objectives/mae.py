@@ -1,4 +1,4 @@
-"""Self-supervised pretraining of the ViT as a masked autoencoder (MAE): hide a random
+"""objective=mae: self-supervised pretraining of the ViT as a masked autoencoder (MAE): hide a random
 `mask_ratio` of each image's patches, encode only the visible ones with the ViT backbone, and let a
 light transformer decoder predict the pixels of the hidden patches; the loss is the mean squared
 error on the hidden patches only. No labels are used to train; the k-NN monitor is shared
@@ -12,10 +12,11 @@ from omegaconf import DictConfig
 from torch import nn
 
 from mnist_cli.data.batches import BatchPrep
+from mnist_cli.errors import UserError
 from mnist_cli.models.classifier import Classifier
 from mnist_cli.models.vit import Block, ViTBackbone
-from mnist_cli.training.tasks.base import Batch, Forward
-from mnist_cli.training.tasks.self_supervised import Learner, SelfSupervised
+from mnist_cli.objectives.base import Batch, Forward
+from mnist_cli.objectives.self_supervised import Learner, SelfSupervised
 
 
 def patchify(x: torch.Tensor, patch: int) -> torch.Tensor:
@@ -27,22 +28,24 @@ def patchify(x: torch.Tensor, patch: int) -> torch.Tensor:
 class MaskedAutoencoder(Learner):
     """A ViT classifier with the decoder that reconstructs hidden patches."""
 
-    def __init__(self, classifier: Classifier, cfg: DictConfig):
+    def __init__(
+        self, classifier: Classifier, mask_ratio: float, decoder_dim: int, decoder_depth: int, decoder_heads: int
+    ):
         super().__init__(classifier)
         vit = classifier.backbone
         if not isinstance(vit, ViTBackbone):
-            raise TypeError("objective=mae needs a ViT backbone (model=vit or vit_mini)")
-        self.mask_ratio = cfg.mask_ratio
+            raise UserError(
+                f"objective=mae masks a ViT's patches; use model=vit or model=vit_mini (not {classifier.name})"
+            )
+        self.mask_ratio = mask_ratio
         self.patch = vit.patch_embed.kernel_size[0]
         dim = vit.pos_embed.shape[-1]
-        self.decoder_embed = nn.Linear(dim, cfg.decoder_dim)
-        self.mask_token = nn.Parameter(torch.zeros(1, 1, cfg.decoder_dim))
-        self.decoder_pos = nn.Parameter(torch.zeros(1, vit.num_patches, cfg.decoder_dim))
-        self.decoder = nn.Sequential(
-            *(Block(cfg.decoder_dim, cfg.decoder_heads, 4.0, 0.0) for _ in range(cfg.decoder_depth))
-        )
-        self.decoder_norm = nn.LayerNorm(cfg.decoder_dim)
-        self.predict = nn.Linear(cfg.decoder_dim, self.patch * self.patch)
+        self.decoder_embed = nn.Linear(dim, decoder_dim)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_dim))
+        self.decoder_pos = nn.Parameter(torch.zeros(1, vit.num_patches, decoder_dim))
+        self.decoder = nn.Sequential(*(Block(decoder_dim, decoder_heads, 4.0, 0.0) for _ in range(decoder_depth)))
+        self.decoder_norm = nn.LayerNorm(decoder_dim)
+        self.predict = nn.Linear(decoder_dim, self.patch * self.patch)
         nn.init.trunc_normal_(self.mask_token, std=0.02)
         nn.init.trunc_normal_(self.decoder_pos, std=0.02)
 
@@ -75,16 +78,24 @@ class MaskedAutoencoder(Learner):
 
 class MaskedReconstruction(SelfSupervised):
     """The reconstruction loss of batches prepared as for supervised training (the data set's
-    augmentation, then normalization)."""
+    augmentation, then normalization); conf/objective/mae.yaml says what each argument means."""
+
+    def __init__(
+        self,
+        name: str,
+        mask_ratio: float,
+        decoder_dim: int,
+        decoder_depth: int,
+        decoder_heads: int,
+        knn_k: int,
+        knn_temperature: float,
+        classifier: Classifier,
+        prep: BatchPrep,
+        trainer: DictConfig,
+    ):
+        learner = MaskedAutoencoder(classifier, mask_ratio, decoder_dim, decoder_depth, decoder_heads)
+        super().__init__(name, learner, prep, knn_k, knn_temperature, trainer.seed)
 
     def loss(self, forward: Forward, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.prep(batch.images, train=True, generator=batch.generator)
         return forward(x, batch.generator), torch.zeros((), device=x.device)
-
-
-def build_learner(classifier: Classifier, cfg: DictConfig) -> MaskedAutoencoder:
-    return MaskedAutoencoder(classifier, cfg)
-
-
-def build_task(cfg: DictConfig, learner: MaskedAutoencoder, prep: BatchPrep) -> MaskedReconstruction:
-    return MaskedReconstruction(cfg.objective, prep, cfg.trainer.seed)

@@ -1,4 +1,4 @@
-"""Supervised classification: cross-entropy on the labels of augmented batches; optionally on
+"""objective=supervised: cross-entropy on the labels of augmented batches; optionally on
 adversarially attacked batches (trainer.adversarial), a transform of the batch's pixels."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from mnist_cli.data.split import Split
 from mnist_cli.evaluation.inference import EvalResult, classification_result, outputs
 from mnist_cli.evaluation.robustness import attack
 from mnist_cli.models.classifier import Classifier
-from mnist_cli.training.tasks.base import Batch, Forward, Task
+from mnist_cli.objectives.base import Batch, Forward, Task
 
 
 class AdversarialBatches:
@@ -42,11 +42,15 @@ class AdversarialBatches:
         return attacked
 
 
-class Classification(Task):
-    def __init__(self, prep: BatchPrep, label_smoothing: float, adversarial: AdversarialBatches | None = None):
+class Supervised(Task):
+    """Learns `classifier`'s classes from the labels, with trainer.label_smoothing (and trainer.adversarial)."""
+
+    def __init__(self, name: str, classifier: Classifier, prep: BatchPrep, trainer: DictConfig):
+        self.name = name
+        self.model = classifier
         self.prep = prep
-        self.label_smoothing = label_smoothing
-        self.adversarial = adversarial
+        self.label_smoothing = trainer.label_smoothing
+        self.adversarial = AdversarialBatches(classifier, prep, trainer) if trainer.adversarial is not None else None
 
     def inputs(self, batch: Batch) -> torch.Tensor:
         """The model's input: the batch augmented (and attacked), normalized."""
@@ -72,13 +76,3 @@ def evaluate(model: nn.Module, prep: BatchPrep, split: Split, batch_size: int) -
     """The classifier on `split`, in batches of `batch_size` (run it under the run's autocast)."""
     model.eval()
     return classification_result(outputs(lambda x: model(prep(x, train=False)), split.images, batch_size), split.labels)
-
-
-def build_learner(classifier: Classifier, cfg: DictConfig) -> Classifier:
-    return classifier
-
-
-def build_task(cfg: DictConfig, learner: Classifier, prep: BatchPrep) -> Classification:
-    trainer = cfg.trainer
-    adversarial = AdversarialBatches(learner, prep, trainer) if trainer.adversarial is not None else None
-    return Classification(prep, trainer.label_smoothing, adversarial)

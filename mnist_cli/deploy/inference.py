@@ -1,0 +1,44 @@
+"""A checkpoint's model ready to answer (eval, export, predict, serve, explain): in eval mode on its
+device, run under the precision the config asks for, with the batch preparation of its data set."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+from omegaconf import DictConfig
+from torch import nn
+
+from mnist_cli.data.batches import BatchPrep
+from mnist_cli.training.runtime import autocast, pick_precision, setup
+from mnist_cli.training.source import Source
+
+
+@dataclass
+class Inference:
+    """A classifier ready to answer: in eval mode on `device`, run under `precision`."""
+
+    model: nn.Module  # one checkpoint's (calibrated) model, or an Ensemble
+    source: Source  # the checkpoints it came from
+    device: torch.device
+    precision: str  # fp32, bf16 or fp16 (trainer.precision, `auto` decided for the device)
+    prep: BatchPrep  # normalization of uint8 digits for this model
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        return autocast(self.device, self.precision)
+
+
+def ready(cfg: DictConfig, source: Source, threads: int | None = None, cpu_float32: bool = False) -> Inference:
+    """Set up the process (runtime.setup: seeds, threads, device) and put `source`'s model (calibrated
+    as cfg.calibrate says) on the device in eval mode; `cfg` is the settled config, which describes
+    the source. `threads`: torch's CPU threads, over trainer.num_threads; `cpu_float32`: on the CPU
+    in float32 whatever the config says (export)."""
+    device = setup(cfg)  # seeds, threads, deterministic kernels; the device trainer.device names
+    if cpu_float32:
+        device = torch.device("cpu")
+    if threads:
+        torch.set_num_threads(threads)
+    precision = "fp32" if cpu_float32 else pick_precision(cfg.trainer.precision, device)
+    model = source.model(calibrate=cfg.calibrate).to(device).eval()
+    return Inference(model, source, device, precision, BatchPrep(cfg.dataset))

@@ -1,0 +1,32 @@
+"""logger=tensorboard: each epoch's metrics (the metrics.csv columns) as TensorBoard scalars,
+step = epoch, in the run directory."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from omegaconf import DictConfig
+
+from mnist_cli.errors import UserError
+from mnist_cli.loggers.base import Tracker, numbers
+from mnist_cli.run_dir import RunDir
+
+
+class TensorBoard(Tracker):
+    def __init__(self, name: str, dir: str, config: DictConfig, run: RunDir, summary: dict[str, Any], resumed: bool):
+        super().__init__(name, config, run, summary, resumed)
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise UserError(
+                "logger=tensorboard needs the tensorboard package: pip install 'mnist-cli[tensorboard]' (or drop logger=)"
+            ) from None
+        self.writer = SummaryWriter(log_dir=str(run.path / dir))
+
+    def log_epoch(self, row: dict[str, Any]) -> None:
+        for key, value in numbers(row, "epoch").items():
+            self.writer.add_scalar(key, value, global_step=row["epoch"])
+        self.writer.flush()
+
+    def finish(self, summary: dict[str, Any]) -> None:
+        self.writer.close()
