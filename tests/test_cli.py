@@ -73,6 +73,8 @@ def test_pretrain_finetune_eval(tmp_path: Path, tiny_data: Path) -> None:
     )
     assert evaluate.returncode == 0, evaluate.stderr
     [eval_run] = run_dirs(tmp_path, "eval")
+    settled = OmegaConf.load(eval_run / "config.yaml")  # what the checkpoint described, as the run used it
+    assert settled.ckpt == str(ft_run / "checkpoints" / "best.ckpt") and settled.model.channels == [8, 16]
     report = json.loads((eval_run / "eval.json").read_text())
     assert report["test_acc"] == ft["test_acc"] <= report["top2_acc"] and 0 <= report["ece"] <= 1
     assert len(report["per_class"]) == 10 and sum(map(sum, report["confusion_matrix"])) == 128
