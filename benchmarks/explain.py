@@ -33,7 +33,7 @@ from mnist_cli.config.compose import compose_config  # noqa: E402
 from mnist_cli.data.batches import BatchPrep  # noqa: E402
 from mnist_cli.data.datasets import load_split  # noqa: E402
 from mnist_cli.evaluation.attribution import METHODS, attribute  # noqa: E402
-from mnist_cli.training.checkpoint import load_checkpoint, model_from_checkpoint, resolve_checkpoint  # noqa: E402
+from mnist_cli.training.source import Source  # noqa: E402
 
 FRACTIONS = torch.linspace(0, 1, 21)  # of the pixels deleted, along the curve
 
@@ -59,9 +59,9 @@ def main() -> None:
     console = Console(width=160)
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = args.ckpt or run(Path(tmp), [f"dataset.root={args.data}"])["run_dir"]
-        saved = load_checkpoint(resolve_checkpoint(ckpt, "outputs"))
-        model = model_from_checkpoint(saved).eval()  # the raw class scores, as explain attributes them
-        data = OmegaConf.merge(saved["config"]["dataset"], {"root": args.data})
+        source = Source.load(ckpt, "outputs")
+        model = source.model().eval()  # the raw class scores, as explain attributes them
+        data = OmegaConf.merge(source.checkpoints[0]["config"]["dataset"], {"root": args.data})
         explain = compose_config("stage=explain").explain  # the settings `mnist explain` uses
         prep = BatchPrep(data)
         test = load_split(data, "test").subset(torch.arange(args.images))

@@ -33,7 +33,7 @@ from recipes import cpu_name, run  # noqa: E402
 
 from mnist_cli.config.compose import compose_config  # noqa: E402
 from mnist_cli.data.datasets import load_dataset  # noqa: E402
-from mnist_cli.data.idx_files import load_split  # noqa: E402
+from mnist_cli.data.idx_files import read_split  # noqa: E402
 
 FASHION_AUGMENT = [  # conf/dataset/fashion_mnist.yaml's augmentation, for the same images in folders
     "dataset.augment.max_shift=0",
@@ -50,7 +50,7 @@ def write_tree(data: str, dataset: str, out: Path) -> Path:
         return out
     cfg = compose_config(f"dataset={dataset}", f"dataset.root={data}", "dataset.download=false").dataset
     for split in ("train", "test"):
-        images = load_split(cfg, split)
+        images = read_split(cfg, split)
         for i, (image, label) in enumerate(zip(images.images[:, 0].numpy(), images.labels.tolist())):
             folder = out / split / cfg.classes[label].replace("/", "-")  # T-shirt/top: a folder name
             folder.mkdir(parents=True, exist_ok=True)

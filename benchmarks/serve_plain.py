@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from mnist_cli.config.compose import compose_config
 from mnist_cli.data.batches import BatchPrep
 from mnist_cli.data.images import load_grayscale, preprocess
-from mnist_cli.training.checkpoint import load_checkpoint, model_from_checkpoint, resolve_checkpoint
+from mnist_cli.training.source import Source
 
 
 class Body(BaseModel):
@@ -29,9 +29,9 @@ class Body(BaseModel):
 
 def load(ckpt_arg: str):
     """The model, its input preparation, and how images are made MNIST-like."""
-    ckpt = load_checkpoint(resolve_checkpoint(ckpt_arg, "outputs"))
-    model = model_from_checkpoint(ckpt).eval()
-    prep = BatchPrep(OmegaConf.create(ckpt["config"]["dataset"]))
+    source = Source.load(ckpt_arg, "outputs")
+    model = source.model().eval()
+    prep = BatchPrep(OmegaConf.create(source.checkpoints[0]["config"]["dataset"]))
     settings = compose_config().preprocess
     return model, prep, lambda encoded: preprocess(load_grayscale(base64.b64decode(encoded)), settings)
 

@@ -42,13 +42,14 @@ from torch import nn
 
 from mnist_cli.config.compose import compose_config
 from mnist_cli.data.batches import BatchPrep
-from mnist_cli.data.datasets import load_split
+from mnist_cli.loggers.base import Tracker
 from mnist_cli.models import build_model
 from mnist_cli.models.classifier import Classifier
+from mnist_cli.objectives.supervised import evaluate
 from mnist_cli.run_dir import RunDir
-from mnist_cli.stages.train_and_test import read_data, train_and_test
+from mnist_cli.stages.context import StageContext
+from mnist_cli.stages.training import read_splits, train_and_test, training_task
 from mnist_cli.training.runtime import autocast, pick_device, pick_precision, setup
-from mnist_cli.training.tasks.classification import evaluate
 
 sys.path.insert(0, str(Path(__file__).parent))
 from pretrain_cnn import DEFAULT_DATA, cli_pretrain, help_seconds, peak_child_rss_mb  # noqa: E402
@@ -57,20 +58,31 @@ from recipes import cpu_name  # noqa: E402
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
+class ClassicBackbone(nn.Sequential):
+    """PyTorch's example MNIST net up to its last hidden layer: conv32-conv64-maxpool-dropout-fc128."""
+
+    feature_dim = 128
+
+    def __init__(self):
+        super().__init__(
+            nn.Conv2d(1, 32, 3),
+            nn.ReLU(),
+            nn.Conv2d(32, 64, 3),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Dropout(0.25),
+            nn.Flatten(),
+            nn.Linear(9216, 128),
+            nn.ReLU(),
+        )
+
+    def block_groups(self) -> list[list[nn.Module]]:
+        return [[self]]
+
+
 def classic_cnn() -> Classifier:
-    """PyTorch's example MNIST net: conv32-conv64-maxpool-dropout-fc128-dropout-fc10."""
-    backbone = nn.Sequential(
-        nn.Conv2d(1, 32, 3),
-        nn.ReLU(),
-        nn.Conv2d(32, 64, 3),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Dropout(0.25),
-        nn.Flatten(),
-        nn.Linear(9216, 128),
-        nn.ReLU(),
-    )
-    return Classifier(backbone, 128, 10, [[backbone]], dropout=0.5)
+    """PyTorch's example MNIST net: its backbone, then dropout and fc10."""
+    return Classifier(ClassicBackbone(), 10, head_dropout=0.5, name="classic")
 
 
 class Curve:
@@ -130,8 +142,8 @@ def conventional(data: str, epochs: int, curve: Curve) -> float:
 def through_mnist(cfg, model: Classifier | None, curve: Curve) -> dict:
     """Train with mnist's own stage code, testing after each epoch (outside the clock)."""
     device = setup(cfg)
-    model = model or build_model(cfg.model, len(cfg.dataset.classes))
-    test = load_split(cfg.dataset, "test").to(device)
+    splits = read_splits(cfg)
+    test = splits.test.to(device)
     prep, precision = BatchPrep(cfg.dataset), pick_precision(cfg.trainer.precision, device)
     seconds = 0.0
 
@@ -142,7 +154,11 @@ def through_mnist(cfg, model: Classifier | None, curve: Curve) -> dict:
             curve.record(evaluate(trained, prep, test, cfg.trainer.eval_batch_size).acc, seconds)
 
     with tempfile.TemporaryDirectory() as tmp:
-        return train_and_test(cfg, RunDir(tmp), model, device, None, read_data(cfg), on_epoch_end)
+        run = RunDir(tmp)
+        ctx = StageContext(cfg, run, [], None, Tracker("none", cfg, run, {}, False))
+        cfg = ctx.settle(dataset=splits.dataset)
+        model = model or build_model(cfg.model, len(cfg.dataset.classes))
+        return train_and_test(ctx, training_task(cfg, model, splits, device), device, splits, on_epoch_end)
 
 
 def peer_seconds_to(data: str, target: float) -> tuple[float | None, list[float]]:
