@@ -1,7 +1,7 @@
 """Each model and preset on this machine: parameters, train and eval images/s, and the test
-accuracy its recipe reaches on real MNIST (10k training images). Prints one table.
+accuracy its recipe reaches on real MNIST (by default the full 60,000 training images). Prints one table.
 
-    python benchmarks/models.py [--data ../shared/data/mnist-10k] [--recipes cnn vit_mini resnet18_strided]
+    python benchmarks/models.py [--data ../shared/data/mnist] [--recipes cnn vit_mini resnet18_strided]
 
 Speed is measured on random batches of 128 (train step: forward, backward, AdamW step) and 1000
 (eval forward). A recipe is a full `mnist pretrain` command run in a scratch folder; recipes that

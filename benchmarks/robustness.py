@@ -2,10 +2,10 @@
 (trainer.adversarial=pgd), on real MNIST. Prints one table: for each way of training, its time
 and its test accuracy clean, under FGSM and PGD at each eps, and under each corruption.
 
-    python benchmarks/robustness.py [--data ../shared/data/mnist-10k] [--epochs 8] [--eps 0.1 0.3]
+    python benchmarks/robustness.py [--data ../shared/data/mnist] [--epochs N] [--eps 0.1 0.3]
         [--attack-images 1000] [--train-eps 0.3]
 
-Both runs use the default recipe (`mnist pretrain model=cnn`) with --epochs; the adversarial one
+Both runs are the default `mnist pretrain` (with --epochs when given); the adversarial one
 trains on PGD images (7 steps at --train-eps). Each checkpoint is then measured with
 `mnist eval eval.attack=[fgsm,pgd] eval.corruptions=true` (attacks on the first --attack-images
 test images; PGD: 10 steps from a random start).
@@ -25,6 +25,7 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pretrain_cnn import DEFAULT_DATA  # noqa: E402
+from recipes import cpu_name  # noqa: E402
 
 
 def mnist(cwd: Path, stage: str, *args: str) -> dict:
@@ -44,7 +45,7 @@ def mnist(cwd: Path, stage: str, *args: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=DEFAULT_DATA)
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--epochs", type=int, help="trainer.epochs (default: the default recipe's)")
     parser.add_argument("--eps", type=float, nargs="+", default=[0.1, 0.3])
     parser.add_argument("--attack-images", type=int, default=1000)
     parser.add_argument("--train-eps", type=float, default=0.3)
@@ -63,9 +64,8 @@ def main() -> None:
         cwd = Path(tmp)
         for name, extra in trainings.items():
             Console().print(f"training: {name} ...")
-            trained = mnist(
-                cwd, "pretrain", "model=cnn", f"dataset.root={args.data}", f"trainer.epochs={args.epochs}", *extra
-            )
+            epochs = [f"trainer.epochs={args.epochs}"] if args.epochs else []
+            trained = mnist(cwd, "pretrain", f"dataset.root={args.data}", *epochs, *extra)
             measured = mnist(
                 cwd,
                 "eval",
@@ -80,8 +80,8 @@ def main() -> None:
     attack_columns = [(attack, str(e)) for attack in ("fgsm", "pgd") for e in args.eps]
     corruptions = list(rows[0][2]["corruptions"])
     table = Table(
-        title=f"Test accuracy of the CNN ({args.epochs} epochs, {args.data}); attacks on the first "
-        f"{args.attack_images} test images"
+        title=f"Test accuracy of the default CNN ({rows[0][1]['epochs_run']} epochs, {args.data}); attacks on the first "
+        f"{args.attack_images} test images; {cpu_name()}, precision {rows[0][1]['precision']}"
     )
     for column in ["training", "train time", "clean", *(f"{a.upper()} {e}" for a, e in attack_columns), *corruptions]:
         table.add_column(column, justify="left" if column == "training" else "right")
