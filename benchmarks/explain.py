@@ -58,8 +58,8 @@ def main() -> None:
     args = parser.parse_args()
     console = Console(width=160)
     with tempfile.TemporaryDirectory() as tmp:
-        ckpt = args.ckpt or run(Path(tmp), [f"dataset.root={args.data}"])["run_dir"]
-        source = Source.load(ckpt, "outputs")
+        source = Source.load(args.ckpt or run(Path(tmp), [f"dataset.root={args.data}"])["run_dir"], "outputs")
+        ckpt = source.paths[0].resolve()  # (the picture's `mnist explain` runs in another folder)
         model = source.model().eval()  # the raw class scores, as explain attributes them
         data = OmegaConf.merge(source.checkpoints[0]["config"]["dataset"], {"root": args.data})
         explain = compose_config("stage=explain").explain  # the settings `mnist explain` uses

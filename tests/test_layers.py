@@ -133,3 +133,10 @@ def test_a_planted_upward_import_of_each_kind_is_caught(tmp_path: Path) -> None:
         (package / "data" / name).write_text(text)
     found = upward_imports(package, "fake")
     assert sorted(line.split(" ")[0] for line in found) == sorted(f"data/{name}" for name in planted), found
+
+
+def test_no_module_is_over_300_lines() -> None:
+    long = [
+        f"{p.relative_to(PACKAGE)}: {n}" for p in PACKAGE.rglob("*.py") if (n := len(p.read_text().splitlines())) > 300
+    ]
+    assert not long, long
