@@ -37,7 +37,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
             "explain takes one checkpoint (a run dir or .ckpt), not an .onnx file or an ensemble: "
             "its maps come from the model's gradients"
         )
-    source, classes = predictor.info["checkpoint"], predictor.classes
+    checkpoint, classes = predictor.info["checkpoint"], predictor.classes
 
     truth = None
     if cfg.input:
@@ -83,10 +83,10 @@ def run(ctx: StageContext) -> dict[str, Any]:
     )
     print_predictions(
         rows[:shown],
-        f"explain ({cfg.explain.method}): {source}; written: explanations.png, .npz, .csv in {run.path}",
+        f"explain ({cfg.explain.method}): {checkpoint}; written: explanations.png, .npz, .csv in {run.path}",
     )
     return {
-        "checkpoint": str(source),
+        "checkpoint": checkpoint,
         "method": cfg.explain.method,
         "images": len(rows),
         **({"mean_abs_convergence_delta": float(np.abs(deltas).mean())} if deltas is not None else {}),

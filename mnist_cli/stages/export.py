@@ -28,7 +28,6 @@ def run(ctx: StageContext) -> dict[str, Any]:
     cfg, run = ctx.settle(**source.config(ctx.cfg, ctx.overrides)), ctx.run
     # the export runs on the CPU in float32; the model keeps the temperature its training fitted
     model = ready(cfg, source, cpu_float32=True).model
-    source = source.paths[0]
 
     test = load_split(cfg.dataset, "test", cfg.preprocess)
     n = cfg.export.check_images or len(test)
@@ -76,7 +75,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
     )
 
     results = {
-        "checkpoint": str(source),
+        "checkpoint": source.name,
         "format": cfg.format,
         "file": str(path),
         "file_bytes": path.stat().st_size,
@@ -89,7 +88,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
         "preprocessing": export.preprocessing(cfg.dataset),
     }
     run.write_json("export.json", results)
-    print_export(rows, f"export: {source} -> {path} (checked on {n} {cfg.dataset.name} test images)")
+    print_export(rows, f"export: {source.name} -> {path} (checked on {n} {cfg.dataset.name} test images)")
 
     drop = rows[0]["accuracy"] - rows[-1]["accuracy"]
     if cfg.format in ("onnx", "torchscript") and max_diff > cfg.export.tolerance:

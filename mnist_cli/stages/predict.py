@@ -60,7 +60,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
     cfg, source = ctx.settle_with_source()  # a checkpoint's model, data set (classes, normalization) and preprocessing
     run = ctx.run
     predictor = load_predictor(cfg, source)
-    source = predictor.info["checkpoint"]
+    checkpoint = predictor.info["checkpoint"]
 
     rows, digits = read_inputs(cfg)
     if not digits:
@@ -90,10 +90,10 @@ def run(ctx: StageContext) -> dict[str, Any]:
     )
     more = f" (the first {shown} of {len(rows)} shown)" if len(rows) > shown else ""
     print_predictions(
-        rows[:shown], f"predict: {source} on {cfg.input}{more}; written: {', '.join(written)} in {run.path}"
+        rows[:shown], f"predict: {checkpoint} on {cfg.input}{more}; written: {', '.join(written)} in {run.path}"
     )
     return {
-        "checkpoint": str(source),
+        "checkpoint": checkpoint,
         "images": len(rows),
         "predicted": len(readable),
         "unreadable": len(rows) - len(readable),
