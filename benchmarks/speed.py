@@ -1,6 +1,6 @@
 """Training speed against the conventional PyTorch loop, side by side in one process.
 
-    python benchmarks/speed.py [--data ../shared/data/mnist-10k] [--epochs 6] [--target 0.98]
+    python benchmarks/speed.py [--data ../shared/data/mnist] [--epochs 6] [--target 0.98]
     python benchmarks/speed.py --whole [--data ...] [--target 0.98] [--seeds 0 1 2]
         [--recipe NAME="override override ..."]...
 
@@ -10,13 +10,13 @@ whole `mnist pretrain` command (start-up, data, training, the final test) for ea
 default recipe and each --recipe (a name and the overrides it adds, e.g. --recipe
 cnn_fast="experiment=cnn_fast").
 
-Three ways to train on the same real MNIST files (10k training images):
+Three ways to train on the same real MNIST files (by default the full 60,000 training images):
   1. conventional: torchvision datasets.MNIST, per-sample ToTensor + Normalize, a DataLoader with
      batch 64, the classic two-conv CNN, Adadelta lr 1.0 with StepLR gamma 0.7 (PyTorch's example);
   2. the same classic CNN and optimizer through mnist's trainer (device-resident uint8 data,
      per-batch normalization): what the data path alone buys;
   3. `mnist pretrain model=cnn`'s default recipe, through the same code as the command.
-Each is tested on the 10k test images after every epoch (not timed). "Seconds to target" is the
+Each is tested on the 10,000 test images after every epoch (not timed). "Seconds to target" is the
 training time until the first epoch whose test accuracy reaches --target. The mnist runs hold out
 5% of the training images for validation; the conventional loop trains on all of them.
 Then the whole `mnist pretrain model=cnn` command runs once more as a subprocess for its wall time

@@ -20,6 +20,8 @@ def build(node: DictConfig, *args: Any, **kwargs: Any) -> Any:
     from hydra.utils import instantiate
 
     key = node._get_full_key(None) or "config"
+    if "_target_" not in node:
+        raise UserError(f"{key}._target_ is not set: name what builds it (see `mnist <stage> --help {key}`)")
     try:
         made = instantiate(node, _partial_=True, _convert_="all")
     except InstantiationException as e:

@@ -110,6 +110,7 @@ BAD = [
     (["serve", "ckpt={run}", "serve.port=70000"], "serve.port=70000 is not valid"),
     (["serve", "ckpt={ckpt:truncated}"], "truncated or corrupt"),
     (["serve", "ckpt=missing.onnx"], "ckpt=missing.onnx: no such file"),
+    (["eval", "ckpt=model.onnx"], "eval takes a checkpoint (a run dir or .ckpt), not an .onnx file"),
     (["serve", "ckpt=broken.onnx"], "broken.onnx: not a readable ONNX model"),
     # resume
     (["pretrain", "resume=nowhere"], "not a run directory with checkpoints/last.ckpt"),

@@ -19,9 +19,16 @@ from mnist_cli.stages.training import read_splits
 from mnist_cli.training.checkpoint import save_checkpoint
 
 
+class Recording(Tracker):
+    """A tracker that keeps the config it is told the stage settled on."""
+
+    def settled(self, config) -> None:
+        self.config = config
+
+
 def context(tmp_path: Path, *overrides: str) -> StageContext:
     cfg, run = compose_config(*overrides), RunDir(tmp_path / "run")
-    return StageContext(cfg, run, list(overrides), None, Tracker("none", cfg, run, {}, False))
+    return StageContext(cfg, run, list(overrides), None, Recording("none", cfg, run, {}, False))
 
 
 def test_settling_applies_what_the_data_says_once_then_the_config_is_read_only(tmp_path: Path, tiny_data: Path) -> None:
@@ -52,3 +59,4 @@ def test_a_stage_starting_from_a_checkpoint_settles_on_its_model_and_resolved_pa
     assert cfg.dataset.root == str(tiny_data) and cfg.dataset.val_size == 0.1  # the checkpoint's, with the override
     assert torch.equal(source.model().backbone.pos_embed, model.backbone.pos_embed)
     assert OmegaConf.load(tmp_path / "run" / "config.yaml").model.patch == 7
+    assert ctx.tracker.config.model.name == "vit"  # what the tracker records is what ran, not the composed cnn

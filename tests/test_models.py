@@ -194,11 +194,12 @@ def test_a_checkpoint_whose_model_config_has_only_a_name_still_loads(tmp_path: P
 
 def test_a_checkpoint_of_an_older_mnist_names_its_backbone_class_and_data_format(tmp_path: Path) -> None:
     """Before conf/model named the function that builds the classifier it named the backbone class,
-    and before conf/dataset named its reader it said its format: both read as this mnist's words."""
-    cfg = compose_config(*TINY_VIT)
+    before conf/dataset named its reader it said its format, and the objective and logger named
+    nothing: all read as this mnist's words."""
+    cfg = compose_config(*TINY_VIT, "objective=contrastive", "logger=tensorboard")
     old = OmegaConf.to_container(cfg)
     old["model"]["_target_"] = "mnist_cli.models.vit.ViTBackbone"
-    del old["dataset"]["reader"]
+    del old["dataset"]["reader"], old["objective"]["_target_"], old["logger"]["_target_"]
     old["dataset"]["format"] = "folder"
     model = build_model(cfg.model, 10)
     save_checkpoint(
@@ -208,6 +209,8 @@ def test_a_checkpoint_of_an_older_mnist_names_its_backbone_class_and_data_format
     saved = load_checkpoint(tmp_path / "old.ckpt")["config"]
     assert saved["model"]["_target_"] == "mnist_cli.models.vit.vit" and "format" not in saved["dataset"]
     assert saved["dataset"]["reader"] == {"_target_": "mnist_cli.data.folder.read"}
+    assert saved["objective"]["_target_"] == "mnist_cli.objectives.contrastive.Contrastive"  # (a resume builds them)
+    assert saved["logger"]["_target_"] == "mnist_cli.loggers.tensorboard.TensorBoard"
 
 
 def test_lora_merged_weights_give_the_adapted_models_outputs() -> None:

@@ -46,13 +46,17 @@ def records(run_file: Path) -> list:
 def tracked(run: Path) -> dict:
     """What the run directory's W&B runs recorded, in order: id, config, history rows, summary, files."""
     seen: dict = {"ids": [], "config": {}, "history": [], "summary": {}, "files": set(), "group": None}
-    for run_file in sorted(run.glob("wandb/offline-run-*/run-*.wandb")):
+    for run_file in sorted(run.glob("wandb/offline-run-*/run-*.wandb")):  # one per process that ran it
+        first = True
         for record in records(run_file):
             kind = record.WhichOneof("record_type")
-            if kind == "run":
-                seen["ids"].append(record.run.run_id)
+            if kind == "run":  # (sent again when the run changes, e.g. its tags)
+                seen["ids"] += [record.run.run_id] if first else []
+                first = False
                 seen["group"] = record.run.run_group
                 seen["config"].update({u.key: json.loads(u.value_json) for u in record.run.config.update})
+            elif kind == "config":
+                seen["config"].update({u.key: json.loads(u.value_json) for u in record.config.update})
             elif kind == "history":
                 row = {"/".join(i.nested_key) or i.key: json.loads(i.value_json) for i in record.history.item}
                 seen["history"].append(row)

@@ -80,6 +80,8 @@ def stage_help(name: str) -> str:
     stage = stages()[name]
     option = read_option("stage", name)
     ckpt = " ckpt=..." if stage.ckpt == "required" else ""
+    first = next(g for g in stage.groups if len(options(g)) > 1)  # (for the example: a group with a choice)
+    other = next(o for o in options(first) if o != group_defaults()[first][0])
     lines = [
         f"mnist {name}: {stage.help}",
         "",
@@ -94,8 +96,11 @@ def stage_help(name: str) -> str:
         "Groups it reads (group=option picks an option; group.key=value sets one of its keys):",
         *groups_lines(stage.groups),
         "",
-        f"`mnist {name} --help GROUP` lists a group's keys (e.g. --help {stage.groups[0]}; `model=vit --help model`",
-        "for another option's); `--help all` lists every group's.",
+        *wrapped(
+            f"`mnist {name} --help GROUP` lists a group's keys (e.g. --help {first}; `{first}={other} --help {first}` "
+            "for another option's); `--help all` lists every group's.",
+            0,
+        ),
     ]
     return "\n".join(lines) + "\n"
 

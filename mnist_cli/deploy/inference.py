@@ -20,7 +20,6 @@ class Inference:
     """A classifier ready to answer: in eval mode on `device`, run under `precision`."""
 
     model: nn.Module  # one checkpoint's (calibrated) model, or an Ensemble
-    source: Source  # the checkpoints it came from
     device: torch.device
     precision: str  # fp32, bf16 or fp16 (trainer.precision, `auto` decided for the device)
     prep: BatchPrep  # normalization of uint8 digits for this model
@@ -41,4 +40,4 @@ def ready(cfg: DictConfig, source: Source, threads: int | None = None, cpu_float
         torch.set_num_threads(threads)
     precision = "fp32" if cpu_float32 else pick_precision(cfg.trainer.precision, device)
     model = source.model(calibrate=cfg.calibrate).to(device).eval()
-    return Inference(model, source, device, precision, BatchPrep(cfg.dataset))
+    return Inference(model, device, precision, BatchPrep(cfg.dataset))

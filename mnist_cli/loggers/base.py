@@ -17,12 +17,17 @@ ARTIFACTS = ("config.yaml", "summary.json", "metrics.csv", "eval.json", "skipped
 
 class Tracker:
     """A job's record beyond its run directory: started before the stage runs (`config`: the job's
-    config; `summary`: the job's summary.json so far, where a tracker may note its own run's id for
-    a resumed job, `resumed`, to find), fed each epoch's metrics row, finished with the summary."""
+    config as composed; `summary`: the job's summary.json so far, where a tracker may note its own
+    run's id for a `resumed` job to find), told the config the stage settled on, fed each epoch's
+    metrics row, finished with the summary."""
 
     def __init__(self, name: str, config: DictConfig, run: RunDir, summary: dict[str, Any], resumed: bool):
         self.name = name
         self.run = run
+        self.resumed = resumed
+
+    def settled(self, config: DictConfig) -> None:
+        """The config the stage settled on: what ran, as the run's config.yaml records it."""
 
     def log_epoch(self, row: dict[str, Any]) -> None:
         """One epoch's metrics row (step = its epoch)."""

@@ -42,10 +42,14 @@ class MLflow(Tracker):
         previous = summary.get("mlflow_run_id") if resumed else None
         active = mlflow.start_run(run_id=previous, run_name=None if previous else f"{stage}/{run.path.name}")
         summary["mlflow_run_id"] = active.info.run_id
-        if not previous:  # a resumed run keeps the params it started with
-            mlflow.log_params(flat_params(config))
-        tags = {"stage": stage, "run_dir": str(run.path), "model": str(OmegaConf.select(config, "model.name"))}
+        tags = {"stage": stage, "run_dir": str(run.path)}
         mlflow.set_tags({**tags, **({"git_commit": commit} if (commit := git_commit()) else {})})
+
+    def settled(self, config: DictConfig) -> None:
+        """The settled config as params (a resumed run keeps those it started with), its model as a tag."""
+        if not self.resumed:
+            self.mlflow.log_params(flat_params(config))
+        self.mlflow.set_tag("model", str(OmegaConf.select(config, "model.name")))
 
     def log_epoch(self, row: dict[str, Any]) -> None:
         self.mlflow.log_metrics(numbers(row, "epoch"), step=row["epoch"])

@@ -60,8 +60,7 @@ class WandB(Tracker):
             group=group or (run.path.parent.name if run.path.name.isdigit() else None),  # a sweep's
             name=f"{stage}/{run.path.name}",
             notes=str(run.path),
-            tags=[stage, str(OmegaConf.select(config, "model.name"))],
-            config=None if previous else OmegaConf.to_container(config, resolve=True),
+            tags=[stage],
             dir=str(run.path),
             mode=mode,
             id=previous,
@@ -71,6 +70,12 @@ class WandB(Tracker):
         summary.update(wandb_run_id=self.active.id, wandb_mode=mode)
         if commit := git_commit():
             self.active.summary["git_commit"] = commit
+
+    def settled(self, config: DictConfig) -> None:
+        """The settled config as the W&B run's config (a resumed run keeps its own), its model as a tag."""
+        if not self.resumed:
+            self.active.config.update(OmegaConf.to_container(config, resolve=True))
+        self.active.tags = (*self.active.tags, str(OmegaConf.select(config, "model.name")))
 
     def log_epoch(self, row: dict[str, Any]) -> None:
         self.wandb.log(numbers(row, "epoch"), step=row["epoch"])

@@ -1,7 +1,7 @@
 """What the self-supervised tasks share (contrastive.py, mae.py): the Learner (a classifier with the
-task's own heads), validation by the task's loss on fixed views and the k-NN accuracy of the
-backbone's frozen features, and getting the classifier back out of a checkpoint. No labels are
-used to train; they measure the k-NN monitor only."""
+task's own heads, saved under classifier.* so finetuning finds it) and validation by the task's
+loss on fixed views and the k-NN accuracy of the backbone's frozen features. No labels are used to
+train; they measure the k-NN monitor only."""
 
 from __future__ import annotations
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from mnist_cli.errors import UserError
 from mnist_cli.loggers.base import Tracker
 from mnist_cli.run_dir import RunDir
 
@@ -30,7 +31,7 @@ class StageContext:
 
     def settle(self, **learned: Any) -> DictConfig:
         """The config with each top-level key of `learned` replaced whole (dataset=..., model=...),
-        read-only from here on, and written to config.yaml. Once per stage."""
+        read-only from here on, written to config.yaml and told to the tracker. Once per stage."""
         if self.settled:
             raise RuntimeError("a stage settles its config once")
         cfg = copy.deepcopy(self.cfg)
@@ -38,6 +39,7 @@ class StageContext:
             cfg[key] = value
         OmegaConf.set_readonly(cfg, True)
         self.run.write_config(cfg)
+        self.tracker.settled(cfg)
         self.cfg, self.settled = cfg, True
         return cfg
 
@@ -47,12 +49,17 @@ class StageContext:
 
         return Source.load(self.cfg.ckpt, self.cfg.outputs_root)
 
-    def settle_with_source(self) -> tuple[DictConfig, Source | None]:
+    def settle_with_source(self, onnx: bool = False) -> tuple[DictConfig, Source | None]:
         """ckpt= loaded once, and settle() with what it describes (its model, its data set or the
-        one the command line chose, its preprocessing, the resolved paths). An exported .onnx file
-        (predict, serve) describes nothing of the config: its own records hold its classes and
-        normalization; its source is None."""
+        one the command line chose, its preprocessing, the resolved paths). With `onnx` (predict,
+        serve, explain) ckpt= may be an exported .onnx file, which describes nothing of the config
+        (its own records hold its classes and normalization): its source is None."""
         if str(self.cfg.ckpt).endswith(".onnx"):
+            if not onnx:
+                raise UserError(
+                    f"{self.cfg.stage.name} takes a checkpoint (a run dir or .ckpt), not an .onnx file; "
+                    "predict and serve take one"
+                )
             return self.settle(), None
         source = self.source()
         return self.settle(**source.config(self.cfg, self.overrides)), source

@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 
 def run(ctx: StageContext) -> dict[str, Any]:
-    cfg, source = ctx.settle_with_source()  # the checkpoint's model, data set and preprocessing
+    cfg, source = ctx.settle_with_source(onnx=True)  # the checkpoint's model, data set and preprocessing
     run = ctx.run
     predictor = load_predictor(cfg, source)
     if predictor.explain is None:

@@ -29,7 +29,11 @@ log = logging.getLogger(__name__)
 
 def run(ctx: StageContext) -> dict[str, Any]:
     device = setup(ctx.cfg)
-    teacher = Source.load(ctx.cfg.teacher, ctx.cfg.outputs_root).one("teacher=").trained() if ctx.cfg.teacher else None
+    teacher = (
+        Source.load(ctx.cfg.teacher, ctx.cfg.outputs_root).one("distillation", "teacher").trained()
+        if ctx.cfg.teacher
+        else None
+    )
     if ctx.resume is not None:  # the saved config is settled; the weights come from the run's last checkpoint
         splits = read_splits(ctx.cfg)
         cfg = ctx.settle(dataset=splits.dataset)
@@ -37,7 +41,8 @@ def run(ctx: StageContext) -> dict[str, Any]:
     else:
         source = ctx.source().one("finetune")
         described = source.config(ctx.cfg, ctx.overrides, classes_from_data=True)
-        splits = read_splits(ctx.cfg, described["dataset"])  # a folder of images names the classes the new head learns
+        # a folder of images names the classes the new head learns; its files are read as the checkpoint's were
+        splits = read_splits(ctx.cfg, described["dataset"], described["preprocess"])
         cfg = ctx.settle(**described | {"dataset": splits.dataset}, **({"teacher": teacher.name} if teacher else {}))
         model = starting_model(source, list(cfg.dataset.classes))
     adapt(model, cfg)

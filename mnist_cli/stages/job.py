@@ -67,7 +67,10 @@ def run_job(cfg: DictConfig) -> float | None:
             else Tracker("none", cfg, run, summary, resuming)
         )
         run.write_summary(summary)
-        results = build(cfg.stage.run, StageContext(cfg, run, overrides, resume, tracker))
+        ctx = StageContext(cfg, run, overrides, resume, tracker)
+        results = build(cfg.stage.run, ctx)
+        if not ctx.settled:
+            raise RuntimeError(f"{cfg.stage.run._target_} ended without settling its config (StageContext.settle)")
         summary.update(status="completed", metric=cfg.metric, **results)
         return results.get(cfg.metric)
     except UserError as e:

@@ -57,7 +57,9 @@ def fill_answers(rows: list[dict[str, Any]], probabilities: torch.Tensor, classe
 
 
 def run(ctx: StageContext) -> dict[str, Any]:
-    cfg, source = ctx.settle_with_source()  # a checkpoint's model, data set (classes, normalization) and preprocessing
+    cfg, source = ctx.settle_with_source(
+        onnx=True
+    )  # a checkpoint's model, data set (classes, normalization) and preprocessing
     run = ctx.run
     predictor = load_predictor(cfg, source)
     checkpoint = predictor.info["checkpoint"]

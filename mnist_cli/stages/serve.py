@@ -23,7 +23,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
     from mnist_cli.serving.metrics import ServerMetrics
 
     sock = listen(ctx.cfg.serve.host, ctx.cfg.serve.port)  # first: a port in use is said before the model loads
-    cfg, source = ctx.settle_with_source()
+    cfg, source = ctx.settle_with_source(onnx=True)
     served = load_predictor(cfg, source, threads=cfg.serve.threads)
     host, port = sock.getsockname()[:2]
     url = f"http://{host if ':' not in host else f'[{host}]'}:{port}/"

@@ -57,10 +57,13 @@ class TrainingSplits:
     skipped: list[str]
 
 
-def read_splits(cfg: DictConfig, dataset: DictConfig | None = None) -> TrainingSplits:
-    """The splits of `dataset` (by default cfg.dataset) for the run cfg describes."""
+def read_splits(
+    cfg: DictConfig, dataset: DictConfig | None = None, preprocess: DictConfig | None = None
+) -> TrainingSplits:
+    """The splits of `dataset`, its image files made inputs by `preprocess` (by default cfg's), for
+    the run cfg describes."""
     dataset = cfg.dataset if dataset is None else dataset
-    found = load_dataset(dataset, cfg.preprocess)
+    found = load_dataset(dataset, cfg.preprocess if preprocess is None else preprocess)
     train, val = found.train, found.val
     if cfg.objective.name == "supervised":  # self-supervised pretraining uses every training image
         train, pool = split_labels(train, dataset.labels_per_class, dataset.label_fraction, dataset.split_seed)

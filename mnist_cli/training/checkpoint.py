@@ -77,19 +77,27 @@ READERS = {
 
 
 def upgrade(config: dict[str, Any]) -> None:
-    """A config an older mnist saved, in this mnist's words: its model and data set reader named
-    by `_target_` (a config that saved neither: the shipped option its name stands for)."""
+    """A config an older mnist saved, in this mnist's words: its model, objective, semi-supervised
+    method, tracker and data set reader named by `_target_` (where it saved none: what the shipped
+    option of its name builds)."""
     model, dataset = config.get("model", {}), config.get("dataset", {})
-    if "name" in model:
-        model["_target_"] = BACKBONE_CLASSES.get(model.get("_target_"), model.get("_target_"))
-        model["_target_"] = model["_target_"] or shipped(f"model/{model['name']}")["_target_"]
+    if model.get("_target_") in BACKBONE_CLASSES:
+        model["_target_"] = BACKBONE_CLASSES[model["_target_"]]
+    for group in ("model", "objective", "semi_supervised", "logger"):
+        node = config.get(group, {})
+        if "name" in node and "_target_" not in node and (target := shipped_target(group, node["name"])):
+            node["_target_"] = target
     if "name" in dataset and "reader" not in dataset:  # (before `format` existed, every data set was IDX files)
         dataset["reader"] = {"_target_": READERS[dataset.pop("format", "idx")]}
 
 
-def shipped(option: str) -> dict[str, Any]:
-    """conf/<group>/<option>.yaml as written (e.g. "model/cnn")."""
-    return yaml.safe_load(resources.files("mnist_cli.conf").joinpath(f"{option}.yaml").read_text())
+def shipped_target(group: str, name: str) -> str | None:
+    """The `_target_` of conf/<group>/<name>.yaml (None: no such option, or it names none)."""
+    path = resources.files("mnist_cli.conf").joinpath(group, f"{name}.yaml")
+    if not path.is_file():
+        return None
+    option = yaml.safe_load(path.read_text()) or {}
+    return option.get(group, option).get("_target_")  # (a `# @package _global_` option: under its group's key)
 
 
 def over_defaults(default: Any, saved: Any) -> Any:

@@ -1,6 +1,6 @@
 """Learning-rate schedules: the multiple of the optimizer's lr at each optimizer step.
-conf/scheduler/<name>.yaml names the function here that makes one with `_target_` and gives its
-knobs; every schedule has the same linear warmup (scheduler.warmup_epochs) in front. A new schedule
+conf/scheduler/<name>.yaml names the function here that makes one with `_target_`, its other keys
+being the function's arguments; every schedule has the same linear warmup (scheduler.warmup_epochs) in front. A new schedule
 is a function here (or anywhere importable) and a YAML file.
 
 Each schedule's shape is a function of (step, steps, steps_per_epoch): the 0-based step after the

@@ -30,22 +30,9 @@ class Source:
 
     @classmethod
     def load(cls, arg: str | Sequence[str], outputs_root: str) -> Source:
-        """The checkpoint(s) of ckpt=`arg`; an ensemble's members must share their data set."""
+        """The checkpoint(s) of ckpt=`arg` (a run dir, a .ckpt file, latest, a list, a sweep's folder)."""
         paths = resolve_checkpoints(arg if isinstance(arg, str) else [str(a) for a in arg], outputs_root)
-        checkpoints = [load_checkpoint(path) for path in paths]
-        first = checkpoints[0]["config"]["dataset"]
-        for path, ckpt in zip(paths[1:], checkpoints[1:]):
-            data = ckpt["config"]["dataset"]
-            if [list(data["classes"]), data["mean"], data["std"]] != [
-                list(first["classes"]),
-                first["mean"],
-                first["std"],
-            ]:
-                raise UserError(
-                    f"{path} was trained on {data['name']} (classes {list(data['classes'])}, mean {data['mean']}, "
-                    f"std {data['std']}), {paths[0]} on {first['name']}: an ensemble's members share their data set"
-                )
-        return cls(paths, checkpoints)
+        return cls(paths, [load_checkpoint(path) for path in paths])
 
     @property
     def objective(self) -> str:
@@ -57,13 +44,29 @@ class Source:
         """The checkpoint's path, or what the ensemble is."""
         return str(self.paths[0]) if len(self.paths) == 1 else f"an ensemble of {len(self.paths)} checkpoints"
 
-    def one(self, stage: str) -> Source:
-        """This source, which must be one checkpoint."""
+    def one(self, stage: str, key: str = "ckpt") -> Source:
+        """This source, which must be one checkpoint (`key`= names it)."""
         if len(self.paths) > 1:
             raise UserError(
-                f"{stage} starts from one checkpoint, and ckpt= names {len(self.paths)}; give one of them, "
-                f"e.g. ckpt={self.paths[0].parent.parent}"
+                f"{stage} starts from one checkpoint, and {key}= names {len(self.paths)}; give one of them, "
+                f"e.g. {key}={self.paths[0].parent.parent}"
             )
+        return self
+
+    def shared(self) -> Source:
+        """This source, whose checkpoints (an ensemble's members) must share their data set."""
+        first = self.checkpoints[0]["config"]["dataset"]
+        for path, ckpt in zip(self.paths[1:], self.checkpoints[1:]):
+            data = ckpt["config"]["dataset"]
+            if [list(data["classes"]), data["mean"], data["std"]] != [
+                list(first["classes"]),
+                first["mean"],
+                first["std"],
+            ]:
+                raise UserError(
+                    f"{path} was trained on {data['name']} (classes {list(data['classes'])}, mean {data['mean']}, "
+                    f"std {data['std']}), {self.paths[0]} on {first['name']}: an ensemble's members share their data set"
+                )
         return self
 
     def trained(self) -> Source:
@@ -84,7 +87,7 @@ class Source:
         training; `dataset.key=...` adjusts the saved one); `preprocess`, the checkpoint's unless
         the command line sets it. A data set that names no classes (a folder of images) takes the
         model's, unless `classes_from_data` (finetune: the folders name the new head's classes)."""
-        saved = self.checkpoints[0]["config"]
+        saved = self.shared().checkpoints[0]["config"]
         if any(o.startswith("model=") for o in overrides) and cfg.model.name != saved["model"]["name"]:
             raise UserError(
                 f"model={cfg.model.name} does not match the checkpoint, which holds a {saved['model']['name']}; "
@@ -146,7 +149,7 @@ def resolve_checkpoint(arg: str, outputs_root: str) -> Path:
         if jobs:
             raise UserError(
                 f"ckpt={arg} is a sweep's folder of {len(jobs)} runs; give one of them "
-                f"(e.g. ckpt={path / '0'}), or the whole folder to `mnist eval` or `mnist predict` as an ensemble"
+                f"(e.g. ckpt={path / '0'}), or the whole folder to `mnist eval`, `predict` or `serve` as an ensemble"
             )
         raise UserError(f"ckpt={arg}: no checkpoints/best.ckpt in that directory; is it a finished training run?")
     return path

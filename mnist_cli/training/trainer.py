@@ -168,8 +168,8 @@ class Trainer:
                 }
                 row["elapsed_s"] = time.perf_counter() - started
                 improved = state.record(row, cfg.select)
+                run.write_metrics(state.history)  # first: a last.ckpt on disk always has its metrics beside it
                 save(improved=improved)
-                run.write_metrics(state.history)
                 log.info(
                     f"epoch {epoch}/{length.epochs}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}  "
                     f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f}  "
