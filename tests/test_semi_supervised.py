@@ -17,6 +17,7 @@ from mnist_cli.models import build_model
 from mnist_cli.objectives.base import Batch
 from mnist_cli.objectives.supervised import Supervised
 from mnist_cli.semi_supervised.fixmatch import pseudo_label_loss
+from mnist_cli.semi_supervised.pseudo_labels import PseudoLabeler, aligned, flexible_thresholds
 from mnist_cli.stages.training import read_splits
 from mnist_cli.targets import build
 from mnist_cli.training.checkpoint import load_checkpoint
@@ -62,14 +63,58 @@ def test_pool_labels_never_reach_the_loss(tmp_path: Path, tiny_data: Path) -> No
 
 def test_the_threshold_takes_only_confident_pseudo_labels() -> None:
     weak = torch.tensor([[5.0, 0.0, 0.0], [0.0, 0.5, 0.0], [0.0, 0.0, 9.0]]).softmax(1)  # top: .99, .45, 1.0
-    strong = torch.zeros(3, 3, requires_grad=True)
-    loss, pseudo, taken = pseudo_label_loss(strong, weak, threshold=0.95)
-    loss.backward()
+    labeler = PseudoLabeler(3, torch.full((3,), 1 / 3), 0.95, "fixed", alignment=False, momentum=0.0)
+    pseudo, taken = labeler(weak, torch.arange(3))
     assert pseudo.tolist() == [0, 1, 2] and taken.tolist() == [True, False, True]
+    strong = torch.zeros(3, 3, requires_grad=True)
+    loss = pseudo_label_loss(strong, pseudo, taken)
+    loss.backward()
     assert strong.grad[1].abs().sum() == 0 and strong.grad[0].abs().sum() > 0 and strong.grad[2].abs().sum() > 0
     assert loss.item() == pytest.approx(2 * torch.log(torch.tensor(3.0)).item() / 3)  # uniform guesses, mean over 3
-    nothing, _, none_taken = pseudo_label_loss(strong, weak, threshold=1.0 + 1e-6)
-    assert nothing.item() == 0 and not none_taken.any()
+    assert pseudo_label_loss(strong, pseudo, torch.zeros(3, dtype=torch.bool)).item() == 0
+
+
+def test_flexible_thresholds_are_lower_for_the_classes_learned_less() -> None:
+    """Pool images last confidently predicted as class 0: 60, class 1: 20, class 2: none, 20 not
+    yet: class 0 keeps the full threshold, the others get lower ones, class 2 the lowest."""
+    learned = torch.tensor([0] * 60 + [1] * 20 + [-1] * 20)
+    thresholds = flexible_thresholds(learned, 3, 0.9)
+    assert thresholds[0] == pytest.approx(0.9) and 0 == thresholds[2] < thresholds[1] < thresholds[0]
+    labeler = PseudoLabeler(100, torch.full((3,), 1 / 3), 0.9, "flexible", alignment=False, momentum=0.0)
+    labeler.learned = learned.clone()
+    sure_of_1, sure_of_0 = torch.tensor([[0.1, 0.8, 0.1]]), torch.tensor([[0.8, 0.1, 0.1]])
+    assert labeler(sure_of_1, torch.tensor([99]))[1].item() and not labeler(sure_of_0, torch.tensor([98]))[1].item()
+
+
+def test_alignment_gives_an_over_predicted_class_fewer_pseudo_labels() -> None:
+    """The pool's predictions have run at 60% class 0 against a third of the labels: class 0's
+    probabilities are scaled down, the others' up, and fewer images take class 0."""
+    torch.manual_seed(0)
+    probabilities = torch.softmax(torch.randn(1000, 3) * 3 + torch.tensor([1.0, 0.0, 0.0]), 1)
+    running = torch.tensor([0.6, 0.2, 0.2])
+    target = torch.full((3,), 1 / 3)
+    before = (probabilities.argmax(1) == 0).sum()
+    after = (aligned(probabilities, target, running).argmax(1) == 0).sum()
+    assert after < before and torch.allclose(aligned(probabilities, target, running).sum(1), torch.ones(1000))
+    labeler = PseudoLabeler(1000, target, 0.5, "fixed", alignment=True, momentum=0.0)  # running = this batch's mean
+    pseudo, taken = labeler(probabilities, torch.arange(1000))
+    assert (pseudo[taken] == 0).sum() < ((probabilities.max(1).values >= 0.5) & (probabilities.argmax(1) == 0)).sum()
+
+
+def test_a_collapse_onto_one_class_is_warned_of() -> None:
+    cfg = compose_config("semi_supervised=fixmatch", "dataset.labels_per_class=10")
+    prep = BatchPrep(cfg.dataset)
+    labeled = Split(torch.zeros(100, 1, 28, 28, dtype=torch.uint8), torch.arange(100) % 10)
+    supervised = Supervised("supervised", build_model(cfg.model, 10), prep, cfg.trainer)
+    fixmatch = build(cfg.semi_supervised, task=supervised, prep=prep, pool=labeled, labeled=labeled)
+    even = {"pool_images": 1000.0, "pseudo_labels": [90.0] * 10, "pseudo_labels_right": [80.0] * 10}
+    assert fixmatch.epoch_metrics(even)["pseudo_label_drift"] == pytest.approx(0.0, abs=1e-6)
+    assert fixmatch.epoch_warnings(fixmatch.epoch_metrics(even)) == []
+    collapsed = {**even, "pseudo_labels": [90.0] * 3 + [400.0] + [90.0] * 6}  # class 3: 400 of 1210
+    metrics = fixmatch.epoch_metrics(collapsed)
+    assert metrics["pseudo_label_share"][3] == pytest.approx(0.3306, abs=1e-4) and metrics["pseudo_label_drift"] > 2
+    [warning] = fixmatch.epoch_warnings(metrics)
+    assert "class 3 has 33.1% of them against 10.0% of the labeled images" in warning
 
 
 class Answers(nn.Module):
@@ -93,28 +138,39 @@ def test_the_teacher_gives_the_pseudo_labels(teacher: str, right: int) -> None:
     prep = BatchPrep(cfg.dataset)
     pool = Split(torch.zeros(20, 1, 28, 28, dtype=torch.uint8), torch.full((20,), 3))
     supervised = Supervised("supervised", build_model(cfg.model, 10), prep, cfg.trainer)
-    fixmatch = build(cfg.semi_supervised, task=supervised, prep=prep, pool=pool)
+    labeled_images = Split(torch.zeros(10, 1, 28, 28, dtype=torch.uint8), torch.arange(10))
+    fixmatch = build(cfg.semi_supervised, task=supervised, prep=prep, pool=pool, labeled=labeled_images)
     student, average = Answers(5), Answers(3)
     labeled = Batch(torch.zeros(8, 1, 28, 28, dtype=torch.uint8), torch.zeros(8, dtype=torch.long), torch.Generator())
     labeled.average = average.train()
     fixmatch.loss(student, labeled)
     counts = fixmatch.tallies()
-    assert (counts["pool_images"], counts["pseudo_labels"], counts["pseudo_labels_right"]) == (16, 16, right)
+    taken, right_ones = counts["pseudo_labels"], counts["pseudo_labels_right"]
+    assert (counts["pool_images"], taken.sum(), right_ones.sum()) == (16, 16, right)
+    assert taken[3 if teacher == "average" else 5] == 16  # counted under the class they were given
     assert average.modes == ([False] if teacher == "average" else []) and average.training
 
 
+@pytest.mark.parametrize(
+    "labelling",
+    [["semi_supervised.threshold=0.0"], ["semi_supervised.thresholds=flexible", "semi_supervised.alignment=true"]],
+    ids=["fixed", "flexible-aligned"],
+)
 def test_fixmatch_resumes_mid_epoch_bit_identically(
-    tmp_path: Path, tiny_data: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, tiny_data: Path, monkeypatch: pytest.MonkeyPatch, labelling: list[str]
 ) -> None:
-    """The pool images each step draws, and the epoch's pseudo-label counts, are in the checkpoint."""
-    overrides = [*FIXMATCH, "semi_supervised.threshold=0.0", "trainer.batch_size=8", "trainer.checkpoint_every_steps=3"]
+    """The pool images each step draws, the epoch's pseudo-label counts, and what the pseudo-labeller
+    keeps (each pool image's last confident class, the predictions' running shares) are in the checkpoint."""
+    overrides = [*FIXMATCH, *labelling, "semi_supervised.alignment_momentum=0.9", "trainer.batch_size=8"]
+    overrides += ["trainer.checkpoint_every_steps=3"]
     saved = keep_the_first_mid_epoch_checkpoint(tmp_path, monkeypatch)
     whole, _, model, _, _ = fit(tmp_path / "whole", tiny_data, *overrides)
     monkeypatch.undo()
     ckpt = load_checkpoint(saved)
     tallies = ckpt["in_progress"]["tallies"]
     assert ckpt["in_progress"]["step"] == 3 and set(tallies) == {"pool_images", "pseudo_labels", "pseudo_labels_right"}
-    assert tallies["pool_images"] == 3 * 8 * 2 and tallies["pseudo_labels"] > 0  # 3 steps, batch 8, ratio 2
+    assert tallies["pool_images"] == 3 * 8 * 2 and tallies["pseudo_labels"].shape == (10,)  # 3 steps, batch 8, ratio 2
+    assert set(ckpt["task"]) == {"running", "learned"} and len(ckpt["task"]["learned"]) == 256 - 30 - 13
     resumed, _, again, _, _ = fit(tmp_path / "resumed", tiny_data, *overrides, resume=ckpt)
     assert untimed(whole.history) == untimed(resumed.history)
     assert all(torch.equal(v, again.state_dict()[k]) for k, v in model.state_dict().items())
@@ -150,7 +206,11 @@ def test_fixmatch_from_the_command_line_in_pretrain_and_finetune(tmp_path: Path,
         assert (done["train_images"], done["unlabeled_images"]) == (30, 256 - 13 - 30)  # 13: 5% validation
         rows = metrics(run)
         assert len(rows) == 2 and all(0 <= row["pseudo_label_rate"] <= 1 for row in rows)
+        assert all(len(row["pseudo_label_share"]) == len(row["pseudo_label_acc_per_class"]) == 10 for row in rows)
+        assert all(row["pseudo_label_drift"] >= 0 for row in rows)
         assert "pseudo_label_rate" in (run / "metrics.csv").read_text().splitlines()[0]
+    reported = mnist("report", str(pretrained), str(finetuned), "--out", str(tmp_path / "report"), cwd=tmp_path)
+    assert reported.returncode == 0 and (tmp_path / "report" / "pseudo_labels.png").is_file(), reported.stderr
 
 
 @pytest.mark.parametrize(
@@ -161,6 +221,12 @@ def test_fixmatch_from_the_command_line_in_pretrain_and_finetune(tmp_path: Path,
         ([*FIXMATCH, "semi_supervised.threshold=2"], "semi_supervised.threshold=2 is not valid"),
         ([*FIXMATCH, "semi_supervised.teacher=average", "trainer.ema=false"], "add trainer.ema=true"),
         (["semi_supervised=fixmatch", "dataset.label_fraction=1.0"], "has no unlabeled image to learn from"),
+        (["semi_supervised=fixmatch", "dataset.labels_per_class=100"], "class 0 has only 24 training images"),
+        (
+            [*FIXMATCH, "objective=mae", "model=vit_mini"],
+            "semi_supervised=fixmatch learns from labels and unlabeled images, objective=mae from no labels",
+        ),
+        ([*FIXMATCH, "semi_supervised.thresholds=adaptive"], "semi_supervised.thresholds='adaptive' is not valid"),
     ],
 )
 def test_fixmatch_config_mistakes_are_one_line_errors(

@@ -6,6 +6,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -44,6 +45,20 @@ class Task(ABC):
         checkpoints) and passes the sums to epoch_metrics(). Most tasks count nothing more."""
         return {}
 
-    def epoch_metrics(self, sums: dict[str, float]) -> dict[str, float | None]:
-        """The task's own metrics for an epoch's row, from its summed tallies."""
+    def epoch_metrics(self, sums: dict[str, Any]) -> dict[str, Any]:
+        """The task's own metrics for an epoch's row, from its summed tallies (a number, or a list
+        for a tally of several counts)."""
         return {}
+
+    def epoch_warnings(self, metrics: dict[str, Any]) -> list[str]:
+        """What an epoch's own metrics say is going wrong, a line each (logged, and kept in summary.json)."""
+        return []
+
+    def state_dict(self) -> dict[str, Any]:
+        """What the task learns as it trains besides the weights (kept in last.ckpt, for a resume)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Take back what state_dict() gave."""
+        if state:
+            raise ValueError(f"{type(self).__name__} keeps no state, and was given {sorted(state)}")

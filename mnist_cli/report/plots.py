@@ -1,6 +1,6 @@
-"""PNG figures drawn with matplotlib (no display needed): learning curves of several runs, a
-sweep's metric against each swept parameter, and an evaluation's confusion matrix, reliability
-diagram and grid of images."""
+"""PNG figures drawn with matplotlib (no display needed): learning curves of several runs, their
+pseudo-labels' class shares (semi-supervised runs), a sweep's metric against each swept parameter,
+and an evaluation's confusion matrix, reliability diagram and grid of images."""
 
 from __future__ import annotations
 
@@ -46,6 +46,28 @@ def learning_curves(histories: dict[str, list[dict[str, Any]]], path: Path) -> N
         ax.grid(alpha=0.3)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     acc_ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize="small", title="run")
+    save(fig, path)
+
+
+def pseudo_label_shares(histories: dict[str, list[dict[str, Any]]], path: Path) -> None:
+    """Per semi-supervised run (up to LEGEND_MAX), each class's share of the epoch's pseudo-labels:
+    a class the model confirms its own mistakes on rises away from the others."""
+    runs = list(histories.items())[:LEGEND_MAX]
+    rows = -(-len(runs) // PANELS_PER_ROW)
+    columns = min(len(runs), PANELS_PER_ROW)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.5 * columns, 3.5 * rows), squeeze=False)
+    for ax, (label, history) in zip(axes.flat, runs):
+        epochs = [row["epoch"] for row in history]
+        shares = np.array([row["pseudo_label_share"] for row in history])
+        for c in range(shares.shape[1]):
+            ax.plot(epochs, shares[:, c], label=str(c) if c < LEGEND_MAX else None)
+        ax.set(title=f"{label}: drift {history[-1]['pseudo_label_drift']:.2f}", xlabel="epoch", ylabel="share")
+        ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    for ax in list(axes.flat)[len(runs) :]:
+        ax.axis("off")
+    axes.flat[0].legend(title="class", fontsize="x-small", ncol=2)
+    fig.suptitle("each class's share of the pseudo-labels, per epoch")
     save(fig, path)
 
 

@@ -199,6 +199,10 @@ def write_report(report: Report, out: Path) -> list[Path]:
     if curves:
         written.append(out / "learning_curves.png")
         plots.learning_curves({run.label: run.history for run in curves}, written[-1])
+    semi = [run for run in curves if "pseudo_label_share" in run.history[-1]]
+    if semi:
+        written.append(out / "pseudo_labels.png")
+        plots.pseudo_label_shares({run.label: run.history for run in semi}, written[-1])
     if report.swept:
         points = {key: [(run.overrides.get(key), report.value(run)) for run in report.runs] for key in report.swept}
         written.append(out / "metric_vs_params.png")

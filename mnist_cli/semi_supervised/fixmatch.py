@@ -14,6 +14,8 @@ reach the loss: they only measure how many pseudo-labels were taken and how many
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -24,6 +26,7 @@ from mnist_cli.data.views import Views
 from mnist_cli.errors import UserError
 from mnist_cli.evaluation.inference import EvalResult
 from mnist_cli.objectives.base import Batch, Forward, Task
+from mnist_cli.semi_supervised.pseudo_labels import PseudoLabeler
 
 
 class FixMatch(Task):
@@ -35,12 +38,17 @@ class FixMatch(Task):
         name: str,
         ratio: int,
         threshold: float,
+        thresholds: str,
+        alignment: bool,
+        alignment_momentum: float,
         weight: float,
         teacher: str,
+        drift_warning: float,
         strong: dict,
         task: Task,
         prep: BatchPrep,
         pool: Split,
+        labeled: Split,
     ):
         if not len(pool):
             raise UserError(
@@ -52,9 +60,13 @@ class FixMatch(Task):
         self.model = task.model
         self.prep = prep
         self.pool = pool
-        self.ratio, self.threshold, self.weight = ratio, threshold, weight
+        self.ratio, self.weight = ratio, weight
         self.teacher = teacher
         self.strong = Views(prep, **strong)
+        counts = torch.bincount(labeled.labels, minlength=int(max(labeled.labels.max(), pool.labels.max())) + 1)
+        self.shares = (counts / counts.sum()).float().to(pool.images.device)  # the labeled images' class shares
+        self.labeler = PseudoLabeler(len(pool), self.shares, threshold, thresholds, alignment, alignment_momentum)
+        self.drift_warning = drift_warning
         self.counts: dict[str, torch.Tensor] = {}
 
     def loss(self, forward: Forward, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -82,13 +94,15 @@ class FixMatch(Task):
             return logits[: len(x)]
 
         labeled_loss, correct = self.task.loss(together, batch)
-        unlabeled_loss, pseudo, taken = pseudo_label_loss(strong_logits[0], weak, self.threshold)
+        pseudo, taken = self.labeler(weak, idx)
+        right = taken & (pseudo == self.pool.labels[idx])
+        classes = len(self.shares)
         self.counts = {
             "pool_images": torch.tensor(n, device=device),
-            "pseudo_labels": taken.sum(),
-            "pseudo_labels_right": (taken & (pseudo == self.pool.labels[idx])).sum(),
+            "pseudo_labels": torch.bincount(pseudo[taken], minlength=classes),  # per class
+            "pseudo_labels_right": torch.bincount(pseudo[right], minlength=classes),
         }
-        return labeled_loss + self.weight * unlabeled_loss, correct
+        return labeled_loss + self.weight * pseudo_label_loss(strong_logits[0], pseudo, taken), correct
 
     def validate(self, model: nn.Module, bank: Split, split: Split, batch_size: int) -> EvalResult:
         return self.task.validate(model, bank, split, batch_size)
@@ -96,12 +110,41 @@ class FixMatch(Task):
     def tallies(self) -> dict[str, torch.Tensor]:
         return self.counts
 
-    def epoch_metrics(self, sums: dict[str, float]) -> dict[str, float | None]:
-        taken = sums["pseudo_labels"]
+    def epoch_metrics(self, sums: dict[str, Any]) -> dict[str, Any]:
+        """The share of pool images given a pseudo-label and how many were right (the pool's labels
+        measure, never teach); per class, its share of the pseudo-labels and their accuracy; and the
+        drift: how far the class furthest from its share of the labeled images is from it (0.5: half
+        as many again, or half as many)."""
+        per_class, right = sums["pseudo_labels"], sums["pseudo_labels_right"]
+        taken = sum(per_class)
+        shares = [c / taken if taken else 0.0 for c in per_class]
         return {
             "pseudo_label_rate": taken / sums["pool_images"],
-            "pseudo_label_acc": sums["pseudo_labels_right"] / taken if taken else None,
+            "pseudo_label_acc": sum(right) / taken if taken else None,
+            "pseudo_label_drift": max(abs(s - t) / t for s, t in zip(shares, self.shares.tolist()) if t > 0),
+            "pseudo_label_share": [round(s, 4) for s in shares],
+            "pseudo_label_acc_per_class": [round(r / c, 4) if c else None for r, c in zip(right, per_class)],
         }
+
+    def epoch_warnings(self, metrics: dict[str, Any]) -> list[str]:
+        drift = metrics["pseudo_label_drift"]
+        if drift <= self.drift_warning:
+            return []
+        shares, worst = metrics["pseudo_label_share"], None
+        worst = max(
+            range(len(shares)), key=lambda c: abs(shares[c] - self.shares[c].item()) / max(self.shares[c].item(), 1e-9)
+        )
+        return [
+            f"pseudo-labels drift: class {worst} has {shares[worst]:.1%} of them against {self.shares[worst].item():.1%} "
+            f"of the labeled images (semi_supervised.drift_warning={self.drift_warning}); a class the model confirms "
+            "its own mistakes on grows like this (semi_supervised.alignment=true holds the shares)"
+        ]
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.labeler.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.labeler.load_state_dict(state)
 
 
 def in_eval_mode(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -114,12 +157,7 @@ def in_eval_mode(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         model.train(was_training)
 
 
-def pseudo_label_loss(
-    strong: torch.Tensor, weak: torch.Tensor, threshold: float
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The strong views' cross-entropy with the pseudo-labels: the top classes of the weak views'
-    class probabilities `weak` where they reach `threshold`; the other images add 0 (the mean is
-    over all images). Returns (loss, pseudo-labels, which were taken)."""
-    confidence, pseudo = weak.max(1)
-    taken = confidence >= threshold
-    return (F.cross_entropy(strong.float(), pseudo, reduction="none") * taken).mean(), pseudo, taken
+def pseudo_label_loss(strong: torch.Tensor, pseudo: torch.Tensor, taken: torch.Tensor) -> torch.Tensor:
+    """The strong views' cross-entropy with the pseudo-labels where they were `taken`; the other
+    images add 0 (the mean is over all images)."""
+    return (F.cross_entropy(strong.float(), pseudo, reduction="none") * taken).mean()

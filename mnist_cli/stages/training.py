@@ -111,7 +111,7 @@ def training_task(
     if teacher is not None:
         task = Distillation(task, teacher, cfg.distill.alpha, cfg.distill.temperature)
     if splits.semi_supervised:
-        task = build(cfg.semi_supervised, task=task, prep=prep, pool=splits.pool.to(device))
+        task = build(cfg.semi_supervised, task=task, prep=prep, pool=splits.pool.to(device), labeled=splits.train)
     return task
 
 
@@ -177,6 +177,7 @@ def train_and_test(
     if not run.writable:  # another rank of a torchrun job: rank 0 tests and reports
         return {"best_val_acc": fit.best_val_acc}
 
+    warnings += [f"epoch {row['epoch']}: {said}" for row in fit.history for said in task.epoch_warnings(row)]
     best = load_checkpoint(run.best_ckpt)
     model.load_state_dict(best["model"])
     fits_temperature = cfg.calibrate and cfg.objective.name == "supervised"

@@ -128,13 +128,19 @@ class EpochProgress:
         loss_sum, correct, seen = sums.tolist()
         return loss_sum / seen, correct / seen, int(seen)
 
-    def tally_totals(self) -> dict[str, float]:
-        """The task's tallies of the epoch, summed over all ranks (a host sync)."""
+    def tally_totals(self) -> dict[str, float | list[float]]:
+        """The task's tallies of the epoch (a number each, or a list for a tally of several
+        counts), summed over all ranks (a host sync)."""
         names = sorted(self.tallies)
         if not names:
             return {}
-        sums = distributed.all_reduce(torch.stack([self.tallies[name].float() for name in names]))
-        return dict(zip(names, sums.tolist(), strict=True))
+        sums = distributed.all_reduce(torch.cat([self.tallies[name].float().reshape(-1) for name in names])).tolist()
+        totals, at = {}, 0
+        for name in names:
+            size = self.tallies[name].numel()
+            totals[name] = sums[at] if self.tallies[name].dim() == 0 else sums[at : at + size]
+            at += size
+        return totals
 
 
 @dataclass(frozen=True)

@@ -53,11 +53,8 @@ class Trainer:
     ):
         """`progress(shown)`: the live bar of each epoch (its fields: loss, acc); `best_weights`:
         the state_dict best.ckpt keeps of the measured model (e.g. LoRA adapters merged in)."""
-        self.cfg = cfg
-        self.device = device
-        self.task = task
-        self.progress = progress
-        self.best_weights = best_weights
+        self.cfg, self.device, self.task = cfg, device, task
+        self.progress, self.best_weights = progress, best_weights
         # Shuffling and every random draw of the task come from this generator. Every rank seeds it
         # alike, so all ranks shuffle alike and each trains on its own rows of every batch.
         self.generator = torch.Generator(device=device).manual_seed(cfg.seed)
@@ -174,9 +171,11 @@ class Trainer:
                     f"epoch {epoch}/{length.epochs}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}  "
                     f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f}  "
                     f"{row['images_per_s']:.0f} img/s  {current.time_s:.1f}s"
-                    + "".join(f"  {name} {value:.4f}" for name, value in own.items() if value is not None)
+                    + "".join(f"  {name} {value:.4f}" for name, value in own.items() if isinstance(value, float))
                     + ("  *best*" if improved and cfg.select != "last" else "")  # last: every epoch is kept
                 )
+                for warning in self.task.epoch_warnings(row):
+                    log.warning(f"epoch {epoch}: {warning}")
                 if on_epoch_end is not None:
                     paused = time.perf_counter()
                     on_epoch_end(row, parts.measured)
@@ -279,7 +278,10 @@ class Trainer:
         if improved:
             save_checkpoint(run.best_ckpt, {**common, "model": self.best_weights(parts.measured)})
         in_progress = current.state_dict() if current is not None else None
-        save_checkpoint(run.last_ckpt, {**common, **parts.state_dict(), "rng": rng, "in_progress": in_progress})
+        task = self.task.state_dict()
+        save_checkpoint(
+            run.last_ckpt, {**common, **parts.state_dict(), "rng": rng, "in_progress": in_progress, "task": task}
+        )
 
     def restore(self, ckpt: dict, parts: Fitting) -> TrainState:
         rank, world = self.shard
@@ -290,6 +292,7 @@ class Trainer:
                 f"resume it with as many (torchrun --nproc_per_node={saved_world})"
             )
         parts.load_state_dict(ckpt)
+        self.task.load_state_dict(ckpt.get("task", {}))
         torch.set_rng_state(ckpt["rng"]["torch"][rank])
         self.generator.set_state(ckpt["rng"]["generator"])
         if "cuda" in ckpt["rng"] and self.device.type == "cuda":
