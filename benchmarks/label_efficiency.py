@@ -2,8 +2,10 @@
 per method and number of labels, each seed's test accuracy, their min / mean / max, the CPU minutes
 a run took, and the published figures for that many labels.
 
-    python benchmarks/label_efficiency.py [--data ../shared/data/mnist] [--seeds 0 1 2]
+    python benchmarks/label_efficiency.py [--data ../shared/data/mnist] [--dataset mnist] [--seeds 0 1 2]
         [--labels 2 10 60 100 300] [--rows scratch contrastive+linear ...] [--threads 1]
+
+--dataset names the data set's config (fashion_mnist with --data /usr/share/datasets/fashion-mnist).
 
 The default labels per class are 20 labels of the 60,000 training images and the standard
 protocol's 100 / 600 / 1,000 / 3,000 (the rest of the training split is the unlabeled pool).
@@ -93,6 +95,7 @@ PUBLISHED = {
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=DEFAULT_DATA)
+    parser.add_argument("--dataset", default="mnist", help="the data set's config (conf/dataset/)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--labels", type=int, nargs="+", default=[2, 10, 60, 100, 300], help="labels per class")
     parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
@@ -106,7 +109,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         cwd = Path(tmp)
         for seed in args.seeds:
-            seeded = [f"dataset.root={args.data}", f"trainer.seed={seed}"]
+            seeded = [f"dataset={args.dataset}", f"dataset.root={args.data}", f"trainer.seed={seed}"]
             if args.threads:
                 seeded.append(f"trainer.num_threads={args.threads}")
             pretrained = {}
@@ -134,7 +137,9 @@ def main() -> None:
                         f"seed {seed}, {k} labels/class, {row}: {summary['test_acc']:.2%}, {seconds / 60:.1f} CPU min"
                     )
 
-    table = Table(title=f"Test accuracy from few labels, {args.data}, seeds {args.seeds}; {cpu_name()}")
+    table = Table(
+        title=f"Test accuracy from few labels, dataset={args.dataset} {args.data}, seeds {args.seeds}; {cpu_name()}"
+    )
     for column in ("method", "labels", "per seed", "min", "mean", "max", "CPU min a run", "published"):
         table.add_column(column, justify="left" if column in ("method", "per seed", "published") else "right")
     for (name, k), minutes in cpu.items():

@@ -153,7 +153,10 @@ def test_the_teacher_gives_the_pseudo_labels(teacher: str, right: int) -> None:
 
 @pytest.mark.parametrize(
     "labelling",
-    [["semi_supervised.threshold=0.0"], ["semi_supervised.thresholds=flexible", "semi_supervised.alignment=true"]],
+    [
+        ["semi_supervised.threshold=0.0", "semi_supervised.thresholds=fixed", "semi_supervised.alignment=false"],
+        [],  # the group's defaults: flexible thresholds, aligned
+    ],
     ids=["fixed", "flexible-aligned"],
 )
 def test_fixmatch_resumes_mid_epoch_bit_identically(
