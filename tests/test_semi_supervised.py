@@ -115,6 +115,9 @@ def test_a_collapse_onto_one_class_is_warned_of() -> None:
     assert metrics["pseudo_label_share"][3] == pytest.approx(0.3306, abs=1e-4) and metrics["pseudo_label_drift"] > 2
     [warning] = fixmatch.epoch_warnings(metrics)
     assert "class 3 has 33.1% of them against 10.0% of the labeled images" in warning
+    assert "alignment=true" not in warning  # on already (the group's default): no advice to turn it on
+    fixmatch.labeler.alignment = False
+    assert "semi_supervised.alignment=true holds the shares" in fixmatch.epoch_warnings(metrics)[0]
 
 
 class Answers(nn.Module):

@@ -134,10 +134,11 @@ class FixMatch(Task):
         worst = max(
             range(len(shares)), key=lambda c: abs(shares[c] - self.shares[c].item()) / max(self.shares[c].item(), 1e-9)
         )
+        hint = "" if self.labeler.alignment else " (semi_supervised.alignment=true holds the shares)"
         return [
             f"pseudo-labels drift: class {worst} has {shares[worst]:.1%} of them against {self.shares[worst].item():.1%} "
             f"of the labeled images (semi_supervised.drift_warning={self.drift_warning}); a class the model confirms "
-            "its own mistakes on grows like this (semi_supervised.alignment=true holds the shares)"
+            f"its own mistakes on grows like this{hint}"
         ]
 
     def state_dict(self) -> dict[str, Any]:
