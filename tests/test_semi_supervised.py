@@ -101,12 +101,17 @@ def test_alignment_gives_an_over_predicted_class_fewer_pseudo_labels() -> None:
     assert (pseudo[taken] == 0).sum() < ((probabilities.max(1).values >= 0.5) & (probabilities.argmax(1) == 0)).sum()
 
 
-def test_a_collapse_onto_one_class_is_warned_of() -> None:
-    cfg = compose_config("semi_supervised=fixmatch", "dataset.labels_per_class=10")
+def fixmatch_on_even_labels(*overrides: str):
+    """semi_supervised=fixmatch (with `overrides`) over 100 images, 10 of each class."""
+    cfg = compose_config("semi_supervised=fixmatch", "dataset.labels_per_class=10", *overrides)
     prep = BatchPrep(cfg.dataset)
     labeled = Split(torch.zeros(100, 1, 28, 28, dtype=torch.uint8), torch.arange(100) % 10)
     supervised = Supervised("supervised", build_model(cfg.model, 10), prep, cfg.trainer)
-    fixmatch = build(cfg.semi_supervised, task=supervised, prep=prep, pool=labeled, labeled=labeled)
+    return build(cfg.semi_supervised, task=supervised, prep=prep, pool=labeled, labeled=labeled)
+
+
+def test_a_collapse_onto_one_class_is_warned_of() -> None:
+    fixmatch = fixmatch_on_even_labels()
     even = {"pool_images": 1000.0, "pseudo_labels": [90.0] * 10, "pseudo_labels_right": [80.0] * 10}
     assert fixmatch.epoch_metrics(even)["pseudo_label_drift"] == pytest.approx(0.0, abs=1e-6)
     assert fixmatch.epoch_warnings(fixmatch.epoch_metrics(even)) == []
@@ -116,8 +121,8 @@ def test_a_collapse_onto_one_class_is_warned_of() -> None:
     [warning] = fixmatch.epoch_warnings(metrics)
     assert "class 3 has 33.1% of them against 10.0% of the labeled images" in warning
     assert "alignment=true" not in warning  # on already (the group's default): no advice to turn it on
-    fixmatch.labeler.alignment = False
-    assert "semi_supervised.alignment=true holds the shares" in fixmatch.epoch_warnings(metrics)[0]
+    [unaligned] = fixmatch_on_even_labels("semi_supervised.alignment=false").epoch_warnings(metrics)
+    assert "semi_supervised.alignment=true holds the shares" in unaligned
 
 
 class Answers(nn.Module):
@@ -158,7 +163,7 @@ def test_the_teacher_gives_the_pseudo_labels(teacher: str, right: int) -> None:
     "labelling",
     [
         ["semi_supervised.threshold=0.0", "semi_supervised.thresholds=fixed", "semi_supervised.alignment=false"],
-        [],  # the group's defaults: flexible thresholds, aligned
+        ["semi_supervised.thresholds=flexible", "semi_supervised.alignment=true"],
     ],
     ids=["fixed", "flexible-aligned"],
 )
