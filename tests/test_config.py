@@ -30,6 +30,7 @@ GROUP_OPTIONS = [
 def test_every_group_option_composes_and_validates(group: str, option: str) -> None:
     extra = ["ckpt=x.ckpt"] if group == "stage" and stages()[option].ckpt == "required" else []
     extra += ["input=x.png"] if option == "predict" else []
+    extra += ["dir=to_label"] if option == "label" else []
     extra += ["model=vit_mini"] if group == "objective" and option == "mae" else []
     extra += ["dataset.labels_per_class=10"] if group == "semi_supervised" and option != "none" else []
     extra += ["dataset.root=x"] if group == "dataset" and option in ("folder", "csv") else []

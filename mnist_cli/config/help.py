@@ -55,7 +55,7 @@ def group_comment(key: str) -> str:
 
 def root_keys(stage: Stage) -> list[str]:
     """The keys of conf/config.yaml that `stage` takes."""
-    taken = {"ckpt": stage.ckpt == "required", "resume": stage.resumable}
+    taken = {"ckpt": stage.ckpt != "refused", "resume": stage.resumable}
     return [
         line
         for key, documented in root().keys.items()

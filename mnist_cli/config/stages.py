@@ -17,7 +17,7 @@ class Stage:
     name: str
     help: str
     order: int  # where `mnist --help` lists it
-    ckpt: str  # required (needs ckpt=) | refused (starts from scratch)
+    ckpt: str  # required (needs ckpt=) | refused (starts from scratch) | optional
     resumable: bool  # takes resume=<run dir>
     one_process: bool  # refuses torchrun
     metrics: tuple[str, ...]  # the keys of its results that metric= may name

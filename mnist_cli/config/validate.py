@@ -109,3 +109,5 @@ def validate(cfg: DictConfig) -> None:
         raise UserError(f"{stage.name} takes no resume=; use `mnist {stage.name} ckpt=<run dir>`")
     if stage.name == "predict" and not cfg.input:
         raise UserError("predict needs images: add input=<image file, folder or glob> (e.g. input='digits/*.png')")
+    if stage.name == "label" and not cfg.dir:
+        raise UserError("label needs a folder of images: add dir=<folder> (e.g. dir=outputs/select/<run>/to_label)")
