@@ -35,6 +35,9 @@ from mnist_cli.training.trainer import Trainer
 # (the tests run the CLI in temporary folders).
 REAL_DATA = str(Path(os.environ["MNIST_CLI_REAL_DATA"]).resolve()) if os.environ.get("MNIST_CLI_REAL_DATA") else None
 
+# Debian's chromium and chromium-driver (.ci/run installs both), for the pages' browser tests.
+CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+
 # (what was tried, what mnist said): listed at the end of the test output.
 BAD_INPUTS: list[tuple[str, str]] = []
 
@@ -118,28 +121,54 @@ class Server:
                 return found.group()
             if self.process.poll() is not None:
                 time.sleep(0.2)  # the rest of stderr
-                raise AssertionError(f"mnist serve exited {self.process.returncode}: {''.join(self.errors)}")
-        raise AssertionError("mnist serve printed no URL")
+                raise AssertionError(f"mnist exited {self.process.returncode}: {''.join(self.errors)}")
+        raise AssertionError("mnist printed no URL")
 
-    def wait_until_ready(self, timeout: float = 60) -> None:
+    def wait_until_ready(self, route: str = "ready", timeout: float = 60) -> None:
         import httpx
 
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                if httpx.get(self.url + "ready").status_code == 200:
+                if httpx.get(self.url + route).status_code == 200:
                     return
             except httpx.TransportError:
                 pass
             time.sleep(0.1)
-        raise AssertionError(f"{self.url}ready did not answer 200 in {timeout} s")
+        raise AssertionError(f"{self.url}{route} did not answer 200 in {timeout} s")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """A headless Chromium driven by selenium, for a test module."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",  # as root in a container
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--disable-background-networking",  # no connections beyond the page's own (this machine has no network)
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1000,900",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
+    yield driver
+    driver.quit()
 
 
 @contextmanager
-def serving(*args: str, cwd: Path) -> Iterator[Server]:
-    """`mnist serve ARGS serve.port=0` in `cwd`, ready; stopped with SIGTERM afterwards if still running."""
+def serving(*args: str, cwd: Path, stage: str = "serve") -> Iterator[Server]:
+    """`mnist serve ARGS serve.port=0` (or `mnist label ... label.port=0`) in `cwd`, ready; stopped
+    with SIGTERM afterwards if still running."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "mnist_cli", "serve", "serve.port=0", *args],
+        [sys.executable, "-m", "mnist_cli", stage, f"{stage}.port=0", *args],
         cwd=cwd,
         env={key: value for key, value in os.environ.items() if key != "MNIST_CLI_DATA"},
         stdout=subprocess.PIPE,
@@ -148,7 +177,7 @@ def serving(*args: str, cwd: Path) -> Iterator[Server]:
     )
     try:
         server = Server(process)
-        server.wait_until_ready()
+        server.wait_until_ready("ready" if stage == "serve" else "items")
         yield server
     finally:
         if process.poll() is None:

@@ -5,45 +5,19 @@ runs where MNIST_CLI_REAL_DATA names the real MNIST files."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 from PIL import Image, ImageDraw
 
-from conftest import REAL_DATA, mnist, run_dirs, serving
+from conftest import CHROMIUM, DRIVER, REAL_DATA, mnist, run_dirs, serving
 
-CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 pytestmark = [
     pytest.mark.real_data,
     pytest.mark.slow,
     pytest.mark.skipif(not REAL_DATA, reason="set MNIST_CLI_REAL_DATA to a folder with the real MNIST IDX files"),
     pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="needs Debian's chromium and chromium-driver (apt-get)"),
 ]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",  # as root in a container
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--no-first-run",
-        "--disable-background-networking",  # no connections beyond the page's own (this machine has no network)
-        "--disable-component-update",
-        "--disable-sync",
-        "--window-size=1000,900",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
-    yield driver
-    driver.quit()
 
 
 @pytest.fixture(scope="module")
