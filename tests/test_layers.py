@@ -17,7 +17,8 @@ from mnist_cli.config.compose import config_dir
 LAYERS = [
     {"cli", "__main__"},  # the command line
     {"stages"},  # what each `mnist <stage>` does
-    {"serving", "deploy", "config"},  # the HTTP server, inference and export, checking configs
+    # the HTTP server, the labeling page, inference and export, picking and auditing images, checking configs
+    {"serving", "labeling", "deploy", "selection", "audit", "config"},
     {
         "training",
         "objectives",

@@ -76,35 +76,45 @@ def k_center(
     return torch.tensor(picks, dtype=torch.long), torch.tensor(scores)
 
 
+def typicality(x: torch.Tensor, neighbours: int, chunk: int = 4096) -> torch.Tensor:
+    """(N,) the inverse of each row's mean distance to its `neighbours` nearest other rows (in
+    chunks of rows, so a large cluster needs no N x N matrix)."""
+    k = min(neighbours, len(x) - 1)
+    if k == 0:
+        return torch.zeros(len(x))
+    mean_nearest = torch.cat(
+        [torch.cdist(rows, x).topk(k + 1, dim=1, largest=False).values[:, 1:].mean(1) for rows in x.split(chunk)]
+    )
+    return 1 / (mean_nearest + 1e-8)
+
+
 def typical(features: torch.Tensor, budget: int, seed: int, neighbours: int) -> tuple[torch.Tensor, torch.Tensor]:
     """TypiClust's cold start: k-means (scikit-learn) of the (N, D) features into `budget` clusters,
     and from each the image of highest typicality (the inverse of its mean distance to its
-    `neighbours` nearest neighbours in the cluster); larger clusters first. The score is that
-    typicality."""
+    `neighbours` nearest neighbours in the cluster), larger clusters first; where clusters are
+    fewer than `budget` (duplicate images), the next most typical of each, in turn. The score is
+    the typicality."""
     try:
         from sklearn.cluster import KMeans
     except ImportError:
         raise UserError("select.strategy=typical needs scikit-learn: pip install 'mnist-cli[label]'") from None
     x = features.float()
-    clusters = KMeans(n_clusters=budget, n_init=1, random_state=seed).fit_predict(x.numpy())
-    clusters = torch.from_numpy(clusters).long()
+    clusters = torch.from_numpy(KMeans(n_clusters=budget, n_init=1, random_state=seed).fit_predict(x.numpy())).long()
     sizes = torch.bincount(clusters, minlength=budget)
-    picks, scores = [], []
+    queues = []  # per cluster, largest first: its members, most typical first, with their typicality
     for c in torch.sort(sizes, descending=True, stable=True).indices.tolist():
         members = (clusters == c).nonzero().flatten()
-        if not len(members):
+        if not len(members):  # k-means leaves a cluster empty where images are duplicates
             continue
-        k = min(neighbours, len(members) - 1)
-        if k == 0:
-            picks.append(int(members[0]))
-            scores.append(0.0)
-            continue
-        distances = torch.cdist(x[members], x[members])
-        mean_nearest = distances.topk(k + 1, dim=1, largest=False).values[:, 1:].mean(1)  # without itself
-        typicality = 1 / (mean_nearest + 1e-8)
-        best = int(typicality.argmax())
-        picks.append(int(members[best]))
-        scores.append(float(typicality[best]))
+        scores = typicality(x[members], neighbours)
+        order = torch.sort(scores, descending=True, stable=True).indices
+        queues.append((members[order].tolist(), scores[order].tolist()))
+    picks, scores = [], []
+    for turn in range(max(len(members) for members, _ in queues)):
+        for members, typical_scores in queues:
+            if turn < len(members) and len(picks) < budget:
+                picks.append(members[turn])
+                scores.append(typical_scores[turn])
     return torch.tensor(picks, dtype=torch.long), torch.tensor(scores)
 
 

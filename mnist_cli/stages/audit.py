@@ -1,6 +1,6 @@
 """`mnist audit`: read the labeled images (audit/images.py), get each one's probabilities from a
 model that never trained on it (the checkpoint for the test split, K-fold cross-validation for the
-training images: audit/folds.py), rank the suspects by confident learning (audit/issues.py), and
+training images: cross_validation.py), rank the suspects by confident learning (audit/issues.py), and
 write suspects.csv, suspects.png and audit.json."""
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from mnist_cli.audit.folds import out_of_fold_probabilities
 from mnist_cli.audit.images import labeled_images
 from mnist_cli.audit.issues import find_suspects
 from mnist_cli.errors import UserError
@@ -19,6 +18,7 @@ from mnist_cli.report.console import print_key_values
 from mnist_cli.run_dir import csv_text, write_text
 from mnist_cli.selection.model_outputs import probabilities
 from mnist_cli.stages.context import StageContext
+from mnist_cli.stages.cross_validation import out_of_fold_probabilities
 
 
 def run(ctx: StageContext) -> dict[str, Any]:

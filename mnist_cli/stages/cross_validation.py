@@ -1,5 +1,5 @@
 """Out-of-sample probabilities for images a model would otherwise have trained on: K-fold
-cross-validation. The images are dealt into `folds` folds (seeded); for each, a fresh model of the
+cross-validation. The images are dealt into `folds` folds (seeded, class by class); for each, a fresh model of the
 run's recipe (model=, optimizer=, trainer=, ...) trains on the others, with a class-balanced
 validation share of them, and predicts the fold it never saw. Each fold's training is a run of its
 own, in <run>/folds/<k>/ (its metrics, checkpoints and summary)."""
@@ -15,6 +15,7 @@ from mnist_cli.audit.images import Labeled
 from mnist_cli.data.datasets import Dataset
 from mnist_cli.data.split import Split, class_balanced_split, empty_like, val_count
 from mnist_cli.deploy.inference import ready
+from mnist_cli.errors import UserError
 from mnist_cli.loggers.base import Tracker
 from mnist_cli.models import build_model
 from mnist_cli.run_dir import RunDir
@@ -27,10 +28,29 @@ from mnist_cli.training.source import Source
 log = logging.getLogger(__name__)
 
 
+def stratified_folds(labels: torch.Tensor, folds: int, seed: int, classes: list[str]) -> torch.Tensor:
+    """(N,) each image's fold: each class's images dealt in turn (seeded order), so every fold holds
+    its share of every class and every model trains on every class."""
+    g = torch.Generator().manual_seed(seed)
+    fold_of = torch.empty(len(labels), dtype=torch.long)
+    dealt = 0
+    for c, name in enumerate(classes):
+        members = (labels == c).nonzero().flatten()
+        if len(members) < 2:
+            raise UserError(
+                f"class {name} has {len(members)} labeled image(s); cross-validation needs at least 2 a class: "
+                "add some, or leave the class out"
+            )
+        members = members[torch.randperm(len(members), generator=g)]
+        fold_of[members] = (torch.arange(len(members)) + dealt) % folds
+        dealt += len(members)
+    return fold_of
+
+
 def out_of_fold_probabilities(cfg: DictConfig, run: RunDir, found: Labeled, folds: int, seed: int) -> torch.Tensor:
     """(N, C) probabilities of every image in `found`, each from the model that did not train on it."""
     classes = len(cfg.dataset.classes)
-    fold_of = torch.randperm(len(found.labels), generator=torch.Generator().manual_seed(seed)) % folds
+    fold_of = stratified_folds(found.labels, folds, seed, list(cfg.dataset.classes))
     result = torch.zeros(len(found.labels), classes)
     for k in range(folds):
         held = fold_of == k
