@@ -159,6 +159,7 @@ def test_select_cold_start_and_the_training_split_of_idx_files(
     [
         ("empty pool", ["select.pool=empty"], "the folder is empty"),
         ("budget over the pool", ["select.pool=pool", "select.budget=50"], "the pool holds 30 images"),
+        ("all labeled already", ["select.pool=pool", "select.exclude=pool", "CKPT"], "the pool is empty"),
         ("not images", ["select.pool=junk"], "none of its 2 files is a readable image"),
         ("uncertainty without a model", ["select.pool=pool", "select.strategy=margin"], "needs a model's answers"),
         ("classes differ", ["select.pool=pool", "dataset.classes=[a,b,c]", "CKPT"], "predicts 10 classes"),

@@ -118,6 +118,15 @@ def typical(features: torch.Tensor, budget: int, seed: int, neighbours: int) -> 
     return torch.tensor(picks, dtype=torch.long), torch.tensor(scores)
 
 
+def check_budget(budget: int, size: int) -> None:
+    if not 0 < budget <= size:
+        raise UserError(
+            f"select.budget={budget}: the pool holds {size} images; ask for 1 to {size}"
+            if size
+            else "the pool is empty: no unlabeled images to select from"
+        )
+
+
 def pick(
     strategy: str,
     budget: int,
@@ -134,12 +143,7 @@ def pick(
     `features` of the pool and of the `labeled` images (k_center, typical; `neighbours`: typical's)."""
     if strategy not in STRATEGIES:
         raise UserError(f"select.strategy={strategy}: not a strategy; use one of {', '.join(STRATEGIES)}")
-    if not 0 < budget <= size:
-        raise UserError(
-            f"select.budget={budget}: the pool holds {size} images; ask for 1 to {size}"
-            if size
-            else "the pool is empty: no unlabeled images to select from"
-        )
+    check_budget(budget, size)
     if strategy == "random":
         order = torch.randperm(size, generator=torch.Generator().manual_seed(seed))[:budget]
         return order, torch.zeros(budget)

@@ -20,7 +20,7 @@ from mnist_cli.report.console import print_key_values
 from mnist_cli.run_dir import RunDir, csv_text, write_text
 from mnist_cli.selection import model_outputs
 from mnist_cli.selection.pool import Pool, folder_pool, training_split_pool
-from mnist_cli.selection.strategies import NEEDS_FEATURES, NEEDS_PROBABILITIES, pick
+from mnist_cli.selection.strategies import NEEDS_FEATURES, NEEDS_PROBABILITIES, check_budget, pick
 from mnist_cli.stages.context import StageContext
 from mnist_cli.training.source import Source
 
@@ -40,8 +40,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
             "or use select.strategy=typical or random for a cold start"
         )
     pool = read_pool(cfg, source)
-    if pool.skipped:
-        ctx.run.write_skipped(pool.skipped)
+    check_budget(sel.budget, len(pool))
 
     loaded = None
     if source is not None:
@@ -72,6 +71,8 @@ def run(ctx: StageContext) -> dict[str, Any]:
             row.update(guess=classes[int(p.argmax())], confidence=round(float(p.max()), 4))
         rows.append({**row, "score": round(score, 6)})
     written = write_picks(ctx.run, cfg, pool, picks, rows)
+    if ctx.run.write_skipped(pool.skipped):
+        written.append("skipped.txt")
     seconds = round(time.process_time() - started, 1)
     results = {
         "strategy": strategy,
