@@ -162,7 +162,11 @@ def test_select_cold_start_and_the_training_split_of_idx_files(
         ("all labeled already", ["select.pool=pool", "select.exclude=pool", "CKPT"], "the pool is empty"),
         ("not images", ["select.pool=junk"], "none of its 2 files is a readable image"),
         ("uncertainty without a model", ["select.pool=pool", "select.strategy=margin"], "needs a model's answers"),
-        ("classes differ", ["select.pool=pool", "dataset.classes=[a,b,c]", "CKPT"], "predicts 10 classes"),
+        (
+            "classes differ",
+            ["select.pool=pool", "select.budget=5", "dataset.classes=[a,b,c]", "CKPT"],
+            "predicts 10 classes",
+        ),
     ],
 )
 def test_bad_select_input_is_one_line_and_writes_nothing(
