@@ -11,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
+from mnist_cli.errors import UserError
 from mnist_cli.labeling.store import LabelConflict, LabelStore
 
 from conftest import CHROMIUM, DRIVER, make_images, serving
@@ -91,6 +92,8 @@ def test_suspects_are_corrected_or_confirmed_in_place(tmp_path: Path) -> None:
     assert (tmp_path / "5" / "c3_0.png").is_file() and not (tmp_path / "3" / "c3_0.png").exists()
     assert (tmp_path / "5" / "c5_1.png").is_file()
     assert log_rows(tmp_path) == [("3/c3_0.png", "5", "3", "label"), ("5/c5_1.png", "5", "5", "confirm")]
+    with pytest.raises(UserError, match="images of IDX files"):  # an audit of MNIST's own files: no files to move
+        LabelStore.suspects(tmp_path, DIGITS, [{"split": "test", "index": "7", "suggested": "1"}])
 
 
 @pytest.mark.slow

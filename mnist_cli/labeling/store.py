@@ -72,6 +72,11 @@ class LabelStore:
         """The suspects' files (rows of suspects.csv: file, suggested), each in its class folder under `folder`."""
         items = []
         for row in rows:
+            if "file" not in row:
+                raise UserError(
+                    "these suspects are images of IDX files (split, index), not files: the page corrects the "
+                    "labels of image files in class folders (an audit of dataset=folder)"
+                )
             path = Path(row["file"])
             try:
                 relative = path.resolve().relative_to(folder.resolve())
