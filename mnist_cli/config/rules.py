@@ -255,6 +255,7 @@ RULES: dict[str, Rule] = {
     "select.neighbours": whole(1),
     "select.seed": INTEGER,
     "select.show": whole(1),
+    "label.host": (lambda v: isinstance(v, str) and v != "", "an address such as 127.0.0.1"),
     "label.port": whole(0, 65535),
     "audit.split": choice("test", "train", "all"),
     "audit.folds": whole(2),
