@@ -16,14 +16,14 @@ from mnist_cli.errors import UserError
 
 @dataclass
 class Suspects:
-    order: np.ndarray  # image indices, most suspect first (the flagged ones, or `top` of them all)
+    order: np.ndarray  # image indices, most suspect first (the flagged ones and the `top` most suspect)
     scores: np.ndarray  # each one's label quality (0: surely wrong, 1: surely right), in that order
     flagged: np.ndarray  # (N,) bool: confident learning flags the image
 
 
-def find_suspects(labels: torch.Tensor, probabilities: torch.Tensor, rank_by: str, top: int | None) -> Suspects:
-    """The flagged images ranked by `rank_by` (self_confidence | normalized_margin |
-    confidence_weighted_entropy); with `top`, the `top` lowest scores whether flagged or not."""
+def find_suspects(labels: torch.Tensor, probabilities: torch.Tensor, rank_by: str, top: int) -> Suspects:
+    """Every flagged image and the `top` of lowest score whether flagged or not, ranked by `rank_by`
+    (self_confidence | normalized_margin | confidence_weighted_entropy), most suspect first."""
     try:
         from cleanlab.filter import find_label_issues
         from cleanlab.rank import get_label_quality_scores
@@ -35,5 +35,6 @@ def find_suspects(labels: torch.Tensor, probabilities: torch.Tensor, rank_by: st
     quality = get_label_quality_scores(given, p, method=rank_by)
     flagged = find_label_issues(given, p, filter_by="prune_by_noise_rate", n_jobs=1)  # no worker processes
     by_quality = np.argsort(quality, kind="stable")
-    order = by_quality[: min(top, len(by_quality))] if top else by_quality[flagged[by_quality]]
+    listed = flagged[by_quality] | (np.arange(len(by_quality)) < top)
+    order = by_quality[listed]
     return Suspects(order, quality[order], flagged)

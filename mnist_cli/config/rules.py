@@ -261,6 +261,6 @@ RULES: dict[str, Rule] = {
     "audit.folds": whole(2),
     "audit.seed": INTEGER,
     "audit.rank_by": choice("self_confidence", "normalized_margin", "confidence_weighted_entropy"),
-    "audit.top": optional(whole(1)),
+    "audit.top": whole(0),
     "audit.show": whole(1),
 }
