@@ -4,6 +4,7 @@ the command line in pretrain and finetune."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from mnist_cli.data.split import Split
 from mnist_cli.models import build_model
 from mnist_cli.objectives.base import Batch
 from mnist_cli.objectives.supervised import Supervised
+from mnist_cli.semi_supervised.association import association_loss
 from mnist_cli.semi_supervised.fixmatch import pseudo_label_loss
 from mnist_cli.semi_supervised.pseudo_labels import PseudoLabeler, aligned, flexible_thresholds
 from mnist_cli.stages.training import read_splits
@@ -138,11 +140,36 @@ class Answers(nn.Module):
         return torch.nn.functional.one_hot(torch.full((len(x),), self.digit), 10).float() * 20 * self.scale
 
 
+def test_the_association_walk_ends_in_the_class_it_started_from() -> None:
+    """Pool images that sit with their class's labeled images make a short, sure round trip (low
+    walker loss); pool images halfway between classes do not. The visit loss is least when the
+    walk lands on every pool image equally."""
+    labels = torch.tensor([0, 0, 1, 1])
+    labeled = torch.tensor([[4.0, 0.0], [4.0, 0.0], [0.0, 4.0], [0.0, 4.0]])
+    grouped = torch.tensor([[4.0, 0.0], [0.0, 4.0]])
+    between = torch.tensor([[2.0, 2.0], [2.0, 2.0]])
+    # the least a walker loss can be: the trip ends spread over the class's two labeled images
+    assert association_loss(labeled, grouped, labels, 0.0) == pytest.approx(math.log(2), abs=1e-4)
+    assert association_loss(labeled, between, labels, 0.0) == pytest.approx(math.log(4), abs=1e-4)  # anywhere
+    # every labeled image visits both pool images equally: log(2), the least a pool of two allows
+    assert association_loss(labeled, between, labels, 1.0) - association_loss(labeled, between, labels, 0.0) == (
+        pytest.approx(math.log(2), abs=1e-4)
+    )
+    lopsided = torch.tensor([[4.0, 4.0], [-4.0, -4.0]])  # everything walks to the first
+    visit = association_loss(labeled, lopsided, labels, 1.0) - association_loss(labeled, lopsided, labels, 0.0)
+    assert visit > math.log(2) + 1
+
+
 @pytest.mark.parametrize(("teacher", "right"), [("model", 0), ("average", 16)])
 def test_the_teacher_gives_the_pseudo_labels(teacher: str, right: int) -> None:
     """teacher=model: the weights being trained label the pool (here: all wrong); teacher=average:
     the moving average does (all right), called in eval mode and left in training mode."""
-    cfg = compose_config("semi_supervised=fixmatch", "semi_supervised.ratio=2", f"semi_supervised.teacher={teacher}")
+    cfg = compose_config(
+        "semi_supervised=fixmatch",
+        "semi_supervised.ratio=2",
+        f"semi_supervised.teacher={teacher}",
+        "semi_supervised.association=0",  # these stand-in models have no backbone to walk through
+    )
     prep = BatchPrep(cfg.dataset)
     pool = Split(torch.zeros(20, 1, 28, 28, dtype=torch.uint8), torch.full((20,), 3))
     supervised = Supervised("supervised", build_model(cfg.model, 10), prep, cfg.trainer)

@@ -185,6 +185,8 @@ RULES: dict[str, Rule] = {
     "semi_supervised.alignment": FLAG,
     "semi_supervised.alignment_momentum": number("[0, 1)"),
     "semi_supervised.drift_warning": POSITIVE,
+    "semi_supervised.association": NON_NEGATIVE,
+    "semi_supervised.visit": NON_NEGATIVE,
     **views_rules("semi_supervised.strong"),
     "distill.alpha": PROBABILITY,
     "distill.temperature": POSITIVE,

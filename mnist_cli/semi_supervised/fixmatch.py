@@ -26,6 +26,7 @@ from mnist_cli.data.views import Views
 from mnist_cli.errors import UserError
 from mnist_cli.evaluation.inference import EvalResult
 from mnist_cli.objectives.base import Batch, Forward, Task
+from mnist_cli.semi_supervised.association import association_loss
 from mnist_cli.semi_supervised.pseudo_labels import PseudoLabeler
 
 
@@ -44,6 +45,8 @@ class FixMatch(Task):
         weight: float,
         teacher: str,
         drift_warning: float,
+        association: float,
+        visit: float,
         strong: dict,
         task: Task,
         prep: BatchPrep,
@@ -67,6 +70,7 @@ class FixMatch(Task):
         self.shares = (counts / counts.sum()).float().to(pool.images.device)  # the labeled images' class shares
         self.labeler = PseudoLabeler(len(pool), self.shares, threshold, thresholds, alignment, alignment_momentum)
         self.drift_warning = drift_warning
+        self.association, self.visit = association, visit
         self.counts: dict[str, torch.Tensor] = {}
 
     def loss(self, forward: Forward, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -84,16 +88,25 @@ class FixMatch(Task):
                 weak = forward(weak)
             weak = weak.float().softmax(1)
         strong = self.strong(images, batch.generator, batch.shard)
-        strong_logits = []
+        strong_logits, features = [], []
 
         def together(x: torch.Tensor) -> torch.Tensor:
             """The labeled inputs and the strong views in one forward pass (one set of BatchNorm
             statistics, one pass for torchrun's gradient averaging); the labeled part's logits."""
-            logits = forward(torch.cat([x, strong]))
+            keep = self.model.backbone.register_forward_hook(lambda module, inputs, out: features.append(out))
+            try:
+                logits = forward(torch.cat([x, strong]))
+            finally:
+                keep.remove()
             strong_logits.append(logits[len(x) :])
             return logits[: len(x)]
 
         labeled_loss, correct = self.task.loss(together, batch)
+        if self.association:
+            both = features[0].float().flatten(1)
+            labeled_loss = labeled_loss + self.association * association_loss(
+                both[: len(batch.images)], both[len(batch.images) :], batch.labels, self.visit
+            )
         pseudo, taken = self.labeler(weak, idx)
         right = taken & (pseudo == self.pool.labels[idx])
         classes = len(self.shares)
