@@ -34,7 +34,7 @@ def log_rows(folder: Path) -> list[tuple[str, str, str, str]]:
 
 
 def test_labels_move_images_into_class_folders_and_undo_moves_them_back(tmp_path: Path) -> None:
-    names = write_images(tmp_path, 3)
+    write_images(tmp_path, 3)
     store = LabelStore.unlabeled(tmp_path, tmp_path, DIGITS, {"img0.png": "4"})
     store.answer("img0.png", "4")
     store.answer("img1.png", "skip")
@@ -52,7 +52,7 @@ def test_labels_move_images_into_class_folders_and_undo_moves_them_back(tmp_path
     assert [item.file for item in store.pending()] == ["img2.png"]
     # a new page on the same folder: the labeled image is gone from the top, the skipped one is remembered
     again = LabelStore.unlabeled(tmp_path, tmp_path, DIGITS, {})
-    assert [item.file for item in again.pending()] == ["img2.png"] and names[1] == "img1.png"
+    assert [item.file for item in again.pending()] == ["img2.png"]
 
 
 def test_what_cannot_be_done_is_refused_and_nothing_is_written(tmp_path: Path) -> None:

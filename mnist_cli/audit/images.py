@@ -11,10 +11,8 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
+from mnist_cli.data.datasets import FOLDER_READER, IDX_READER
 from mnist_cli.errors import UserError
-
-IDX_READER = "mnist_cli.data.idx_files.read"
-FOLDER_READER = "mnist_cli.data.folder.read"
 
 
 @dataclass

@@ -21,6 +21,11 @@ from mnist_cli.data.split import TEST, TRAIN, UNDIVIDED, VAL, Split, class_balan
 from mnist_cli.errors import UserError
 from mnist_cli.targets import build
 
+# The readers of conf/dataset/*.yaml's reader._target_, for what needs to know which kind of files
+# a data set is (an IDX file's images have positions; a folder's have file names).
+IDX_READER = "mnist_cli.data.idx_files.read"
+FOLDER_READER = "mnist_cli.data.folder.read"
+
 
 @dataclass
 class Dataset:

@@ -13,11 +13,10 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
+from mnist_cli.data.datasets import IDX_READER
 from mnist_cli.data.images import SUFFIXES, load_grayscale, preprocess
 from mnist_cli.data.split import Split, split_labels, train_val_split
 from mnist_cli.errors import UserError
-
-IDX_READER = "mnist_cli.data.idx_files.read"
 
 
 @dataclass

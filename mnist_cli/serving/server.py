@@ -41,6 +41,12 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
+def url_of(sock: socket.socket) -> str:
+    """The http URL a listening socket answers at."""
+    host, port = sock.getsockname()[:2]
+    return f"http://{host if ':' not in host else f'[{host}]'}:{port}/"
+
+
 @contextmanager
 def stop_signals() -> Iterator[list[str]]:
     """While serving, Ctrl-C and SIGTERM are uvicorn's (it stops gracefully, then raises the signal

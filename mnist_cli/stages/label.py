@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from mnist_cli.errors import UserError
-from mnist_cli.serving.server import listen, need_serve_extra, stop_signals
+from mnist_cli.serving.server import listen, need_serve_extra, stop_signals, url_of
 from mnist_cli.stages.context import StageContext
 
 
@@ -39,8 +39,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
         )
         store = LabelStore.unlabeled(folder, into, classes, guesses)
     sock = listen(cfg.label.host, cfg.label.port)
-    host, port = sock.getsockname()[:2]
-    url = f"http://{host if ':' not in host else f'[{host}]'}:{port}/"
+    url = url_of(sock)
     server = uvicorn.Server(uvicorn.Config(build_app(store), log_config=None, log_level="warning", access_log=False))
     print(f"mnist label: {len(store.pending())} images from {folder} at {url}; Ctrl-C stops", flush=True)
     with stop_signals() as caught:

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from mnist_cli.data.datasets import FOLDER_READER
 from mnist_cli.errors import UserError
 from mnist_cli.labeling.store import GUESSES
 from mnist_cli.report import plots
@@ -32,6 +33,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
     else:
         cfg, source = ctx.settle_with_source()
     sel = cfg.select
+    classes = list(cfg.dataset.classes) if cfg.dataset.classes is not None else None
     classifier = source is not None and source.objective == "supervised"
     strategy = sel.strategy if sel.strategy != "auto" else ("margin" if classifier else "typical")
     if strategy in NEEDS_PROBABILITIES and not classifier:
@@ -47,7 +49,6 @@ def run(ctx: StageContext) -> dict[str, Any]:
         from mnist_cli.deploy.inference import ready
 
         loaded = ready(cfg, source)
-        classes = cfg.dataset.classes
         if classifier and classes is not None and loaded.model.num_classes != len(classes):
             raise UserError(
                 f"{source.name} predicts {loaded.model.num_classes} classes but dataset.classes names {len(classes)}; "
@@ -62,7 +63,6 @@ def run(ctx: StageContext) -> dict[str, Any]:
         inputs["features"], inputs["labeled"] = pool_features(cfg, loaded, pool)
     picks, scores = pick(strategy, sel.budget, size, sel.seed, neighbours=sel.neighbours, **inputs)
 
-    classes = list(cfg.dataset.classes) if cfg.dataset.classes is not None else None
     rows = []
     for rank, (i, score) in enumerate(zip(picks.tolist(), scores.tolist()), 1):
         row = {"rank": rank, **pool.rows[i]}
@@ -105,7 +105,7 @@ def read_pool(cfg: DictConfig, source: Source | None) -> Pool:
         exclude = sel.exclude
         if exclude is None and source is not None:  # the checkpoint's own labeled folder
             data = source.checkpoints[0]["config"]["dataset"]
-            exclude = data["root"] if data["reader"]["_target_"].endswith("folder.read") else None
+            exclude = data["root"] if data["reader"]["_target_"] == FOLDER_READER else None
         return folder_pool(Path(sel.pool).expanduser(), Path(exclude).expanduser() if exclude else None, cfg.preprocess)
     trained_on = None
     if source is not None and source.objective == "supervised":

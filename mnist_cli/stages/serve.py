@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from mnist_cli.serving.server import listen, need_serve_extra, stop_signals
+from mnist_cli.serving.server import listen, need_serve_extra, stop_signals, url_of
 from mnist_cli.stages.context import StageContext
 
 log = logging.getLogger(__name__)
@@ -25,8 +25,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
     sock = listen(ctx.cfg.serve.host, ctx.cfg.serve.port)  # first: a port in use is said before the model loads
     cfg, source = ctx.settle_with_source(onnx=True)
     served = load_predictor(cfg, source, threads=cfg.serve.threads)
-    host, port = sock.getsockname()[:2]
-    url = f"http://{host if ':' not in host else f'[{host}]'}:{port}/"
+    url = url_of(sock)
     metrics = ServerMetrics()
     app = build_app(served, cfg, metrics)
     config = uvicorn.Config(
