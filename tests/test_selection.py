@@ -125,7 +125,7 @@ def test_select_on_a_folder_writes_the_picks_and_copies_them(trained_run: Path, 
     assert [g["guess"] for g in guesses] == [r["guess"] for r in rows]
     assert (run / "to_label.png").stat().st_size > 0
     record = json.loads((run / "select.json").read_text())
-    assert record["pool_images"] == 29 and record["excluded_as_labeled"] == 1 and len(record["picks"]) == 5
+    assert record["pool_images"] == 29 and record["excluded"] == 1 and len(record["picks"]) == 5
 
 
 def test_select_cold_start_and_the_training_split_of_idx_files(
@@ -147,10 +147,54 @@ def test_select_cold_start_and_the_training_split_of_idx_files(
     run = run_dirs(tmp_path, "select")[-1]
     record = json.loads((run / "select.json").read_text())
     # 256 training images: 50 labeled (5 a class) and 13 validation images are not the pool's
-    assert record["pool_images"] == 256 - 50 - 13 and record["excluded_as_labeled"] == 63
+    assert record["pool_images"] == 256 - 50 - 13 and record["excluded"] == 63
     rows = list(csv.DictReader(open(run / "select.csv")))
     assert {r["split"] for r in rows} == {"train"} and len({r["index"] for r in rows}) == 7
     assert not (run / "to_label").exists()
+
+
+def write_listed(path: Path, positions: list[int]) -> str:
+    with open(path, "w", newline="") as f:
+        f.write("rank,split,index\n" + "".join(f"{r},train,{i}\n" for r, i in enumerate(positions, 1)))
+    return str(path)
+
+
+def test_a_listed_choice_of_labels_keeps_exactly_those(tmp_path: Path) -> None:
+    from mnist_cli.data.chosen import file_positions, split_listed
+    from mnist_cli.data.split import Split, train_val_split
+
+    images = torch.arange(100).view(100, 1, 1, 1)  # each image is its own position in the file
+    train, val = train_val_split(Split(images, torch.arange(100) % 10), 0.1, 2)
+    positions, val_positions = file_positions(100, 0.1, 2)
+    assert (
+        positions.tolist() == train.images.flatten().tolist()
+        and val_positions.tolist() == val.images.flatten().tolist()
+    )
+    chosen = [int(i) for i in positions[[3, 40, 7]]]
+    labeled, pool = split_listed(train, val, write_listed(tmp_path / "a.csv", chosen), 0.1, 2)
+    assert sorted(labeled.images.flatten().tolist()) == sorted(chosen) and len(pool) == 90 - 3
+    assert not set(pool.images.flatten().tolist()) & set(chosen)
+    for positions_, said in (([int(val_positions[0])], "1 of its images are validation images"), ([100], "outside")):
+        with pytest.raises(UserError, match=said):
+            split_listed(train, val, write_listed(tmp_path / "b.csv", positions_), 0.1, 2)
+    (tmp_path / "c.csv").write_text("rank,file\n1,a.png\n")
+    with pytest.raises(UserError, match="no `index` column"):
+        split_listed(train, val, str(tmp_path / "c.csv"), 0.1, 2)
+
+
+def test_a_cold_start_pick_is_what_a_semi_supervised_run_learns_from(tiny_data: Path, tmp_path: Path) -> None:
+    picked = mnist("select", f"dataset.root={tiny_data}", "select.budget=20", cwd=tmp_path)
+    assert picked.returncode == 0, picked.stderr
+    [run] = run_dirs(tmp_path, "select")
+    record = json.loads((run / "select.json").read_text())
+    assert record["strategy"] == "typical" and record["pool_images"] == 256 - 13 and record["excluded"] == 13
+    trained = mnist(
+        "pretrain", f"dataset.root={tiny_data}", f"dataset.labeled={run / 'select.csv'}", "semi_supervised=fixmatch",
+        "trainer.max_steps=3", "trainer.min_steps=0", "model.channels=[8,16]", "model.hidden=32", cwd=tmp_path,
+    )  # fmt: skip
+    assert trained.returncode == 0, trained.stderr
+    log = (run_dirs(tmp_path, "pretrain")[0] / "run.log").read_text()
+    assert "20 train / 13 val images" in log and f"{256 - 13 - 20} more without labels" in log
 
 
 @pytest.mark.faults

@@ -265,6 +265,7 @@ def test_fixmatch_from_the_command_line_in_pretrain_and_finetune(tmp_path: Path,
             "semi_supervised=fixmatch learns from labels and unlabeled images, objective=mae from no labels",
         ),
         ([*FIXMATCH, "semi_supervised.thresholds=adaptive"], "semi_supervised.thresholds='adaptive' is not valid"),
+        ([*FIXMATCH, "dataset.labeled=picks.csv"], "set only one of dataset.labels_per_class, dataset.labeled"),
     ],
 )
 def test_fixmatch_config_mistakes_are_one_line_errors(

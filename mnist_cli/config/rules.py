@@ -110,6 +110,7 @@ RULES: dict[str, Rule] = {
     "dataset.augment.elastic_sigma": POSITIVE,
     "dataset.labels_per_class": optional(whole(1)),
     "dataset.label_fraction": optional(number("(0, 1]")),
+    "dataset.labeled": optional((lambda v: isinstance(v, str), "a path to a CSV file")),
     "model.channels": (
         lambda v: isinstance(v, Sequence) and len(v) > 0 and all(map(whole(1)[0], v)),
         "a list of widths >= 1, e.g. [16,32,64]",

@@ -50,8 +50,9 @@ def validate(cfg: DictConfig) -> None:
     if cfg.trainer.stop_at_target and cfg.trainer.target_accuracy is None:
         raise UserError("trainer.stop_at_target=true stops at trainer.target_accuracy: set it too, e.g. 0.99")
 
-    if OmegaConf.select(cfg, "dataset.labels_per_class") and OmegaConf.select(cfg, "dataset.label_fraction"):
-        raise UserError("set one of dataset.labels_per_class and dataset.label_fraction, not both")
+    limits = [k for k in ("labels_per_class", "label_fraction", "labeled") if OmegaConf.select(cfg, f"dataset.{k}")]
+    if len(limits) > 1:
+        raise UserError(f"set only one of {', '.join('dataset.' + k for k in limits)}: each chooses the labeled images")
 
     if cfg.objective.name != "supervised":
         if cfg.stage.name != "pretrain":
@@ -66,7 +67,7 @@ def validate(cfg: DictConfig) -> None:
             f"semi_supervised={semi} learns from labels and unlabeled images, objective={cfg.objective.name} "
             f"from no labels; pretrain with one, then `mnist finetune ckpt=<run> semi_supervised={semi}`"
         )
-    if semi != "none" and not (cfg.dataset.labels_per_class or cfg.dataset.label_fraction):
+    if semi != "none" and not limits:
         raise UserError(
             f"semi_supervised={semi} learns from the training images without labels, and there are none: "
             "keep a few labels with dataset.labels_per_class=10 (or dataset.label_fraction=0.01)"

@@ -11,11 +11,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from mnist_cli.data.chosen import file_positions, read_positions
 from mnist_cli.data.datasets import IDX_READER
 from mnist_cli.data.images import SUFFIXES, load_grayscale, preprocess
-from mnist_cli.data.split import Split, split_labels, train_val_split
+from mnist_cli.data.split import Split, split_labels
 from mnist_cli.errors import UserError
 
 
@@ -25,7 +26,7 @@ class Pool:
     rows: list[dict[str, Any]]  # per image, what names it: {"file": path} or {"split": "train", "index": i}
     labeled: torch.Tensor  # (M, 1, 28, 28) uint8: images already labeled (M may be 0)
     skipped: list[str]  # "<file>: <why>" of each file that is not a readable image
-    excluded: int  # pool images left out as labeled already
+    excluded: int  # images left out: labeled already, or (IDX pool) the validation split
 
     def __len__(self) -> int:
         return len(self.images)
@@ -74,11 +75,14 @@ def stack(digits: list[np.ndarray]) -> torch.Tensor:
 def labeled_indices(dataset: DictConfig, size: int, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(the positions in the training file of the images whose labels a run on `dataset` trained
     on, those of its validation images): its split drawn again with the same seeds (data/split.py)
-    on the positions themselves."""
-    positions = Split(torch.arange(size), labels)  # Split.subset carries whatever `images` holds
-    train, val = train_val_split(positions, dataset.val_size, dataset.split_seed)
-    labeled, _ = split_labels(train, dataset.labels_per_class, dataset.label_fraction, dataset.split_seed)
-    return labeled.images, val.images
+    on the positions themselves, or the positions its dataset.labeled lists."""
+    train, val = file_positions(size, dataset.val_size, dataset.split_seed)
+    if OmegaConf.select(dataset, "labeled") is not None:
+        return train[torch.isin(train, read_positions(dataset.labeled))], val
+    labeled, _ = split_labels(
+        Split(train, labels[train]), dataset.labels_per_class, dataset.label_fraction, dataset.split_seed
+    )
+    return labeled.images, val
 
 
 def training_split_pool(dataset: DictConfig, trained_on: DictConfig | None) -> Pool:
@@ -93,6 +97,7 @@ def training_split_pool(dataset: DictConfig, trained_on: DictConfig | None) -> P
 
     train = read_split(dataset, "train")
     taken = torch.zeros(len(train), dtype=torch.bool)
+    taken[file_positions(len(train), dataset.val_size, dataset.split_seed)[1]] = True  # any run validates on them
     trained = torch.zeros(0, dtype=torch.long)
     if trained_on is not None:
         trained, val = labeled_indices(trained_on, len(train), train.labels)

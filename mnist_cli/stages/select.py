@@ -79,7 +79,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
         "budget": sel.budget,
         "pool": str(sel.pool) if sel.pool else f"{cfg.dataset.name} train",
         "pool_images": size,
-        "excluded_as_labeled": pool.excluded,
+        "excluded": pool.excluded,
         "unreadable": len(pool.skipped),
         "checkpoint": source.name if source else None,
         "mean_score": float(scores.mean()) if len(scores) else 0.0,
@@ -89,7 +89,8 @@ def run(ctx: StageContext) -> dict[str, Any]:
     print_key_values(
         f"select: {len(rows)} of {size} images by {strategy}",
         {
-            "pool": results["pool"] + (f" ({pool.excluded} left out as labeled)" if pool.excluded else ""),
+            "pool": results["pool"]
+            + (f" ({pool.excluded} left out: labeled already, or validation images)" if pool.excluded else ""),
             "model": results["checkpoint"] or "none (a cold start)",
             "CPU time": f"{seconds} s",
             "written": ", ".join(written) + f" in {ctx.run.path}",

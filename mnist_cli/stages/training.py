@@ -16,7 +16,8 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from mnist_cli.data.batches import BatchPrep
-from mnist_cli.data.datasets import Dataset, load_dataset
+from mnist_cli.data.chosen import split_listed
+from mnist_cli.data.datasets import IDX_READER, Dataset, load_dataset
 from mnist_cli.data.split import Split, empty_like, repeat, split_labels
 from mnist_cli.errors import UserError
 from mnist_cli.evaluation.inference import outputs
@@ -65,10 +66,17 @@ def read_splits(
     dataset = cfg.dataset if dataset is None else dataset
     found = load_dataset(dataset, cfg.preprocess if preprocess is None else preprocess)
     train, val = found.train, found.val
-    if cfg.objective.name == "supervised":  # self-supervised pretraining uses every training image
-        train, pool = split_labels(train, dataset.labels_per_class, dataset.label_fraction, dataset.split_seed)
-    else:
+    if cfg.objective.name != "supervised":  # self-supervised pretraining uses every training image
         pool = empty_like(train)
+    elif OmegaConf.select(dataset, "labeled") is not None:
+        if dataset.reader._target_ != IDX_READER:
+            raise UserError(
+                f"dataset.labeled names images of an IDX training file; dataset={dataset.name} is labeled by its "
+                "own files (label a folder with `mnist label`)"
+            )
+        train, pool = split_listed(train, val, dataset.labeled, dataset.val_size, dataset.split_seed)
+    else:
+        train, pool = split_labels(train, dataset.labels_per_class, dataset.label_fraction, dataset.split_seed)
     labeled = len(train)
     semi_supervised = cfg.semi_supervised.name != "none"
     if semi_supervised:  # whole copies of the labeled images, enough to go with one pass over the pool
@@ -111,7 +119,13 @@ def training_task(
     if teacher is not None:
         task = Distillation(task, teacher, cfg.distill.alpha, cfg.distill.temperature)
     if splits.semi_supervised:
-        task = build(cfg.semi_supervised, task=task, prep=prep, pool=splits.pool.to(device), labeled=splits.train)
+        task = build(
+            cfg.semi_supervised,
+            task=task,
+            prep=prep,
+            pool=splits.pool.to(device),
+            labeled=splits.train.subset(torch.arange(splits.labeled)),
+        )
     return task
 
 
