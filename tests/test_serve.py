@@ -196,11 +196,55 @@ def test_an_oversized_body_is_refused_before_it_is_read(server) -> None:
     assert chunked.status_code == 413
 
 
+def test_feedback_keeps_exactly_what_was_sent_and_refuses_the_rest(server, trained: Path, digits: np.ndarray) -> None:
+    import csv
+
+    store = trained.parent.parent.parent / "outputs" / "feedback"
+    photo = png(digits[5], paper=True)
+    kept = httpx.post(server.url + "feedback?label=3", files={"file": ("../../x.png", photo, "image/png")})
+    assert kept.status_code == 201, kept.text
+    entry = kept.json()
+    seen = predictions(
+        httpx.post(server.url + "predict?input=true", content=photo, headers={"content-type": "image/png"})
+    )
+    assert entry["file"] == f"3/{entry['id']}.png" and entry["answer"] == seen[0]["label"]
+    assert np.array_equal(np.asarray(Image.open(store / entry["file"])), np.array(seen[0]["input"], dtype=np.uint8))
+    assert (store / ".originals" / f"{entry['id']}.png").read_bytes() == photo
+    pixels = httpx.post(server.url + "feedback?label=8", json={"images": [digits[6].tolist()]})
+    assert pixels.status_code == 201, pixels.text
+    assert np.array_equal(np.asarray(Image.open(store / pixels.json()["file"])), digits[6])
+    rows = list(csv.DictReader(open(store / "feedback.csv")))
+    assert [(r["id"], r["label"], r["file"]) for r in rows] == [
+        (entry["id"], "3", entry["file"]),
+        (pixels.json()["id"], "8", pixels.json()["file"]),
+    ]
+    assert rows[0]["original"] == f".originals/{entry['id']}.png" and rows[1]["original"] == ""
+    assert rows[0]["checkpoint"] == str(trained / "checkpoints" / "best.ckpt")
+    assert json.loads(rows[0]["probabilities"])[rows[0]["answer"]] == pytest.approx(float(rows[0]["confidence"]))
+    url, image = server.url + "feedback", {"content-type": "image/png"}
+    cases = [
+        ("an unknown class", "?label=x", dict(content=photo, headers=image), 422, "not one of the model's classes"),
+        ("a path as the class", "?label=../3", dict(content=photo, headers=image), 422, "not one of"),
+        ("no label", "", dict(content=photo, headers=image), 422, "say what the image is: ?label="),
+        ("two images", "?label=1", dict(json={"images": [digits[0].tolist()] * 2}), 422, "one image"),
+        ("a body over max_bytes", "?label=1", dict(content=b"\0" * 200_001, headers=image), 413, "max_bytes"),
+        ("no image", "?label=1", dict(content=b"hello", headers=image), 400, "not a readable image"),
+    ]
+    for tried, query, request, status, said in cases:
+        response = httpx.post(url + query, **request)
+        assert response.status_code == status, (tried, response.text)
+        assert said in response.json()["detail"], (tried, response.text)
+        BAD_INPUTS.append((f"mnist serve: POST /feedback with {tried}", f"{status} {response.json()['detail']}"))
+    written = sorted(str(f.relative_to(store)) for f in store.rglob("*") if f.is_file())
+    assert written == sorted([entry["file"], pixels.json()["file"], rows[0]["original"], "feedback.csv"])
+    assert not (trained.parent.parent.parent / "x.png").exists()
+
+
 def test_token_and_a_full_queue(trained: Path, digits: np.ndarray) -> None:
     with serving(f"ckpt={trained}", f"serve.token={TOKEN}", "serve.max_queue=2", cwd=trained.parent.parent.parent) as s:
         body = {"images": digits[:2].tolist()}
-        for path in ("predict", "info", "metrics"):
-            denied = httpx.request("POST" if path == "predict" else "GET", s.url + path, json=body)
+        for path in ("predict", "feedback?label=1", "info", "metrics"):
+            denied = httpx.request("GET" if path in ("info", "metrics") else "POST", s.url + path, json=body)
             assert denied.status_code == 401 and denied.headers["www-authenticate"] == "Bearer", path
         wrong = httpx.post(s.url + "predict", json=body, headers={"authorization": "Bearer nope"})
         assert wrong.status_code == 401

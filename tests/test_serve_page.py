@@ -21,8 +21,12 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory):
-    cwd = tmp_path_factory.mktemp("page")
+def cwd(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("page")
+
+
+@pytest.fixture(scope="module")
+def server(cwd: Path):
     done = mnist("pretrain", "experiment=cnn_fast", f"dataset.root={REAL_DATA}", cwd=cwd)
     assert done.returncode == 0, done.stderr
     with serving(f"ckpt={run_dirs(cwd, 'pretrain')[0]}", cwd=cwd) as s:
@@ -75,6 +79,23 @@ def test_digits_drawn_with_the_mouse_are_read_as_drawn(browser, server) -> None:
         "return Array.from(document.getElementById('seen').getContext('2d').getImageData(0, 0, 28, 28).data)"
     )
     assert max(seen[0::4]) > 200  # what the model saw is shown, light on black
+
+
+def test_a_wrong_answer_is_corrected_into_the_feedback_store(browser, server, cwd: Path) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(server.url)
+    draw(browser, [[(140, 45), (140, 235)]])
+    assert shown(browser, "1").startswith("1")
+    choices = browser.find_elements(By.CSS_SELECTOR, "#correct button")
+    assert [b.text for b in choices] == [c for c in "023456789"]  # every class but the answer
+    choices[6].click()  # "7"
+    status = browser.find_element(By.ID, "status")
+    WebDriverWait(browser, 15).until(lambda _: status.text.startswith("kept as 7"))
+    [kept] = (cwd / "outputs" / "feedback" / "7").glob("*.png")
+    assert kept.stem in status.text and not browser.find_element(By.ID, "correct").is_displayed()
+    assert (cwd / "outputs" / "feedback" / ".originals" / kept.name).is_file()  # the drawing as sent
 
 
 def test_an_uploaded_image_is_read(browser, server, tmp_path: Path) -> None:

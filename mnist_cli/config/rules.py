@@ -248,6 +248,7 @@ RULES: dict[str, Rule] = {
     "serve.max_queue": whole(1),
     "serve.threads": whole(1),
     "serve.max_bytes": whole(1),
+    "serve.feedback": optional((lambda v: isinstance(v, str) and v != "", "a folder")),
     "serve.max_images": whole(1),
     "serve.max_pixels": whole(1),
     "serve.shutdown_timeout_s": POSITIVE,

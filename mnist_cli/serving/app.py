@@ -2,6 +2,7 @@
 
 POST /predict   images -> per image: label (class name), class_index, confidence, probabilities (and the 28x28 input if asked)
 POST /explain   the same images -> the same answers, and which pixels decided each (a 28x28 map and a PNG)
+POST /feedback  one image and ?label=<its true class> -> kept in the feedback store (serving/feedback.py), 201
 GET  /health    the process is up           GET /ready    the model is loaded, warmed and not stopping
 GET  /info      the model and its accuracy  GET /metrics  Prometheus text format
 GET  /          the page to draw digits on (page/, served from the package: works offline)
@@ -15,6 +16,7 @@ import io
 from collections.abc import Callable
 from contextlib import asynccontextmanager
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,6 +33,7 @@ from mnist_cli import __version__
 from mnist_cli.deploy.predictor import Predictor
 from mnist_cli.errors import UserError
 from mnist_cli.serving.batcher import Batcher, QueueFull
+from mnist_cli.serving.feedback import FeedbackStore
 from mnist_cli.serving.limits import BodyLimit, token_check
 from mnist_cli.serving.metrics import CountRequests, ServerMetrics
 from mnist_cli.serving.requests import REQUEST_BODY, DigitReader
@@ -56,6 +59,14 @@ class Prediction(BaseModel):
 
 class PredictResponse(BaseModel):
     predictions: list[Prediction]
+
+
+class FeedbackEntry(BaseModel):
+    id: str  # the entry's name in the store
+    label: str  # the class it was corrected to
+    answer: str  # what the model answered
+    confidence: float  # the model's confidence in that answer
+    file: str  # the digit as kept, relative to the store (<label>/<id>.png)
 
 
 class Explanation(Prediction):
@@ -125,17 +136,26 @@ def build_app(served: Predictor, cfg: DictConfig, metrics: ServerMetrics) -> Fas
     app.state.stopping = lambda: False  # `mnist serve` points it at uvicorn's graceful stop
     guarded = [] if knobs.token is None else [Depends(token_check(str(knobs.token)))]
 
-    def images_route(path: str, response: type[BaseModel], status: int, meaning: str) -> Callable:
+    def images_route(path: str, response: type[BaseModel], status: int, meaning: str, answers: int = 200) -> Callable:
         """A POST route that reads images as /predict does (documented body, token, bad requests),
-        and may also answer `status` for the reason `meaning`."""
+        answers `answers` when it succeeds, and may also answer `status` for the reason `meaning`."""
         return app.post(
             path,
             response_model=response,
             response_model_exclude_none=True,
+            status_code=answers,
             dependencies=guarded,
             openapi_extra={"requestBody": REQUEST_BODY},
             responses={**BAD_REQUESTS, status: {"description": meaning}},
         )
+
+    async def probabilities_of(digits: np.ndarray) -> np.ndarray:
+        try:
+            return await batcher(digits)
+        except QueueFull as e:
+            raise HTTPException(503, f"the server is busy: {e}; retry shortly", headers={"Retry-After": "1"}) from None
+        finally:
+            metrics.queue.set(batcher.queued())
 
     @images_route("/predict", PredictResponse, 503, "the queue is full; retry after the Retry-After seconds")
     async def predict(request: Request, show_input: bool = Query(False, alias="input")) -> PredictResponse:
@@ -144,13 +164,37 @@ def build_app(served: Predictor, cfg: DictConfig, metrics: ServerMetrics) -> Fas
         the 28x28 digit the model saw to each answer."""
         with batcher.arrival():
             digits = await read_digits(request)
-        try:
-            probabilities = await batcher(digits)
-        except QueueFull as e:
-            raise HTTPException(503, f"the server is busy: {e}; retry shortly", headers={"Retry-After": "1"}) from None
-        finally:
-            metrics.queue.set(batcher.queued())
-        return answer(served.classes, probabilities, digits, show_input)
+        return answer(served.classes, await probabilities_of(digits), digits, show_input)
+
+    store = (
+        None
+        if knobs.feedback is None
+        else FeedbackStore(Path(knobs.feedback).expanduser(), served.classes, str(served.info["checkpoint"]))
+    )
+
+    @images_route("/feedback", FeedbackEntry, 404, "corrections are off (serve.feedback=null)", answers=201)
+    async def feedback(
+        request: Request, label: str | None = Query(None, description="the image's true class")
+    ) -> FeedbackEntry:
+        """A correction: one image (as /predict takes it) is really `label`, one of the model's
+        classes. The 28x28 digit the model saw goes into the feedback store's `<label>/` folder
+        (what `mnist finetune dataset=folder dataset.root=<store>` reads), the upload and the
+        model's answer beside it. 422: an unknown class or more than one image."""
+        if store is None:
+            raise HTTPException(404, "corrections are off on this server (serve.feedback=null)")
+        if label is None:
+            raise HTTPException(422, f"say what the image is: ?label=<one of {', '.join(served.classes)}>")
+        if label not in served.classes:
+            raise HTTPException(422, f"label={label!r} is not one of the model's classes ({', '.join(served.classes)})")
+        images = await read_digits.read(request)
+        if len(images) != 1:
+            raise HTTPException(422, f"{len(images)} images: a correction is one image and its label")
+        [(digit, original)] = images
+        probabilities = (await probabilities_of(digit[None]))[0]
+        row = await asyncio.get_running_loop().run_in_executor(None, store.add, digit, original, label, probabilities)
+        return FeedbackEntry(
+            id=row["id"], label=label, answer=row["answer"], confidence=float(row["confidence"]), file=row["file"]
+        )
 
     @images_route("/explain", ExplainResponse, 501, "an .onnx file or an ensemble is served: no gradients to follow")
     async def explain(request: Request, show_input: bool = Query(False, alias="input")) -> ExplainResponse:
@@ -202,7 +246,9 @@ def build_app(served: Predictor, cfg: DictConfig, metrics: ServerMetrics) -> Fas
     app.mount("/page", StaticFiles(directory=str(PAGE)), name="page")
     app.add_middleware(BodyLimit, max_bytes=knobs.max_bytes)
     app.add_middleware(
-        CountRequests, metrics=metrics, routes={"/predict", "/explain", "/health", "/ready", "/info", "/metrics", "/"}
+        CountRequests,
+        metrics=metrics,
+        routes={"/predict", "/explain", "/feedback", "/health", "/ready", "/info", "/metrics", "/"},
     )
     return app
 

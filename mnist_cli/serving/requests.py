@@ -61,16 +61,20 @@ class DigitReader:
         self.preprocess = SimpleNamespace(**OmegaConf.to_container(cfg.preprocess))
 
     async def __call__(self, request: Request) -> np.ndarray:
+        return np.stack([digit for digit, _ in await self.read(request)])
+
+    async def read(self, request: Request) -> list[tuple[np.ndarray, bytes | None]]:
+        """Each image of the body: (the digit, the image file's bytes; None for a pixel array)."""
         kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if kind == "multipart/form-data":
             async with request.form(max_files=1, max_fields=8) as form:
                 upload = form.get("file")
                 if not isinstance(upload, UploadFile):
                     raise HTTPException(422, "a multipart upload needs the image in a field named `file`")
-                digits = [self.from_bytes(await upload.read())]
-        elif kind.startswith("image/"):
-            digits = [self.from_bytes(await request.body())]
-        elif kind == "application/json":
+                return [self.from_bytes(await upload.read())]
+        if kind.startswith("image/"):
+            return [self.from_bytes(await request.body())]
+        if kind == "application/json":
             try:
                 body = PredictRequest.model_validate_json(await request.body())
             except ValidationError as e:
@@ -81,23 +85,21 @@ class DigitReader:
                 raise HTTPException(
                     413, f"{len(body.images)} images in one request; at most serve.max_images={self.max_images}"
                 )
-            digits = [self.from_json(item) for item in body.images]
-        else:
-            raise HTTPException(
-                415,
-                f"content type {kind or 'none'} is not accepted: send an image (image/png, ...), multipart/form-data or application/json",
-            )
-        return np.stack(digits)
+            return [self.from_json(item) for item in body.images]
+        raise HTTPException(
+            415,
+            f"content type {kind or 'none'} is not accepted: send an image (image/png, ...), multipart/form-data or application/json",
+        )
 
-    def from_bytes(self, data: bytes) -> np.ndarray:
+    def from_bytes(self, data: bytes) -> tuple[np.ndarray, bytes]:
         try:
-            return preprocess(load_grayscale(data, max_pixels=self.max_pixels), self.preprocess)
+            return preprocess(load_grayscale(data, max_pixels=self.max_pixels), self.preprocess), data
         except ImageTooLarge as e:
             raise HTTPException(413, str(e)) from None
         except UserError as e:
             raise HTTPException(400, str(e)) from None
 
-    def from_json(self, item: str | Pixels) -> np.ndarray:
+    def from_json(self, item: str | Pixels) -> tuple[np.ndarray, bytes | None]:
         if isinstance(item, str):
             encoded = item.partition(",")[2] if item.startswith("data:") else item
             try:
@@ -115,4 +117,4 @@ class DigitReader:
             )
         if not ((pixels >= 0) & (pixels <= 255)).all():
             raise HTTPException(422, "a pixel array's numbers must be from 0 to 255 (light digit on black)")
-        return pixels.round().astype(np.uint8)
+        return pixels.round().astype(np.uint8), None

@@ -3,6 +3,7 @@
 // The answer fills #prediction (its text starts with the label), a bar per class, and #seen (the
 // 28x28 digit the model saw). An uploaded image goes the same way, as a multipart upload. "Show
 // why" sends them to POST /explain instead, whose map is laid over the 28x28 digit (#why-map).
+// "Wrong? It is:" (#correct) sends the image last answered to POST /feedback with the class clicked.
 "use strict";
 
 const canvas = document.getElementById("canvas");
@@ -16,12 +17,15 @@ const tokenInput = document.getElementById("token");
 const whyButton = document.getElementById("why");
 const whyMap = document.getElementById("why-map");
 const whyCaption = document.getElementById("why-caption");
+const correct = document.getElementById("correct");
+const correctClasses = document.getElementById("correct-classes");
 
 let drawing = false;
 let drawn = false;      // anything on the canvas since the last clear
 let inFlight = false;   // a request is being answered
 let changed = false;    // the drawing changed since the last request was sent
 let why = false;        // ask /explain (the answer and its map) instead of /predict
+let answered = null;    // the body and headers of the request whose answer is shown
 
 function clear() {
   pen.fillStyle = "#fff";
@@ -31,6 +35,8 @@ function clear() {
   bars.replaceChildren();
   seen.clearRect(0, 0, 28, 28);
   whyMap.hidden = true;
+  correct.hidden = true;
+  answered = null;
   status.textContent = "";
 }
 
@@ -88,6 +94,7 @@ async function ask(body, requestHeaders) {
       status.textContent = `${reply.status}: ${answer.detail}`;
     } else if (drawn || !(body instanceof Blob)) {
       show((answer.predictions || answer.explanations)[0]);
+      answered = { body, headers: requestHeaders };
       status.textContent = "";
     }
   } catch (error) {
@@ -115,6 +122,28 @@ function show(p) {
   seen.putImageData(pixels, 0, 0);
   whyMap.hidden = !(why && p.map_png);
   if (p.map_png) whyMap.src = p.map_png;
+  correctClasses.replaceChildren(...Object.keys(p.probabilities).filter((name) => name !== p.label).map((name) => {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.textContent = name;
+    button.addEventListener("click", () => teach(name));
+    return button;
+  }));
+  correct.hidden = false;
+}
+
+// Keep the image last answered as `label` in the server's feedback store.
+async function teach(label) {
+  if (!answered) return;
+  try {
+    const reply = await fetch(`feedback?label=${encodeURIComponent(label)}`,
+                              { method: "POST", headers: answered.headers, body: answered.body });
+    const entry = await reply.json();
+    status.textContent = reply.ok ? `kept as ${entry.label} (${entry.id}): thank you` : `${reply.status}: ${entry.detail}`;
+    if (reply.ok) correct.hidden = true;
+  } catch (error) {
+    status.textContent = `no answer from the server: ${error}`;
+  }
 }
 
 document.getElementById("clear").addEventListener("click", clear);
