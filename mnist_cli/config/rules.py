@@ -91,6 +91,10 @@ def views_rules(prefix: str) -> dict[str, Rule]:
 RULES: dict[str, Rule] = {
     # first: optimizer.lr of a finetune is finetune.lr.<strategy>
     "finetune.strategy": choice("full", "linear", "partial", "lora"),
+    "finetune.classes": choice("auto", "keep", "grow", "replace"),
+    "finetune.replay.size": whole(0),
+    "finetune.replay.share": number("(0, 1)"),
+    "finetune.replay.seed": whole(0),
     "dataset.val_size": (
         lambda v: whole(1)[0](v) or (is_num(v) and 0 < v < 1),
         "a fraction between 0 and 1 (e.g. 0.05) or a count >= 1",

@@ -36,6 +36,15 @@ class Classifier(nn.Module):
         device = self.head[-1].weight.device
         self.head = self.new_head(num_classes).to(device)
 
+    def grow_head(self, num_classes: int) -> None:
+        """A head for more classes whose first rows are the old head's, unchanged: the classes it
+        knew keep their answers, the new ones start fresh."""
+        old = self.head[-1]
+        self.reset_head(num_classes)
+        with torch.no_grad():
+            self.head[-1].weight[: old.out_features] = old.weight
+            self.head[-1].bias[: old.out_features] = old.bias
+
     def freeze_backbone(self, train_last_blocks: int = 0) -> None:
         """Train the head (and the last `train_last_blocks` blocks of the backbone) only: the other
         backbone weights get no gradients and their BatchNorm statistics stay as they are."""

@@ -9,18 +9,21 @@ With teacher=<ckpt>, the model also learns from that model's soft targets (objec
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from mnist_cli.data import replay
+from mnist_cli.data.split import Split
 from mnist_cli.errors import UserError
 from mnist_cli.models import build_model
 from mnist_cli.models.classifier import Classifier
 from mnist_cli.models.lora import add_adapters
 from mnist_cli.stages.context import StageContext
-from mnist_cli.stages.training import read_splits, train_and_test, training_task
+from mnist_cli.stages.training import TrainingSplits, read_splits, train_and_test, training_task
 from mnist_cli.training.runtime import setup
 from mnist_cli.training.source import Source
 
@@ -37,26 +40,97 @@ def run(ctx: StageContext) -> dict[str, Any]:
     if ctx.resume is not None:  # the saved config is settled; the weights come from the run's last checkpoint
         splits = read_splits(ctx.cfg)
         cfg = ctx.settle(dataset=splits.dataset)
+        started_from = Source.load(cfg.ckpt, cfg.outputs_root).checkpoints[0]
+        if replay.applies(cfg, started_from["config"]["dataset"], cfg.finetune.classes):
+            splits = with_replay(splits, started_from, cfg)
         model = build_model(cfg.model, len(cfg.dataset.classes))
     else:
         source = ctx.source().one("finetune")
         described = source.config(ctx.cfg, ctx.overrides, classes_from_data=True)
-        # a folder of images names the classes the new head learns; its files are read as the checkpoint's were
+        # a folder of images names its classes; its files are read as the checkpoint's were
         splits = read_splits(ctx.cfg, described["dataset"], described["preprocess"])
-        cfg = ctx.settle(**described | {"dataset": splits.dataset}, **({"teacher": teacher.name} if teacher else {}))
-        model = starting_model(source, list(cfg.dataset.classes))
+        saved = source.checkpoints[0]["config"]["dataset"]
+        classes, how = run_classes(
+            list(saved["classes"]), list(splits.dataset.classes), ctx.cfg.finetune.classes, source
+        )
+        splits = renumbered(splits, classes)
+        settled = {"finetune": OmegaConf.merge(ctx.cfg.finetune, {"classes": how})}  # what auto decided
+        cfg = ctx.settle(
+            **described | {"dataset": splits.dataset} | settled, **({"teacher": teacher.name} if teacher else {})
+        )
+        if replay.applies(cfg, saved, how):
+            splits = with_replay(splits, source.checkpoints[0], cfg)
+        model = starting_model(source, classes, how)
     adapt(model, cfg)
     task = training_task(cfg, model, splits, device, teacher=teacher_model(teacher, cfg, device) if teacher else None)
     results = train_and_test(ctx, task, device, splits)
     return {**results, "source_checkpoint": cfg.ckpt, **({"teacher": cfg.teacher} if cfg.teacher else {})}
 
 
-def starting_model(source: Source, classes: list[str]) -> Classifier:
-    """The checkpoint's model, with a fresh head when the classes differ from its own (or its head
-    was never trained: a self-supervised checkpoint)."""
+def run_classes(known: list[str], found: list[str], asked: str, source: Source) -> tuple[list[str], str]:
+    """(the run's classes, how the checkpoint's head serves them: keep | grow | replace) for a data
+    set with the classes `found`, a checkpoint that knows `known`, and finetune.classes=`asked`."""
+    new = [c for c in found if c not in known]
+    if source.objective != "supervised":  # its head was never trained: nothing to keep
+        return found, "replace"
+    if asked == "auto":
+        if new and len(new) < len(found):
+            raise UserError(
+                f"the data set's classes {', '.join(new)} are new to the checkpoint, which knows {', '.join(known)}: "
+                "finetune.classes=grow adds them to its head, finetune.classes=replace learns the data set's classes alone"
+            )
+        asked = "replace" if new else "keep"
+    if asked == "keep" and new:
+        raise UserError(
+            f"finetune.classes=keep: class {new[0]} is not one the checkpoint knows ({', '.join(known)}); "
+            "finetune.classes=grow adds it to the head"
+        )
+    return {"keep": known, "grow": known + new, "replace": found}[asked], asked
+
+
+def renumbered(splits: TrainingSplits, classes: list[str]) -> TrainingSplits:
+    """`splits` with their labels numbered as `classes` lists the class names."""
+    found = list(splits.dataset.classes)
+    if found == classes:
+        return splits
+    number = torch.tensor([classes.index(name) for name in found])
+    parts = {name: getattr(splits, name) for name in ("train", "val", "test", "pool")}
+    dataset = OmegaConf.merge(splits.dataset, {"classes": classes})
+    return dataclasses.replace(
+        splits, dataset=dataset, **{name: Split(s.images, number[s.labels]) for name, s in parts.items()}
+    )
+
+
+def with_replay(splits: TrainingSplits, checkpoint: dict[str, Any], cfg: DictConfig) -> TrainingSplits:
+    """`splits` whose training images mix the new ones with the checkpoint's (finetune.replay), and
+    the memory the new checkpoints keep."""
+    knobs = cfg.finetune.replay
+    new = splits.train.subset(torch.arange(splits.labeled))
+    old = replay.replayed(checkpoint, knobs.size, knobs.seed)
+    log.info(
+        f"replay: {len(old)} of the checkpoint's training images mixed with the {len(new)} new ones, "
+        f"{knobs.share:.0%} of each epoch (finetune.replay)"
+    )
+    both = Split(torch.cat([old.images, new.images]), torch.cat([old.labels, new.labels]))
+    return dataclasses.replace(
+        splits,
+        train=replay.mixed(new, old, knobs.share),
+        labeled=len(new) + len(old),
+        memory=replay.class_balanced_sample(both, knobs.size, knobs.seed),
+    )
+
+
+def starting_model(source: Source, classes: list[str], how: str) -> Classifier:
+    """The checkpoint's model, with its head as `how` says: kept, grown for new classes (its rows
+    kept), or replaced by a fresh one."""
     model, ckpt = source.model(), source.checkpoints[0]
     saved = ckpt["config"]["dataset"]
-    if classes != list(saved["classes"]) or source.objective != "supervised":
+    if how == "grow":
+        log.info(
+            f"the head grows from {model.num_classes} to {len(classes)} classes, the old rows kept: {', '.join(classes[model.num_classes :])}"
+        )
+        model.grow_head(len(classes))
+    elif how == "replace":
         log.info(
             f"a new {len(classes)}-class head for {', '.join(classes[:12])}{', ...' if len(classes) > 12 else ''} "
             f"(the checkpoint's {source.objective} model knows {saved['name']}'s classes)"

@@ -56,6 +56,7 @@ class TrainingSplits:
     labeled: int  # labeled training images, each counted once
     semi_supervised: bool
     skipped: list[str]
+    memory: Split | None = None  # images the checkpoints keep for a later finetune's replay (data/replay.py)
 
 
 def read_splits(
@@ -177,6 +178,7 @@ def train_and_test(
         "model_name": cfg.model.name,
         "num_classes": model.num_classes,
         "objective": cfg.objective.name,
+        **({"memory": {"images": splits.memory.images, "labels": splits.memory.labels}} if splits.memory else {}),
     }
 
     def after_epoch(row: dict[str, Any], trained: nn.Module) -> None:

@@ -1,0 +1,143 @@
+"""Finetuning on new images without forgetting: the head kept, grown or replaced as the classes
+say; the checkpoint's images replayed beside the new ones; the memory a finetuned checkpoint keeps
+for the next one; and the mistakes a person can make, each one line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from PIL import Image
+
+from mnist_cli.data.replay import class_balanced_sample, mixed
+from mnist_cli.data.split import Split
+from mnist_cli.errors import UserError
+from mnist_cli.stages.finetune import run_classes
+from mnist_cli.training.checkpoint import load_checkpoint
+
+from conftest import BAD_INPUTS, FAST, make_images, mnist, run_dirs, summary
+
+
+def split_of(labels: list[int]) -> Split:
+    return Split(torch.arange(len(labels)).view(-1, 1, 1, 1).to(torch.uint8), torch.tensor(labels))
+
+
+def test_a_grown_head_keeps_the_old_rows_bit_identical() -> None:
+    from mnist_cli.config.compose import compose_config
+    from mnist_cli.models import build_model
+
+    model = build_model(compose_config("model=cnn").model, 10).eval()
+    old_weight, old_bias = model.head[-1].weight.clone(), model.head[-1].bias.clone()
+    model.grow_head(12)
+    assert model.num_classes == 12
+    assert torch.equal(model.head[-1].weight[:10], old_weight) and torch.equal(model.head[-1].bias[:10], old_bias)
+    x = torch.rand(4, 1, 28, 28)
+    assert model(x).shape == (4, 12)
+
+
+def test_the_replay_sample_is_class_balanced_and_the_mix_holds_its_share() -> None:
+    labels = [0] * 50 + [1] * 30 + [2] * 4
+    sample = class_balanced_sample(split_of(labels), 30, seed=1)
+    assert torch.bincount(sample.labels).tolist() == [13, 13, 4]  # the small class whole, the rest shared
+    assert torch.equal(sample.labels, class_balanced_sample(split_of(labels), 30, seed=1).labels)  # seeded
+    new, old = split_of([5] * 10), split_of([1] * 200)
+    both = mixed(new, old, 0.5)
+    assert (both.labels == 5).sum() == 200 and (both.labels == 1).sum() == 200  # the 10 new repeated 20 times
+    assert len(mixed(split_of([5] * 1000), split_of([1] * 10), 0.2)) == 1000 + 250
+
+
+@pytest.mark.parametrize(
+    ("found", "asked", "classes", "how"),
+    [
+        (["7", "1"], "auto", list("0123456789"), "keep"),  # a few corrections: the checkpoint's numbering
+        (["a", "b"], "auto", ["a", "b"], "replace"),  # a new task
+        (["7", "x"], "grow", [*"0123456789", "x"], "grow"),
+        (["7", "1"], "replace", ["7", "1"], "replace"),
+    ],
+)
+def test_the_head_follows_the_classes(found: list[str], asked: str, classes: list[str], how: str) -> None:
+    supervised = SimpleNamespace(objective="supervised")
+    assert run_classes(list("0123456789"), found, asked, supervised) == (classes, how)
+
+
+def test_a_class_the_checkpoint_does_not_know_is_refused_without_grow() -> None:
+    supervised = SimpleNamespace(objective="supervised")
+    with pytest.raises(UserError, match="finetune.classes=grow adds them"):
+        run_classes(list("0123456789"), ["7", "x"], "auto", supervised)
+    with pytest.raises(UserError, match="class x is not one the checkpoint knows"):
+        run_classes(list("0123456789"), ["x"], "keep", supervised)
+
+
+def write_store(root: Path, per_class: dict[str, int], seed: int = 5) -> Path:
+    """A feedback-store-like folder: <class>/<n>.png, the images of the tiny data's classes."""
+    for name, count in per_class.items():
+        (root / name).mkdir(parents=True)
+        label = int(name) if name.isdigit() else 9
+        for i, image in enumerate(make_images(torch.full((count,), label), seed=seed)):
+            Image.fromarray(image.numpy()).save(root / name / f"{i}.png")
+    (root / ".originals").mkdir()
+    (root / "feedback.csv").write_text("id,label\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    cwd = tmp_path_factory.mktemp("continual")
+    done = mnist("pretrain", f"dataset.root={tiny_data}", "dataset.download=false", *FAST, cwd=cwd)
+    assert done.returncode == 0, done.stderr
+    return run_dirs(cwd, "pretrain")[0]
+
+
+def test_finetuning_on_corrections_replays_the_checkpoint_and_keeps_a_memory(trained: Path, tmp_path: Path) -> None:
+    store = write_store(tmp_path / "feedback", {"3": 12, "7": 12})
+    done = mnist(
+        "finetune", f"ckpt={trained}", "dataset=folder", f"dataset.root={store}", "finetune.replay.size=40",
+        "trainer.min_steps=0", "trainer.epochs=1", cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    [run] = run_dirs(tmp_path, "finetune")
+    assert "replay: 40 of the checkpoint's training images mixed with the" in (run / "run.log").read_text()
+    assert summary(run)["classes"] == list("0123456789")  # the checkpoint's head and numbering, kept
+    best = load_checkpoint(run / "checkpoints" / "best.ckpt")
+    assert best["num_classes"] == 10 and best["config"]["finetune"]["classes"] == "keep"
+    memory = best["memory"]
+    assert len(memory["labels"]) == 40 and set(memory["labels"].tolist()) == set(range(10))
+    # the next finetune replays that memory, not the data set
+    again = mnist(
+        "finetune", f"ckpt={run}", "dataset=folder", f"dataset.root={write_store(tmp_path / 'more', {'5': 12})}",
+        "finetune.replay.size=20", "trainer.min_steps=0", "trainer.epochs=1", cwd=tmp_path,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    second = load_checkpoint(run_dirs(tmp_path, "finetune")[-1] / "checkpoints" / "best.ckpt")
+    assert len(second["memory"]["labels"]) == 20 and 5 in second["memory"]["labels"].tolist()
+
+
+@pytest.mark.faults
+def test_replay_mistakes_are_one_line(trained: Path, tiny_data: Path, tmp_path: Path) -> None:
+    partly_new = write_store(tmp_path / "partly_new", {"3": 12, "x": 12})
+    cases = [
+        ("a class the checkpoint does not know", [f"dataset.root={partly_new}"], "finetune.classes=grow adds them"),
+        ("an empty store", [f"dataset.root={tmp_path / 'nothing'}"], "no such folder"),
+    ]
+    for case, args, said in cases:
+        done = mnist("finetune", f"ckpt={trained}", "dataset=folder", *args, cwd=tmp_path)
+        BAD_INPUTS.append((f"mnist finetune ({case})", done.stderr.strip()))
+        assert done.returncode == 2 and said in done.stderr, done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1
+    # the checkpoint's own images are gone: say what to pass
+    moved = tmp_path / "moved"
+    copy = mnist("pretrain", f"dataset.root={tiny_data}", *FAST, f"outputs_root={moved}", cwd=tmp_path)
+    assert copy.returncode == 0, copy.stderr
+    [run] = moved.glob("pretrain/*")
+    ckpt = load_checkpoint(run / "checkpoints" / "best.ckpt")
+    ckpt["config"]["dataset"]["root"] = str(tmp_path / "no_such_data")
+    ckpt["config"]["dataset"]["download"] = False
+    torch.save(ckpt, run / "checkpoints" / "best.ckpt")
+    done = mnist(
+        "finetune", f"ckpt={run}", "dataset=folder", f"dataset.root={write_store(tmp_path / 'fb', {'3': 12})}",
+        cwd=tmp_path,
+    )  # fmt: skip
+    BAD_INPUTS.append(("mnist finetune (replay of a checkpoint whose data is gone)", done.stderr.strip()))
+    assert done.returncode == 2 and "finetune.replay.size=0" in done.stderr, done.stderr
