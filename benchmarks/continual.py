@@ -77,16 +77,17 @@ def task_args(folder: Path, digits: tuple[int, int]) -> list[str]:
     return [f"dataset.root={folder}", f"dataset.classes=['{digits[0]}','{digits[1]}']"]
 
 
+def command(cwd: Path, stage: str, *args: str) -> Path:
+    """Run `mnist <stage> ARGS` in `cwd` (a failure ends the benchmark); the run directory it wrote."""
+    done = subprocess.run([sys.executable, "-m", "mnist_cli", stage, *args], cwd=cwd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"mnist {stage} {' '.join(args)} failed:\n{done.stderr}")
+    return max((cwd / "outputs" / stage).glob("*"), key=lambda p: p.stat().st_mtime)
+
+
 def evaluate(cwd: Path, run_dir: str, data: str) -> dict:
     """`mnist eval` of the run on the whole test split: overall and per-task accuracy."""
-    done = subprocess.run(
-        [sys.executable, "-m", "mnist_cli", "eval", f"ckpt={run_dir}", f"dataset.root={data}"],
-        cwd=cwd, capture_output=True, text=True,
-    )  # fmt: skip
-    if done.returncode != 0:
-        raise SystemExit(f"mnist eval failed:\n{done.stderr}")
-    eval_dir = max((cwd / "outputs" / "eval").glob("*"), key=lambda p: p.stat().st_mtime)
-    record = json.loads((eval_dir / "eval.json").read_text())
+    record = json.loads((command(cwd, "eval", f"ckpt={run_dir}", f"dataset.root={data}") / "eval.json").read_text())
     per_class = record["per_class"]  # recall: each digit's accuracy
 
     def right(d: int) -> float:
@@ -140,13 +141,7 @@ def style_accuracy(cwd: Path, run_dir: str, folder: Path) -> float:
     """`mnist predict` of the run on the folder's files: the share read as their names' labels."""
     import csv
 
-    done = subprocess.run(
-        [sys.executable, "-m", "mnist_cli", "predict", f"ckpt={run_dir}", f"input={folder}"],
-        cwd=cwd, capture_output=True, text=True,
-    )  # fmt: skip
-    if done.returncode != 0:
-        raise SystemExit(f"mnist predict failed:\n{done.stderr}")
-    out = max((cwd / "outputs" / "predict").glob("*"), key=lambda p: p.stat().st_mtime)
+    out = command(cwd, "predict", f"ckpt={run_dir}", f"input={folder}")
     rows = list(csv.DictReader(open(out / "predictions.csv")))
     return sum(row["label"] == Path(row["file"]).stem.split("_")[1] for row in rows) / len(rows)
 
@@ -185,14 +180,8 @@ def corrections(data: str, seed: int) -> dict:
         row = {"seed": seed, "corrections": len(list(teach.glob("*.png")))}
         for name, run_dir in (("served", served), ("finetuned", tuned["run_dir"])):
             row[f"{name}_style_acc"] = style_accuracy(cwd, run_dir, measure)
-            mnist = subprocess.run(
-                [sys.executable, "-m", "mnist_cli", "eval", f"ckpt={run_dir}", "dataset=mnist", f"dataset.root={data}"],
-                cwd=cwd, capture_output=True, text=True,
-            )  # fmt: skip
-            if mnist.returncode != 0:
-                raise SystemExit(f"mnist eval failed:\n{mnist.stderr}")
-            eval_dir = max((cwd / "outputs" / "eval").glob("*"), key=lambda p: p.stat().st_mtime)
-            row[f"{name}_mnist_acc"] = json.loads((eval_dir / "eval.json").read_text())["test_acc"]
+            tested = command(cwd, "eval", f"ckpt={run_dir}", "dataset=mnist", f"dataset.root={data}")
+            row[f"{name}_mnist_acc"] = json.loads((tested / "eval.json").read_text())["test_acc"]
         return row
 
 
