@@ -84,6 +84,19 @@ def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_dataset(tmp_path_factory.mktemp("tiny-mnist"))
 
 
+@pytest.fixture(scope="session")
+def real_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default `mnist pretrain` on the real MNIST files of MNIST_CLI_REAL_DATA, run once for the
+    tests that need a model that reads real digits (test_real_data.py checks the run itself)."""
+    if not REAL_DATA:
+        pytest.skip("set MNIST_CLI_REAL_DATA to a folder with the real MNIST IDX files")
+    cwd = tmp_path_factory.mktemp("real")
+    result = mnist("pretrain", "model=cnn", f"dataset.root={REAL_DATA}", cwd=cwd)
+    assert result.returncode == 0, result.stderr
+    [run] = run_dirs(cwd, "pretrain")
+    return run
+
+
 # Overrides that make a run take a second or two on tiny data (14 optimizer steps: no minimum).
 FAST = ["trainer.epochs=2", "trainer.batch_size=32", "trainer.min_steps=0", "model.channels=[8,16]", "model.hidden=32"]
 TINY_VIT = ["model=vit", "model.dim=32", "model.depth=2", "model.heads=2"]  # a ViT that trains in a second

@@ -48,7 +48,7 @@ def assert_same_run(a: Path, b: Path) -> None:
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_dataset(tmp_path_factory.mktemp("fault-data"), n_train=3100, n_test=100)
+    return write_dataset(tmp_path_factory.mktemp("fault-data"), n_train=1600, n_test=100)
 
 
 @pytest.fixture(scope="module")

@@ -18,10 +18,8 @@ pytestmark = [
 ]
 
 
-def test_default_cnn_recipe_reaches_98_8_percent_and_eval_agrees(tmp_path: Path) -> None:
-    result = mnist("pretrain", "model=cnn", f"dataset.root={REAL_DATA}", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    [run] = run_dirs(tmp_path, "pretrain")
+def test_default_cnn_recipe_reaches_98_8_percent_and_eval_agrees(real_run: Path, tmp_path: Path) -> None:
+    run = real_run
     recorded = summary(run)
     print(
         f"test accuracy {recorded['test_acc']:.4f}, {recorded['images_per_s']:.0f} images/s, {recorded['wall_time_s']:.1f} s"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw
 
-from conftest import CHROMIUM, DRIVER, REAL_DATA, mnist, run_dirs, serving
+from conftest import CHROMIUM, DRIVER, REAL_DATA, serving
 
 pytestmark = [
     pytest.mark.real_data,
@@ -26,10 +26,8 @@ def cwd(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(cwd: Path):
-    done = mnist("pretrain", "experiment=cnn_fast", f"dataset.root={REAL_DATA}", cwd=cwd)
-    assert done.returncode == 0, done.stderr
-    with serving(f"ckpt={run_dirs(cwd, 'pretrain')[0]}", cwd=cwd) as s:
+def server(real_run: Path, cwd: Path):
+    with serving(f"ckpt={real_run}", cwd=cwd) as s:
         yield s
 
 

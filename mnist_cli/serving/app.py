@@ -169,7 +169,7 @@ def build_app(served: Predictor, cfg: DictConfig, metrics: ServerMetrics) -> Fas
     store = (
         None
         if knobs.feedback is None
-        else FeedbackStore(Path(knobs.feedback).expanduser(), served.classes, str(served.info["checkpoint"]))
+        else FeedbackStore(Path(knobs.feedback).expanduser(), served.classes, str(served.info.get("checkpoint", "")))
     )
 
     @images_route("/feedback", FeedbackEntry, 404, "corrections are off (serve.feedback=null)", answers=201)
