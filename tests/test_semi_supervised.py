@@ -160,6 +160,23 @@ def test_the_association_walk_ends_in_the_class_it_started_from() -> None:
     assert visit > math.log(2) + 1
 
 
+def test_the_walk_starts_from_every_label_or_a_seeded_sample_of_them() -> None:
+    def batch(seed: int) -> Batch:
+        return Batch(
+            torch.zeros(8, 1, 28, 28, dtype=torch.uint8),
+            torch.zeros(8, dtype=torch.long),
+            torch.Generator().manual_seed(seed),
+        )
+
+    inputs, labels = fixmatch_on_even_labels("semi_supervised.walk_labels=500").walkers(batch(0))
+    assert inputs.shape == (100, 1, 28, 28) and torch.equal(labels, torch.arange(100) % 10)  # all 100, in order
+    sampled = fixmatch_on_even_labels("semi_supervised.walk_labels=30")
+    first, again, other = (sampled.walkers(batch(seed))[1] for seed in (1, 1, 2))
+    assert len(first) == 30 and torch.equal(first, again) and not torch.equal(first, other)
+    inputs, _ = fixmatch_on_even_labels("semi_supervised.walk_labels=0").walkers(batch(0))
+    assert len(inputs) == 0  # the step's own labeled batch is the walk's
+
+
 @pytest.mark.parametrize(("teacher", "right"), [("model", 0), ("average", 16)])
 def test_the_teacher_gives_the_pseudo_labels(teacher: str, right: int) -> None:
     """teacher=model: the weights being trained label the pool (here: all wrong); teacher=average:

@@ -47,6 +47,7 @@ class FixMatch(Task):
         drift_warning: float,
         association: float,
         visit: float,
+        walk_labels: int,
         strong: dict,
         task: Task,
         prep: BatchPrep,
@@ -71,6 +72,8 @@ class FixMatch(Task):
         self.labeler = PseudoLabeler(len(pool), self.shares, threshold, thresholds, alignment, alignment_momentum)
         self.drift_warning = drift_warning
         self.association, self.visit = association, visit
+        self.labeled = labeled.to(pool.images.device)
+        self.walk_labels = min(walk_labels, len(labeled))
         self.counts: dict[str, torch.Tensor] = {}
 
     def loss(self, forward: Forward, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -88,6 +91,7 @@ class FixMatch(Task):
                 weak = forward(weak)
             weak = weak.float().softmax(1)
         strong = self.strong(images, batch.generator, batch.shard)
+        walkers, walker_labels = self.walkers(batch)
         strong_logits, features = [], []
 
         def together(x: torch.Tensor) -> torch.Tensor:
@@ -95,17 +99,19 @@ class FixMatch(Task):
             statistics, one pass for torchrun's gradient averaging); the labeled part's logits."""
             keep = self.model.backbone.register_forward_hook(lambda module, inputs, out: features.append(out))
             try:
-                logits = forward(torch.cat([x, strong]))
+                logits = forward(torch.cat([x, walkers, strong]))
             finally:
                 keep.remove()
-            strong_logits.append(logits[len(x) :])
+            strong_logits.append(logits[len(x) + len(walkers) :])
             return logits[: len(x)]
 
         labeled_loss, correct = self.task.loss(together, batch)
         if self.association:
             both = features[0].float().flatten(1)
+            starts = len(batch.images) if self.walk_labels else 0  # where the walk's labeled images begin
+            ends = starts + (len(walkers) if self.walk_labels else len(batch.images))
             labeled_loss = labeled_loss + self.association * association_loss(
-                both[: len(batch.images)], both[len(batch.images) :], batch.labels, self.visit
+                both[starts:ends], both[len(batch.images) + len(walkers) :], walker_labels, self.visit
             )
         pseudo, taken = self.labeler(weak, idx)
         right = taken & (pseudo == self.pool.labels[idx])
@@ -116,6 +122,20 @@ class FixMatch(Task):
             "pseudo_labels_right": torch.bincount(pseudo[right], minlength=classes),
         }
         return labeled_loss + self.weight * pseudo_label_loss(strong_logits[0], pseudo, taken), correct
+
+    def walkers(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """The labeled images the association's walk starts from, as inputs, and their labels:
+        `walk_labels` of all the labeled images (every one, if there are no more), augmented, on top
+        of the step's batch; none (the step's own labeled batch is the walk's) for walk_labels=0."""
+        if not (self.association and self.walk_labels):
+            return torch.zeros(0, *batch.images.shape[1:], device=batch.images.device), batch.labels
+        if self.walk_labels == len(self.labeled):
+            idx = torch.arange(len(self.labeled), device=batch.images.device)
+        else:
+            idx = torch.randperm(len(self.labeled), device=batch.images.device, generator=batch.generator)
+            idx = idx[: self.walk_labels]
+        chosen = self.labeled.images[idx]
+        return self.prep(chosen, train=True, generator=batch.generator), self.labeled.labels[idx]
 
     def validate(self, model: nn.Module, bank: Split, split: Split, batch_size: int) -> EvalResult:
         return self.task.validate(model, bank, split, batch_size)
