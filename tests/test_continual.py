@@ -17,7 +17,17 @@ from mnist_cli.errors import UserError
 from mnist_cli.stages.finetune import run_classes
 from mnist_cli.training.checkpoint import load_checkpoint
 
-from conftest import BAD_INPUTS, FAST, make_images, mnist, run_dirs, summary
+from conftest import (
+    BAD_INPUTS,
+    FAST,
+    interrupted_after_an_epoch,
+    make_images,
+    metrics,
+    mnist,
+    run_dirs,
+    summary,
+    untimed,
+)
 
 
 def split_of(labels: list[int]) -> Split:
@@ -112,6 +122,27 @@ def test_finetuning_on_corrections_replays_the_checkpoint_and_keeps_a_memory(tra
     assert again.returncode == 0, again.stderr
     second = load_checkpoint(run_dirs(tmp_path, "finetune")[-1] / "checkpoints" / "best.ckpt")
     assert len(second["memory"]["labels"]) == 20 and 5 in second["memory"]["labels"].tolist()
+
+
+def test_a_finetune_with_replay_resumes_bit_identically(trained: Path, tmp_path: Path) -> None:
+    store = write_store(tmp_path / "feedback", {"3": 12, "7": 12})
+    args = [
+        "finetune", f"ckpt={trained}", "dataset=folder", f"dataset.root={store}", "finetune.replay.size=40",
+        "trainer.min_steps=0", "trainer.epochs=12", "trainer.batch_size=16", "trainer.deterministic=true",
+    ]  # fmt: skip
+    (tmp_path / "whole").mkdir()
+    (tmp_path / "stopped").mkdir()
+    whole = mnist(*args, cwd=tmp_path / "whole")
+    assert whole.returncode == 0, whole.stderr
+    [whole_run] = run_dirs(tmp_path / "whole", "finetune")
+    stopped = interrupted_after_an_epoch(*args, cwd=tmp_path / "stopped")
+    resumed = mnist("finetune", f"resume={stopped}", cwd=tmp_path / "stopped")
+    assert resumed.returncode == 0, resumed.stderr
+    assert (stopped / "run.log").read_text().count("replay: 40 of the checkpoint's training images") == 2  # resumed too
+    assert untimed(metrics(whole_run)) == untimed(metrics(stopped))
+    a, b = (load_checkpoint(run / "checkpoints" / "last.ckpt") for run in (whole_run, stopped))
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert torch.equal(a["memory"]["images"], b["memory"]["images"])
 
 
 @pytest.mark.faults

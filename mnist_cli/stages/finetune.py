@@ -38,11 +38,15 @@ def run(ctx: StageContext) -> dict[str, Any]:
         else None
     )
     if ctx.resume is not None:  # the saved config is settled; the weights come from the run's last checkpoint
-        splits = read_splits(ctx.cfg)
+        # the data set's own classes, when the run numbers them as the checkpoint it started from did
+        own = ctx.resume.get("data_classes")
+        dataset = None if own is None else OmegaConf.merge(ctx.cfg.dataset, {"classes": own})
+        splits = renumbered(read_splits(ctx.cfg, dataset), list(ctx.cfg.dataset.classes))
         cfg = ctx.settle(dataset=splits.dataset)
-        started_from = Source.load(cfg.ckpt, cfg.outputs_root).checkpoints[0]
-        if replay.applies(cfg, started_from["config"]["dataset"], cfg.finetune.classes):
-            splits = with_replay(splits, started_from, cfg)
+        if cfg.finetune.classes in ("keep", "grow") and cfg.finetune.replay.size:  # the same replay again
+            started_from = Source.load(cfg.ckpt, cfg.outputs_root).checkpoints[0]
+            if replay.applies(cfg, started_from["config"]["dataset"], cfg.finetune.classes):
+                splits = with_replay(splits, started_from, cfg)
         model = build_model(cfg.model, len(cfg.dataset.classes))
     else:
         source = ctx.source().one("finetune")
@@ -96,9 +100,8 @@ def renumbered(splits: TrainingSplits, classes: list[str]) -> TrainingSplits:
     number = torch.tensor([classes.index(name) for name in found])
     parts = {name: getattr(splits, name) for name in ("train", "val", "test", "pool")}
     dataset = OmegaConf.merge(splits.dataset, {"classes": classes})
-    return dataclasses.replace(
-        splits, dataset=dataset, **{name: Split(s.images, number[s.labels]) for name, s in parts.items()}
-    )
+    renamed = {name: Split(s.images, number[s.labels]) for name, s in parts.items()}
+    return dataclasses.replace(splits, dataset=dataset, data_classes=found, **renamed)
 
 
 def with_replay(splits: TrainingSplits, checkpoint: dict[str, Any], cfg: DictConfig) -> TrainingSplits:

@@ -57,6 +57,7 @@ class TrainingSplits:
     semi_supervised: bool
     skipped: list[str]
     memory: Split | None = None  # images the checkpoints keep for a later finetune's replay (data/replay.py)
+    data_classes: list[str] | None = None  # the files' own classes, when the run numbers them otherwise (finetune)
 
 
 def read_splits(
@@ -179,6 +180,7 @@ def train_and_test(
         "num_classes": model.num_classes,
         "objective": cfg.objective.name,
         **({"memory": {"images": splits.memory.images, "labels": splits.memory.labels}} if splits.memory else {}),
+        **({"data_classes": splits.data_classes} if splits.data_classes else {}),
     }
 
     def after_epoch(row: dict[str, Any], trained: nn.Module) -> None:
