@@ -108,11 +108,9 @@ class FixMatch(Task):
         labeled_loss, correct = self.task.loss(together, batch)
         if self.association:
             both = features[0].float().flatten(1)
-            starts = len(batch.images) if self.walk_labels else 0  # where the walk's labeled images begin
-            ends = starts + (len(walkers) if self.walk_labels else len(batch.images))
-            labeled_loss = labeled_loss + self.association * association_loss(
-                both[starts:ends], both[len(batch.images) + len(walkers) :], walker_labels, self.visit
-            )
+            labeled, pool = both[: -len(strong)], both[-len(strong) :]  # the batch (and walkers), the strong views
+            starts = labeled[len(batch.images) :] if len(walkers) else labeled  # the walkers, else the batch
+            labeled_loss = labeled_loss + self.association * association_loss(starts, pool, walker_labels, self.visit)
         pseudo, taken = self.labeler(weak, idx)
         right = taken & (pseudo == self.pool.labels[idx])
         classes = len(self.shares)
