@@ -24,6 +24,11 @@ models then read 250 other digits of that collection (25 a class, `mnist predict
 test split (`mnist eval`).
 
     python benchmarks/continual.py --corrections [--data ../shared/data/mnist] [--seeds 0]
+        [--finetune KEY=VALUE ...]
+
+The finetune's gate (finetune.max_forgetting) measures the same two things on the MNIST test split
+and the folder's held-back test images; its verdict is in the row (`promote`). --finetune adds
+overrides to the finetune's command line (the figures of the defaults are those without).
 """
 
 from __future__ import annotations
@@ -170,14 +175,17 @@ def send_corrections(cwd: Path, run_dir: str, teach: Path) -> None:
         server.wait(timeout=60)
 
 
-def corrections(data: str, seed: int) -> dict:
+def corrections(data: str, seed: int, overrides: list[str]) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         cwd = Path(tmp)
         teach, measure = style_digits(cwd / "style", seed)
         served = run(cwd, [f"dataset.root={data}", f"trainer.seed={seed}"])["run_dir"]
         send_corrections(cwd, served, teach)
-        tuned = run(cwd, [f"ckpt={served}", "dataset=folder", "dataset.root=outputs/feedback"], stage="finetune")
-        row = {"seed": seed, "corrections": len(list(teach.glob("*.png")))}
+        tuned = run(
+            cwd, [f"ckpt={served}", "dataset=folder", "dataset.root=outputs/feedback", *overrides], stage="finetune"
+        )
+        row = {"seed": seed, "overrides": overrides, "corrections": len(list(teach.glob("*.png")))}
+        row |= {"promote": tuned.get("promote"), "gate": tuned.get("gate")}
         for name, run_dir in (("served", served), ("finetuned", tuned["run_dir"])):
             row[f"{name}_style_acc"] = style_accuracy(cwd, run_dir, measure)
             tested = command(cwd, "eval", f"ckpt={run_dir}", "dataset=mnist", f"dataset.root={data}")
@@ -211,10 +219,11 @@ def main() -> None:
     parser.add_argument("--replay", type=int, nargs="+", default=[0, 50, 200, 1000])
     parser.add_argument("--out", type=Path, default=Path("continual.jsonl"))
     parser.add_argument("--corrections", action="store_true", help="the corrections experiment instead")
+    parser.add_argument("--finetune", nargs="*", default=[], help="overrides of the corrections' finetune")
     args = parser.parse_args()
     if args.corrections:
         for seed in args.seeds:
-            print(corrections(str(Path(args.data).resolve()), seed), flush=True)
+            print(corrections(str(Path(args.data).resolve()), seed, args.finetune), flush=True)
         return
     with tempfile.TemporaryDirectory() as tmp:
         cwd = Path(tmp)

@@ -14,6 +14,7 @@ from PIL import Image
 from mnist_cli.data.replay import class_balanced_sample, mixed
 from mnist_cli.data.split import Split
 from mnist_cli.errors import UserError
+from mnist_cli.evaluation.gate import refusal, verdict
 from mnist_cli.stages.finetune import run_classes
 from mnist_cli.training.checkpoint import load_checkpoint
 
@@ -80,6 +81,14 @@ def test_a_class_the_checkpoint_does_not_know_is_refused_without_grow() -> None:
         run_classes(list("0123456789"), ["x"], "keep", supervised)
 
 
+def test_the_gate_promotes_only_a_run_that_kept_the_holdout_and_learned_the_corrections() -> None:
+    assert verdict((0.9900, 0.9885), (0.50, 0.80), max_forgetting=0.2)[0]  # lost 0.15 points, learned
+    forgot, why = verdict((0.9900, 0.9850), (0.50, 0.95), max_forgetting=0.2)
+    assert not forgot and "lost 0.50 points, over finetune.max_forgetting=0.2" in why
+    learned_nothing, why = verdict((0.9900, 0.9910), (0.60, 0.60), max_forgetting=0.2)
+    assert not learned_nothing and "did not improve" in why
+
+
 def write_store(root: Path, per_class: dict[str, int], seed: int = 5) -> Path:
     """A feedback-store-like folder: <class>/<n>.png, the images of the tiny data's classes."""
     for name, count in per_class.items():
@@ -122,6 +131,34 @@ def test_finetuning_on_corrections_replays_the_checkpoint_and_keeps_a_memory(tra
     assert again.returncode == 0, again.stderr
     second = load_checkpoint(run_dirs(tmp_path, "finetune")[-1] / "checkpoints" / "best.ckpt")
     assert len(second["memory"]["labels"]) == 20 and 5 in second["memory"]["labels"].tolist()
+
+
+def test_a_run_that_forgot_is_not_promoted_and_serve_will_not_reload_it(trained: Path, tmp_path: Path) -> None:
+    """Finetuned on two classes alone (no replay) for many steps, the model forgets the other eight:
+    the gate measures it on the checkpoint's test split and says so; a replayed run is judged too."""
+    store = write_store(tmp_path / "feedback", {"3": 40, "7": 40})
+    common = ["finetune", f"ckpt={trained}", "dataset=folder", f"dataset.root={store}", "trainer.min_steps=0"]
+    forgot = mnist(*common, "finetune.replay.size=0", "trainer.epochs=6", "optimizer.lr=1e-2", cwd=tmp_path)
+    assert forgot.returncode == 0, forgot.stderr
+    [run] = run_dirs(tmp_path, "finetune")
+    record = summary(run)
+    found = record["gate"]
+    before = summary(trained)["test_acc"]
+    assert abs(found["holdout_acc_before"] - before) < 1e-9  # the checkpoint's own test split, measured again
+    assert found["holdout"].startswith("mnist test") and found["corrections"].startswith("folder test")
+    assert found["forgetting_points"] > 0.2 and record["promote"] is False
+    assert (
+        "over finetune.max_forgetting=0.2" in found["reason"]
+        and "gate: do not promote" in (run / "run.log").read_text()
+    )
+    assert refusal(run / "checkpoints" / "best.ckpt") == f"{run} was not promoted: {found['reason']}"
+    assert refusal(trained / "checkpoints" / "best.ckpt") is None
+    shown = mnist("report", str(run), cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    row = next(line for line in shown.stdout.splitlines() if "->" in line)
+    assert f"{found['holdout_acc_before']:.4f} -> {found['holdout_acc_after']:.4f}" in row and " no " in row
+    # the finetuned checkpoint keeps the holdout, so a finetune of it is measured on the same images
+    assert load_checkpoint(run / "checkpoints" / "best.ckpt")["holdout"]["name"] == "mnist"
 
 
 def test_a_finetune_with_replay_resumes_bit_identically(trained: Path, tmp_path: Path) -> None:

@@ -68,8 +68,15 @@ def mixed(new: Split, old: Split, share: float) -> Split:
     return Split(torch.cat([new.images, old.images]), torch.cat([new.labels, old.labels]))
 
 
-def applies(cfg: DictConfig, saved_dataset: dict[str, Any], classes: str) -> bool:
-    """Replay runs when it is asked for, the run keeps (or grows) the checkpoint's classes, and it
-    trains on another data set than the checkpoint's."""
+def continues(cfg: DictConfig, saved_dataset: dict[str, Any], classes: str) -> bool:
+    """The run learns another data set than the checkpoint's and keeps (or grows) its classes: it
+    goes on with what the checkpoint learned, which replay and the gate (evaluation/gate.py) guard."""
     other = (cfg.dataset.name, str(cfg.dataset.root)) != (saved_dataset["name"], str(saved_dataset["root"]))
-    return cfg.finetune.replay.size > 0 and classes in ("keep", "grow") and other and cfg.semi_supervised.name == "none"
+    return other and classes in ("keep", "grow")
+
+
+def applies(cfg: DictConfig, saved_dataset: dict[str, Any], classes: str) -> bool:
+    """Replay runs when it is asked for, on a run that continues the checkpoint's learning, not semi-supervised."""
+    return (
+        cfg.finetune.replay.size > 0 and continues(cfg, saved_dataset, classes) and cfg.semi_supervised.name == "none"
+    )

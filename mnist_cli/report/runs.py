@@ -27,6 +27,8 @@ HEADERS = {
     "best_val_acc": "val acc",
     "test_acc": "test acc",
     "wall_time_s": "wall s",
+    "holdout_acc": "holdout acc",
+    "corrections_acc": "corrections acc",
 }  # table headers of report.csv's columns
 
 
@@ -49,6 +51,18 @@ class Run:
         return " ".join(name for name in (self.summary.get("confidently_wrong"), embedding.get("file")) if name)
 
     @property
+    def gate(self) -> dict[str, Any]:
+        """A gated finetune's two measures, before -> after (evaluation/gate.py), and its verdict."""
+        found = self.summary.get("gate")
+        if not found:
+            return {"holdout_acc": "", "corrections_acc": "", "promote": ""}
+        return {
+            "holdout_acc": f"{found['holdout_acc_before']:.4f} -> {found['holdout_acc_after']:.4f}",
+            "corrections_acc": f"{found['corrections_acc_before']:.4f} -> {found['corrections_acc_after']:.4f}",
+            "promote": "yes" if self.summary.get("promote") else "no",
+        }
+
+    @property
     def overrides(self) -> dict[str, str]:
         """The command line's key=value overrides, without the stage that `mnist <stage>` adds."""
         pairs = (o.partition("=") for o in self.summary.get("overrides", []))
@@ -68,6 +82,7 @@ class Report:
         """One row per run: the table's and report.csv's contents."""
         extra = [] if self.metric in ("best_val_acc", "test_acc") else [self.metric]
         drawn = any(run.figures for run in self.runs)
+        gated = any("gate" in run.summary for run in self.runs)
         return [
             {
                 "rank": rank,
@@ -75,6 +90,7 @@ class Report:
                 "data": data_name(run.summary),
                 **{key: run.overrides.get(key, "") for key in self.swept},
                 **{key: run.summary.get(key) for key in (*extra, "best_val_acc", "test_acc")},
+                **(run.gate if gated else {}),
                 "epochs": run.summary.get("epochs_run"),
                 "wall_time_s": run.summary.get("wall_time_s"),
                 "status": run.status,

@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from mnist_cli.data import replay
 from mnist_cli.data.split import Split
 from mnist_cli.errors import UserError
+from mnist_cli.evaluation import gate
 from mnist_cli.models import build_model
 from mnist_cli.models.classifier import Classifier
 from mnist_cli.models.lora import add_adapters
@@ -43,10 +44,10 @@ def run(ctx: StageContext) -> dict[str, Any]:
         dataset = None if own is None else OmegaConf.merge(ctx.cfg.dataset, {"classes": own})
         splits = renumbered(read_splits(ctx.cfg, dataset), list(ctx.cfg.dataset.classes))
         cfg = ctx.settle(dataset=splits.dataset)
-        if cfg.finetune.classes in ("keep", "grow") and cfg.finetune.replay.size:  # the same replay again
-            started_from = Source.load(cfg.ckpt, cfg.outputs_root).checkpoints[0]
-            if replay.applies(cfg, started_from["config"]["dataset"], cfg.finetune.classes):
-                splits = with_replay(splits, started_from, cfg)
+        source, how = Source.load(cfg.ckpt, cfg.outputs_root), cfg.finetune.classes
+        saved = source.checkpoints[0]["config"]["dataset"]
+        if replay.applies(cfg, saved, how):  # the same replay again
+            splits = with_replay(splits, source.checkpoints[0], cfg)
         model = build_model(cfg.model, len(cfg.dataset.classes))
     else:
         source = ctx.source().one("finetune")
@@ -65,10 +66,34 @@ def run(ctx: StageContext) -> dict[str, Any]:
         if replay.applies(cfg, saved, how):
             splits = with_replay(splits, source.checkpoints[0], cfg)
         model = starting_model(source, classes, how)
+    gated = replay.continues(cfg, saved, how) and cfg.finetune.max_forgetting is not None
+    if gated:  # the checkpoints record what the gate of their own finetunes measures forgetting on
+        splits = dataclasses.replace(splits, holdout=gate.holdout_of(source.checkpoints[0]))
     adapt(model, cfg)
     task = training_task(cfg, model, splits, device, teacher=teacher_model(teacher, cfg, device) if teacher else None)
     results = train_and_test(ctx, task, device, splits)
+    if gated:
+        results |= judged(cfg, source, task.model, splits.test, device, results["precision"])
     return {**results, "source_checkpoint": cfg.ckpt, **({"teacher": cfg.teacher} if cfg.teacher else {})}
+
+
+def judged(
+    cfg: DictConfig,
+    source: Source,
+    finetuned: torch.nn.Module,
+    corrections: Split,
+    device: torch.device,
+    precision: str,
+) -> dict[str, Any]:
+    """The gate's verdict on the finetuned model against the checkpoint it started from, told."""
+    verdict = gate.judge(cfg, source.model(), finetuned, source.checkpoints[0], corrections, device, precision)
+    found = verdict["gate"]
+    log.info(
+        f"gate: {'promote' if verdict['promote'] else 'do not promote'}: {found['reason']}; "
+        f"{found['holdout']} {found['holdout_acc_before']:.2%} -> {found['holdout_acc_after']:.2%}, "
+        f"{found['corrections']} {found['corrections_acc_before']:.2%} -> {found['corrections_acc_after']:.2%}"
+    )
+    return verdict
 
 
 def run_classes(known: list[str], found: list[str], asked: str, source: Source) -> tuple[list[str], str]:

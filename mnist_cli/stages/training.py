@@ -58,6 +58,7 @@ class TrainingSplits:
     skipped: list[str]
     memory: Split | None = None  # images the checkpoints keep for a later finetune's replay (data/replay.py)
     data_classes: list[str] | None = None  # the files' own classes, when the run numbers them otherwise (finetune)
+    holdout: dict[str, Any] | None = None  # the data set whose test split a finetune's gate measures forgetting on
 
 
 def read_splits(
@@ -181,6 +182,7 @@ def train_and_test(
         "objective": cfg.objective.name,
         **({"memory": {"images": splits.memory.images, "labels": splits.memory.labels}} if splits.memory else {}),
         **({"data_classes": splits.data_classes} if splits.data_classes else {}),
+        **({"holdout": splits.holdout} if splits.holdout else {}),
     }
 
     def after_epoch(row: dict[str, Any], trained: nn.Module) -> None:
