@@ -8,6 +8,7 @@ import asyncio
 import base64
 import io
 import json
+import shutil
 import signal
 import socket
 import sys
@@ -243,7 +244,7 @@ def test_feedback_keeps_exactly_what_was_sent_and_refuses_the_rest(server, train
 def test_token_and_a_full_queue(trained: Path, digits: np.ndarray) -> None:
     with serving(f"ckpt={trained}", f"serve.token={TOKEN}", "serve.max_queue=2", cwd=trained.parent.parent.parent) as s:
         body = {"images": digits[:2].tolist()}
-        for path in ("predict", "feedback?label=1", "info", "metrics"):
+        for path in ("predict", "feedback?label=1", "reload", "info", "metrics"):
             denied = httpx.request("GET" if path in ("info", "metrics") else "POST", s.url + path, json=body)
             assert denied.status_code == 401 and denied.headers["www-authenticate"] == "Bearer", path
         wrong = httpx.post(s.url + "predict", json=body, headers={"authorization": "Bearer nope"})
@@ -299,6 +300,62 @@ def test_32_clients_are_answered_right_in_batches_and_memory_stays_flat(server, 
     assert value('mnist_requests_total{route="/predict",status="200"}') >= 3 * 1600
 
 
+def test_reload_under_32_clients_drops_nothing_and_never_mixes_two_models(
+    trained: Path, tiny_data: Path, tmp_path: Path
+) -> None:
+    """32 clients send three images a request while the model is swapped back and forth: every
+    request is answered, and each answer's probabilities are all the old model's or all the new
+    one's. A run its gate did not promote is refused, and the model served stays."""
+    done = mnist("pretrain", f"dataset.root={tiny_data}", *FAST, "trainer.seed=1", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    [other] = run_dirs(tmp_path, "pretrain")
+    noise = np.random.default_rng(0).integers(0, 256, (3, 28, 28), dtype=np.uint8)  # what the two answer apart
+    expected = {run: reference(run, noise) for run in (trained, other)}
+    assert np.abs(expected[trained] - expected[other]).max() > 0.1
+    with serving(f"ckpt={trained}", cwd=trained.parent.parent.parent) as s:
+        stop = threading.Event()
+        body = {"images": noise.tolist()}
+
+        def client(k: int) -> list[str]:
+            seen = []
+            with httpx.Client(base_url=s.url, timeout=30) as http:
+                while not stop.is_set():
+                    reply = http.post("predict", json=body)
+                    if reply.status_code != 200:
+                        seen.append(f"status {reply.status_code}")
+                        continue
+                    got = np.array([[p["probabilities"][c] for c in map(str, range(10))] for p in predictions(reply)])
+                    seen.append(
+                        next((run.name for run, p in expected.items() if np.allclose(got, p, atol=2e-2)), "mixed")
+                    )
+            return seen
+
+        with ThreadPoolExecutor(32) as pool:
+            clients = [pool.submit(client, k) for k in range(32)]
+            for target in (other, trained, other):
+                time.sleep(0.5)
+                reloaded = httpx.post(s.url + "reload", params={"ckpt": str(target)}, timeout=60)
+                assert reloaded.status_code == 200, reloaded.text
+                assert reloaded.json()["checkpoint"] == str(target / "checkpoints" / "best.ckpt")
+            time.sleep(0.5)
+            stop.set()
+            answers = [a for c in clients for a in c.result()]
+        assert len(answers) > 32 * 5 and set(answers) == {trained.name, other.name}, set(answers) - {
+            trained.name,
+            other.name,
+        }
+        assert httpx.get(s.url + "info").json()["checkpoint"] == str(other / "checkpoints" / "best.ckpt")
+        # a run the gate did not promote
+        refused = tmp_path / "refused"
+        shutil.copytree(trained, refused)
+        record = summary(refused) | {"promote": False, "gate": {"reason": "the holdout lost 3.10 points"}}
+        (refused / "summary.json").write_text(json.dumps(record))
+        denied = httpx.post(s.url + "reload", params={"ckpt": str(refused)}, timeout=60)
+        assert denied.status_code == 409 and "was not promoted: the holdout lost 3.10 points" in denied.json()["detail"]
+        assert httpx.get(s.url + "info").json()["checkpoint"] == str(other / "checkpoints" / "best.ckpt")
+        BAD_INPUTS.append(("mnist serve: POST /reload of a run its gate did not promote", denied.json()["detail"]))
+
+
 def test_sigterm_answers_the_request_in_flight_and_exits_0(trained: Path, digits: np.ndarray) -> None:
     cwd = trained.parent.parent.parent
     with serving(f"ckpt={trained}", cwd=cwd) as s:
@@ -342,11 +399,11 @@ def test_the_batcher_groups_what_arrives_together_and_refuses_a_full_queue() -> 
 
     async def scenario() -> dict:
         seen = {}
-        batcher = Batcher(predict, max_batch=8, max_wait_ms=1000, max_queue=16)
+        batcher = Batcher(Predictor(predict, [], {}), max_batch=8, max_wait_ms=1000, max_queue=16)
         batcher.start()
         # Twelve queued together: batches of at most 8, each image its own answer.
         answers = await asyncio.gather(*(batcher(digit(k)) for k in range(12)))
-        seen["labels"], seen["calls"] = [int(a.argmax()) for a in np.concatenate(answers)], calls[:]
+        seen["labels"], seen["calls"] = [int(p.argmax()) for p, _ in answers for p in p], calls[:]
         # A lone request does not wait for max_wait_ms (1 s): nothing else is arriving.
         started = time.perf_counter()
         await batcher(digit(3))
@@ -378,6 +435,35 @@ def test_the_batcher_groups_what_arrives_together_and_refuses_a_full_queue() -> 
     assert "serve.max_queue=16" in seen["refused"]
 
 
+def test_a_request_whose_images_straddle_a_swap_is_answered_by_one_model() -> None:
+    """Six images, batches of four: the model is swapped while the first four run, so the last two
+    would go through the new one; the request is run again, and all six answers are the new model's."""
+    calls: list[tuple[str, int]] = []
+
+    def one_hot(name: str, k: int) -> Predictor:
+        def predict(digits: np.ndarray) -> np.ndarray:
+            calls.append((name, len(digits)))
+            if name == "old":
+                batcher.swap(new)  # a reload lands while this batch runs
+            return np.tile(np.eye(10, dtype=np.float32)[k], (len(digits), 1))
+
+        return Predictor(predict, [name], {})
+
+    old, new = one_hot("old", 0), one_hot("new", 1)
+    batcher = Batcher(old, max_batch=4, max_wait_ms=0, max_queue=16)
+
+    async def scenario() -> tuple[np.ndarray, Predictor]:
+        batcher.start()
+        try:
+            return await batcher(np.zeros((6, 28, 28), np.uint8))
+        finally:
+            await batcher.stop()
+
+    probabilities, model = asyncio.run(scenario())
+    assert model is new and probabilities.argmax(1).tolist() == [1] * 6
+    assert calls == [("old", 4), ("new", 2), ("new", 4), ("new", 2)]
+
+
 def test_ready_only_once_warmed_and_not_while_stopping() -> None:
 
     warmed = threading.Event()
@@ -386,7 +472,8 @@ def test_ready_only_once_warmed_and_not_while_stopping() -> None:
         warmed.wait(10)  # a model that takes its time to warm up
         return np.full((len(digits), 10), 0.1, np.float32)
 
-    app = build_app(Predictor(predict, [str(c) for c in range(10)], {}), compose_config("stage=serve"), ServerMetrics())
+    served = Predictor(predict, [str(c) for c in range(10)], {})
+    app = build_app(served, compose_config("stage=serve"), ServerMetrics(), lambda ckpt: served)
     with TestClient(app) as client:
         assert client.get("/health").status_code == 200
         assert client.get("/ready").json() == {"ready": False} and client.get("/ready").status_code == 503

@@ -3,6 +3,7 @@
 POST /predict   images -> per image: label (class name), class_index, confidence, probabilities (and the 28x28 input if asked)
 POST /explain   the same images -> the same answers, and which pixels decided each (a 28x28 map and a PNG)
 POST /feedback  one image and ?label=<its true class> -> kept in the feedback store (serving/feedback.py), 201
+POST /reload    serve another checkpoint (?ckpt=..., else the one started with, resolved again), no request dropped
 GET  /health    the process is up           GET /ready    the model is loaded, warmed and not stopping
 GET  /info      the model and its accuracy  GET /metrics  Prometheus text format
 GET  /          the page to draw digits on (page/, served from the package: works offline)
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import logging
 from collections.abc import Callable
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -38,6 +40,7 @@ from mnist_cli.serving.limits import BodyLimit, token_check
 from mnist_cli.serving.metrics import CountRequests, ServerMetrics
 from mnist_cli.serving.requests import REQUEST_BODY, DigitReader
 
+log = logging.getLogger(__name__)
 PAGE = resources.files("mnist_cli.serving") / "page"
 # What /predict and /explain answer to a request they cannot read (documented at /docs).
 BAD_REQUESTS: dict[int | str, dict[str, Any]] = {
@@ -106,10 +109,14 @@ def map_png(found: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-def build_app(served: Predictor, cfg: DictConfig, metrics: ServerMetrics) -> FastAPI:
+def build_app(
+    served: Predictor, cfg: DictConfig, metrics: ServerMetrics, load: Callable[[str | None], Predictor]
+) -> FastAPI:
+    """The app serving `served`; `load(ckpt)` gives the model POST /reload swaps in (ckpt None: the
+    server's own ckpt=), or raises UserError saying why not."""
     knobs = cfg.serve
     read_digits = DigitReader(cfg)
-    batcher = Batcher(served.predict, knobs.max_batch, knobs.max_wait_ms, knobs.max_queue, metrics.batch_size.observe)
+    batcher = Batcher(served, knobs.max_batch, knobs.max_wait_ms, knobs.max_queue, metrics.batch_size.observe)
 
     async def warm_then_start() -> None:
         await asyncio.get_running_loop().run_in_executor(batcher.executor, warm_up, served, knobs.max_batch)
@@ -149,7 +156,8 @@ def build_app(served: Predictor, cfg: DictConfig, metrics: ServerMetrics) -> Fas
             responses={**BAD_REQUESTS, status: {"description": meaning}},
         )
 
-    async def probabilities_of(digits: np.ndarray) -> np.ndarray:
+    async def probabilities_of(digits: np.ndarray) -> tuple[np.ndarray, Predictor]:
+        """The digits' probabilities, and the model that gave them (the one served when they ran)."""
         try:
             return await batcher(digits)
         except QueueFull as e:
@@ -164,13 +172,10 @@ def build_app(served: Predictor, cfg: DictConfig, metrics: ServerMetrics) -> Fas
         the 28x28 digit the model saw to each answer."""
         with batcher.arrival():
             digits = await read_digits(request)
-        return answer(served.classes, await probabilities_of(digits), digits, show_input)
+        probabilities, model = await probabilities_of(digits)
+        return answer(model.classes, probabilities, digits, show_input)
 
-    store = (
-        None
-        if knobs.feedback is None
-        else FeedbackStore(Path(knobs.feedback).expanduser(), served.classes, str(served.info.get("checkpoint", "")))
-    )
+    store = None if knobs.feedback is None else FeedbackStore(Path(knobs.feedback).expanduser())
 
     @images_route("/feedback", FeedbackEntry, 404, "corrections are off (serve.feedback=null)", answers=201)
     async def feedback(
@@ -182,16 +187,28 @@ def build_app(served: Predictor, cfg: DictConfig, metrics: ServerMetrics) -> Fas
         model's answer beside it. 422: an unknown class or more than one image."""
         if store is None:
             raise HTTPException(404, "corrections are off on this server (serve.feedback=null)")
+        classes = batcher.model.classes
         if label is None:
-            raise HTTPException(422, f"say what the image is: ?label=<one of {', '.join(served.classes)}>")
-        if label not in served.classes:
-            raise HTTPException(422, f"label={label!r} is not one of the model's classes ({', '.join(served.classes)})")
+            raise HTTPException(422, f"say what the image is: ?label=<one of {', '.join(classes)}>")
+        if label not in classes:
+            raise HTTPException(422, f"label={label!r} is not one of the model's classes ({', '.join(classes)})")
         images = await read_digits.read(request)
         if len(images) != 1:
             raise HTTPException(422, f"{len(images)} images: a correction is one image and its label")
         [(digit, original)] = images
-        probabilities = (await probabilities_of(digit[None]))[0]
-        row = await asyncio.get_running_loop().run_in_executor(None, store.add, digit, original, label, probabilities)
+        probabilities, model = await probabilities_of(digit[None])
+        if label not in model.classes:  # a model reloaded meanwhile knows other classes
+            raise HTTPException(422, f"label={label!r} is not one of the model's classes ({', '.join(model.classes)})")
+        row = await asyncio.get_running_loop().run_in_executor(
+            None,
+            store.add,
+            digit,
+            original,
+            label,
+            probabilities[0],
+            model.classes,
+            str(model.info.get("checkpoint", "")),
+        )
         return FeedbackEntry(
             id=row["id"], label=label, answer=row["answer"], confidence=float(row["confidence"]), file=row["file"]
         )
@@ -200,6 +217,7 @@ def build_app(served: Predictor, cfg: DictConfig, metrics: ServerMetrics) -> Fas
     async def explain(request: Request, show_input: bool = Query(False, alias="input")) -> ExplainResponse:
         """What /predict answers, and per image which pixels decided it: an attribution map
         (explain.method, by Captum) as 28x28 numbers and as a PNG to lay over the digit."""
+        served = batcher.model
         if served.explain is None:
             raise HTTPException(501, "explanations need one checkpoint's gradients; serve a run dir or .ckpt")
         digits = await read_digits(request)
@@ -217,6 +235,32 @@ def build_app(served: Predictor, cfg: DictConfig, metrics: ServerMetrics) -> Fas
             ]
         )
 
+    reloading = asyncio.Lock()
+
+    @app.post(
+        "/reload",
+        dependencies=guarded,
+        responses={409: {"description": "not loaded (not promoted, unfinished, unreadable): the model served stays"}},
+    )
+    async def reload(
+        ckpt: str | None = Query(None, description="a run dir, .ckpt or .onnx file; default: the server's own ckpt="),
+    ) -> dict[str, str]:
+        """Serve another model from the next batch on: `ckpt` (by default what the server was
+        started with, resolved again: `latest` names the newest run). It is loaded and warmed up
+        beside the one serving; no request is dropped, and each request's answers come from one
+        model. A run whose gate did not promote it (finetune.max_forgetting) or that has not
+        finished is refused: 409, and the model served stays."""
+        loop = asyncio.get_running_loop()
+        async with reloading:
+            try:
+                new = await loop.run_in_executor(None, load, ckpt)
+                await loop.run_in_executor(None, warm_up, new, knobs.max_batch)
+            except UserError as e:
+                raise HTTPException(409, f"still serving {batcher.model.info.get('checkpoint')}: {e}") from None
+            old = batcher.swap(new)
+        log.info("reloaded: %s (was %s)", new.info.get("checkpoint"), old.info.get("checkpoint"))
+        return {"checkpoint": str(new.info.get("checkpoint")), "previous": str(old.info.get("checkpoint"))}
+
     @app.get("/health")
     async def health() -> dict[str, str]:
         """The process is up and answering."""
@@ -230,8 +274,9 @@ def build_app(served: Predictor, cfg: DictConfig, metrics: ServerMetrics) -> Fas
 
     @app.get("/info", dependencies=guarded)
     async def info() -> dict[str, Any]:
-        """The model served, its checkpoint, classes and recorded test accuracy, and the batching knobs."""
+        """The model served now, its checkpoint, classes and recorded test accuracy, and the batching knobs."""
         batching = {key: knobs[key] for key in ("max_batch", "max_wait_ms", "max_queue", "threads")}
+        served = batcher.model
         return {**served.info, "classes": served.classes, "batching": batching, "version": __version__}
 
     @app.get("/metrics", dependencies=guarded, response_class=Response)
@@ -248,7 +293,7 @@ def build_app(served: Predictor, cfg: DictConfig, metrics: ServerMetrics) -> Fas
     app.add_middleware(
         CountRequests,
         metrics=metrics,
-        routes={"/predict", "/explain", "/feedback", "/health", "/ready", "/info", "/metrics", "/"},
+        routes={"/predict", "/explain", "/feedback", "/reload", "/health", "/ready", "/info", "/metrics", "/"},
     )
     return app
 

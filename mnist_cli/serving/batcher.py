@@ -6,6 +6,10 @@ requests meanwhile. The worker waits up to `max_wait_ms` for more images only wh
 still being read (`arriving`): a lone request never waits, and under load the batch fills up with
 the requests that came in during the previous forward pass. The queue is bounded (`max_queue`
 images): beyond it a request is refused at once (QueueFull) instead of waiting without end.
+
+The model can be swapped while requests flow (`swap`, for POST /reload): each forward pass runs
+the model that was current when its batch was taken, and a request whose images went through two
+models (its images straddled the swap) is run again, so every answer is one model's.
 """
 
 from __future__ import annotations
@@ -14,10 +18,14 @@ import asyncio
 import contextlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Protocol
 
 import numpy as np
 
-Predict = Callable[[np.ndarray], np.ndarray]  # digits (N, 28, 28) -> probabilities (N, classes)
+
+class Model(Protocol):
+    def predict(self, digits: np.ndarray) -> np.ndarray:
+        """digits, uint8 (N, 28, 28) -> probabilities (N, classes)"""
 
 
 class QueueFull(Exception):
@@ -27,18 +35,18 @@ class QueueFull(Exception):
 class Batcher:
     def __init__(
         self,
-        predict: Predict,
+        model: Model,
         max_batch: int,
         max_wait_ms: float,
         max_queue: int,
         on_batch: Callable[[int], None] = lambda size: None,
     ):
-        self.predict = predict
+        self.model = model  # what the next batch runs
         self.max_batch = max_batch
         self.max_wait = max_wait_ms / 1000
         self.max_queue = max_queue
         self.on_batch = on_batch  # told each batch's size (the metrics)
-        self.queue: asyncio.Queue[tuple[np.ndarray, asyncio.Future]] = asyncio.Queue()
+        self.queue: asyncio.Queue[tuple[np.ndarray, asyncio.Future[tuple[np.ndarray, Model]]]] = asyncio.Queue()
         self.arriving = 0  # requests being read that will queue images
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="forward")
         self.worker: asyncio.Task | None = None
@@ -63,24 +71,33 @@ class Batcher:
         finally:
             self.arriving -= 1
 
+    def swap(self, model: Model) -> Model:
+        """Run `model` from the next batch on; the model it replaces."""
+        old, self.model = self.model, model
+        return old
+
     def queued(self) -> int:
         return self.queue.qsize()
 
-    async def __call__(self, digits: np.ndarray) -> np.ndarray:
-        """Probabilities for digits (N, 28, 28), from the batches they were put in; QueueFull when
-        they do not fit in the queue (then none of them is queued)."""
-        if self.queue.qsize() + len(digits) > self.max_queue:
-            raise QueueFull(
-                f"{self.queue.qsize()} images are waiting and this request brings {len(digits)}; "
-                f"the queue holds serve.max_queue={self.max_queue}"
-            )
-        loop = asyncio.get_running_loop()
-        answers = [loop.create_future() for _ in digits]
-        for digit, answer in zip(digits, answers):
-            self.queue.put_nowait((digit, answer))
-        return np.stack(await asyncio.gather(*answers))
+    async def __call__(self, digits: np.ndarray) -> tuple[np.ndarray, Model]:
+        """Probabilities for digits (N, 28, 28), from the batches they were put in, and the model
+        that gave them all; QueueFull when they do not fit in the queue (then none of them is queued)."""
+        while True:
+            if self.queue.qsize() + len(digits) > self.max_queue:
+                raise QueueFull(
+                    f"{self.queue.qsize()} images are waiting and this request brings {len(digits)}; "
+                    f"the queue holds serve.max_queue={self.max_queue}"
+                )
+            loop = asyncio.get_running_loop()
+            answers = [loop.create_future() for _ in digits]
+            for digit, answer in zip(digits, answers):
+                self.queue.put_nowait((digit, answer))
+            found = await asyncio.gather(*answers)
+            models = {id(model) for _, model in found}
+            if len(models) == 1:  # else a swap came between its batches: once more, all by the new model
+                return np.stack([p for p, _ in found]), found[0][1]
 
-    async def next_batch(self) -> list[tuple[np.ndarray, asyncio.Future]]:
+    async def next_batch(self) -> list[tuple[np.ndarray, asyncio.Future[tuple[np.ndarray, Model]]]]:
         loop = asyncio.get_running_loop()
         batch = [await self.queue.get()]
         deadline = loop.time() + self.max_wait
@@ -102,8 +119,11 @@ class Batcher:
         while True:
             batch = await self.next_batch()
             self.on_batch(len(batch))
+            model = self.model
             try:
-                probabilities = await loop.run_in_executor(self.executor, self.predict, np.stack([d for d, _ in batch]))
+                probabilities = await loop.run_in_executor(
+                    self.executor, model.predict, np.stack([d for d, _ in batch])
+                )
             except Exception as e:  # answered to every request of the batch as a server error
                 for _, answer in batch:
                     if not answer.done():
@@ -111,4 +131,4 @@ class Batcher:
                 continue
             for (_, answer), p in zip(batch, probabilities):
                 if not answer.done():  # a client that went away cancelled its answer
-                    answer.set_result(p)
+                    answer.set_result((p, model))

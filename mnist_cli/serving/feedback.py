@@ -31,14 +31,22 @@ SUFFIX = {"PNG": ".png", "JPEG": ".jpg", "GIF": ".gif", "BMP": ".bmp", "TIFF": "
 
 
 class FeedbackStore:
-    def __init__(self, root: Path, classes: list[str], checkpoint: str):
-        self.root, self.classes, self.checkpoint = root, classes, checkpoint
+    def __init__(self, root: Path):
+        self.root = root
         self.lock = threading.Lock()
 
-    def add(self, digit: np.ndarray, original: bytes | None, label: str, probabilities: np.ndarray) -> dict[str, str]:
+    def add(
+        self,
+        digit: np.ndarray,
+        original: bytes | None,
+        label: str,
+        probabilities: np.ndarray,
+        classes: list[str],
+        checkpoint: str,
+    ) -> dict[str, str]:
         """Keep one correction: `digit` (28x28 uint8, what the model saw) is really `label` (one of
-        the classes); `probabilities`, the model's answer to it; `original`, the bytes uploaded.
-        Returns the entry's row of feedback.csv."""
+        `classes`); `probabilities`, the answer to it of the model `checkpoint` names; `original`,
+        the bytes uploaded. Returns the entry's row of feedback.csv."""
         answer = int(probabilities.argmax())
         when = datetime.now(UTC)
         entry = f"{when:%Y%m%d-%H%M%S}-{secrets.token_hex(4)}"
@@ -53,10 +61,10 @@ class FeedbackStore:
                 "id": entry,
                 "time": when.isoformat(timespec="seconds"),
                 "label": label,
-                "answer": self.classes[answer],
+                "answer": classes[answer],
                 "confidence": f"{float(probabilities[answer]):.6f}",
-                "probabilities": json.dumps({c: round(float(p), 6) for c, p in zip(self.classes, probabilities)}),
-                "checkpoint": self.checkpoint,
+                "probabilities": json.dumps({c: round(float(p), 6) for c, p in zip(classes, probabilities)}),
+                "checkpoint": checkpoint,
                 "file": str(file),
                 "original": kept,
             }
