@@ -87,6 +87,10 @@ def test_the_gate_promotes_only_a_run_that_kept_the_holdout_and_learned_the_corr
     assert not forgot and "lost 0.50 points, over finetune.max_forgetting=0.2" in why
     learned_nothing, why = verdict((0.9900, 0.9910), (0.60, 0.60), max_forgetting=0.2)
     assert not learned_nothing and "did not improve" in why
+    assert verdict((0.9900, 0.9890), (1.0, 1.0), max_forgetting=0.2) == (
+        True, "the holdout lost 0.10 points (at most 0.2), the corrections stayed all right"
+    )  # fmt: skip
+    assert not verdict((0.9900, 0.9890), (1.0, 0.9), max_forgetting=0.2)[0]
 
 
 def write_store(root: Path, per_class: dict[str, int], seed: int = 5) -> Path:

@@ -4,7 +4,8 @@ A finetune on new images (a served model's corrections) is measured twice, befor
 the holdout, the test split of the data set the model first learned (MNIST's test images, which
 no correction ever touched), and on the new data set's own test split (held-back corrections).
 It is promoted when the holdout's accuracy drops by no more than finetune.max_forgetting points
-and the held-back corrections' accuracy rises. The verdict goes into summary.json (`promote`,
+and the held-back corrections' accuracy rises (or stays at 100%: a model already right on all of
+them cannot do better there). The verdict goes into summary.json (`promote`,
 `gate`); `mnist serve`'s POST /reload refuses a run that was not promoted (`refusal`)."""
 
 from __future__ import annotations
@@ -44,9 +45,10 @@ def verdict(holdout: tuple[float, float], corrections: tuple[float, float], max_
     forgot = round(100 * (holdout[0] - holdout[1]), 2)
     if forgot > max_forgetting:
         return False, f"the holdout lost {forgot:.2f} points, over finetune.max_forgetting={max_forgetting}"
-    if corrections[1] <= corrections[0]:
+    if corrections[1] < 1 and corrections[1] <= corrections[0]:  # all right before and after: nothing to improve
         return False, f"the held-back corrections did not improve ({corrections[0]:.2%} -> {corrections[1]:.2%})"
-    return True, f"the holdout lost {max(forgot, 0):.2f} points (at most {max_forgetting}), the corrections improved"
+    learned = "improved" if corrections[1] > corrections[0] else "stayed all right"
+    return True, f"the holdout lost {max(forgot, 0):.2f} points (at most {max_forgetting}), the corrections {learned}"
 
 
 def judge(
