@@ -41,6 +41,37 @@ def test_idx_round_trip(tmp_path: Path) -> None:
     assert torch.equal(read_idx(tmp_path / "a.gz"), array)
 
 
+def test_decoded_files_are_cached_decoded_again_when_changed_and_never_read_when_corrupt(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    write_dataset(tmp_path / "data", n_train=40, n_test=20)
+    cache = tmp_path / "cache"
+    uncached = read_split(dataset_cfg(tmp_path / "data", cache_dir=None), "train")
+    first = read_split(dataset_cfg(tmp_path / "data", cache_dir=str(cache)), "train")
+    [entry] = cache.glob("idx-train-images-idx3-ubyte.gz-*.pt")
+    written = entry.stat().st_mtime_ns
+    again = read_split(dataset_cfg(tmp_path / "data", cache_dir=str(cache)), "train")
+    assert entry.stat().st_mtime_ns == written  # read, not written again
+    for split in (first, again):
+        assert torch.equal(split.images, uncached.images) and torch.equal(split.labels, uncached.labels)
+    # a changed file: decoded again, into a new entry
+    write_idx(tmp_path / "data" / "train-labels-idx1-ubyte.gz", (torch.arange(40) + 1).remainder(10).to(torch.uint8))
+    changed = read_split(dataset_cfg(tmp_path / "data", cache_dir=str(cache)), "train")
+    assert changed.labels.tolist() == [(i + 1) % 10 for i in range(40)]
+    assert len(list(cache.glob("idx-train-images-idx3-ubyte.gz-*.pt"))) == 2
+    # a damaged entry: said in one line, decoded again and written anew
+    for damaged in cache.glob("*.pt"):
+        damaged.write_bytes(b"not a cache entry")
+    with caplog.at_level("WARNING"):
+        rebuilt = read_split(dataset_cfg(tmp_path / "data", cache_dir=str(cache)), "train")
+    assert torch.equal(rebuilt.labels, changed.labels) and torch.equal(rebuilt.images, uncached.images)
+    assert caplog.text.count("unreadable cache entry") == 1
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        read_split(dataset_cfg(tmp_path / "data", cache_dir=str(cache)), "train")
+    assert "unreadable" not in caplog.text  # the entry written anew is read
+
+
 def corrupt(folder: Path, name: str, data: bytes) -> None:
     (folder / name).write_bytes(gzip.compress(data))
 

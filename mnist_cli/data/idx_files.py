@@ -1,13 +1,17 @@
 """The MNIST family's files (MNIST, Fashion-MNIST, KMNIST, QMNIST, EMNIST): finding a split's IDX
 files (flat, or in torchvision's <root>/<Name>/raw/), fetching them with torchvision's own
-downloader when missing, and reading them as the data set's config describes them."""
+downloader when missing, and reading them as the data set's config describes them. A pair of
+files is decoded once (gunzip, header checks) and kept in dataset.cache_dir (data/cache.py): later
+runs read the decoded tensors, until a file changes."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 
+from mnist_cli.data.cache import cached
 from mnist_cli.data.datasets import Dataset
 from mnist_cli.data.idx import read_idx
 from mnist_cli.data.split import Split, empty_like, train_val_split
@@ -82,7 +86,7 @@ def read_split(cfg: DictConfig, split: str) -> Split:
     cfg.first_label in the files (EMNIST's letters: 1) and at 0 here; a label file with several
     columns (QMNIST's) has the class in the first."""
     image_path, label_path = split_files(cfg, split)
-    images, labels = read_idx(image_path), read_idx(label_path)
+    images, labels = decoded(OmegaConf.select(cfg, "cache_dir"), image_path, label_path)
     if labels.dim() == 2:
         labels = labels[:, 0]
     if images.dim() != 3 or labels.dim() != 1:
@@ -104,3 +108,13 @@ def read_split(cfg: DictConfig, split: str) -> Split:
     if cfg.transposed:
         images = images.transpose(1, 2).contiguous()
     return Split(images.unsqueeze(1), labels)
+
+
+def decoded(cache_dir: str | None, image_path: Path, label_path: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two files' tensors, from `cache_dir` when neither file changed since it was decoded there."""
+    files = [image_path.resolve(), label_path.resolve()]
+    key = {"files": [[str(f), f.stat().st_size, f.stat().st_mtime_ns] for f in files]}
+    found = cached(
+        cache_dir, f"idx-{image_path.name}", key, lambda: {"images": read_idx(files[0]), "labels": read_idx(files[1])}
+    )
+    return found["images"], found["labels"]
