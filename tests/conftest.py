@@ -233,7 +233,7 @@ def summary(run: Path) -> dict:
     return json.loads((run / "summary.json").read_text())
 
 
-TIMING = ("epoch_time_s", "val_time_s", "images_per_s", "elapsed_s")
+TIMING = ("epoch_time_s", "val_time_s", "images_per_s", "elapsed_s", "target_elapsed_s")
 
 
 def metrics(run: Path) -> list[dict]:

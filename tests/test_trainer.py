@@ -12,6 +12,7 @@ from mnist_cli.config.compose import compose_config
 from mnist_cli.data.datasets import load_split
 from mnist_cli.data.split import Split, split_labels, train_val_split
 from mnist_cli.errors import UserError
+from mnist_cli.evaluation.inference import EvalResult
 from mnist_cli.evaluation.metrics import classification_report
 from mnist_cli.models import build_model
 from mnist_cli.training.checkpoint import load_checkpoint, save_checkpoint
@@ -266,8 +267,38 @@ def test_stop_at_target_ends_at_the_first_epoch_that_reaches_it(tmp_path: Path, 
         "trainer.stop_at_target=true",
     )
     assert first < 5 and len(stopped.history) == first and stopped.stopped_at_target
-    assert untimed(stopped.history) == untimed(whole.history[:first])  # the same epochs, then no more
+    assert stopped.history[-1]["target_step"] == first * stopped.history[-1]["steps"]
+    same = [{k: v for k, v in row.items() if k != "target_step"} for row in untimed(stopped.history)]
+    assert same == untimed(whole.history[:first])  # the same epochs, then no more
     assert not whole.stopped_at_target
+
+
+def test_checks_inside_the_epoch_stop_at_the_first_that_reaches_the_target(
+    tmp_path: Path, tiny_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """243 training images in batches of 32 are 7 steps an epoch; checks every 2 steps come at
+    steps 2, 4 and 6 of each epoch, then the epoch's own validation. Scripted accuracies reach 0.9
+    at the second epoch's second check: global step 7 + 4 = 11, where the run stops."""
+    measured = iter([0.5, 0.7, 0.8, 0.6, 0.6, 0.95, 0.99, 0.99])  # epoch 1: 2, 4, 6, end; epoch 2: 2, 4, ...
+    validate = Trainer.validate
+
+    def scripted(self, model, train, split):
+        result = validate(self, model, train, split)
+        return EvalResult(result.loss, next(measured), result.predictions)
+
+    monkeypatch.setattr(Trainer, "validate", scripted)
+    checked = ["trainer.epochs=3", "trainer.target_accuracy=0.9", "trainer.check_every_steps=2"]
+    stopped, *_ = fit(tmp_path / "stopped", tiny_data, *checked, "trainer.stop_at_target=true")
+    assert stopped.stopped_at_target and len(stopped.history) == 2
+    first, second = stopped.history
+    assert "target_step" not in first and first["steps"] == 7 and first["val_acc"] == 0.6
+    assert second["steps"] == 4 and second["target_step"] == 11 and second["val_acc"] == 0.95
+    assert 0 < second["target_elapsed_s"] <= second["elapsed_s"]
+    # without stop_at_target the run goes on, and the step of the first check that reached it is kept
+    measured = iter([0.5, 0.7, 0.8, 0.6, 0.6, 0.95, 0.8, 0.99, 0.99, 0.99, 0.99, 0.99])
+    whole, *_ = fit(tmp_path / "whole", tiny_data, *checked)
+    assert not whole.stopped_at_target and [row["steps"] for row in whole.history] == [7, 7, 7]
+    assert [row.get("target_step") for row in whole.history] == [None, 11, None]
 
 
 def test_a_step_budget_sizes_the_run_and_ends_the_schedule(tmp_path: Path, tiny_data: Path) -> None:

@@ -95,6 +95,7 @@ RULES: dict[str, Rule] = {
     "finetune.replay.size": whole(0),
     "finetune.replay.share": number("(0, 1)"),
     "finetune.replay.seed": whole(0),
+    "finetune.max_forgetting": optional(NON_NEGATIVE),
     "dataset.val_size": (
         lambda v: whole(1)[0](v) or (is_num(v) and 0 < v < 1),
         "a fraction between 0 and 1 (e.g. 0.05) or a count >= 1",
@@ -156,6 +157,7 @@ RULES: dict[str, Rule] = {
     "trainer.compile": FLAG,
     "trainer.target_accuracy": optional(number("(0, 1]")),
     "trainer.stop_at_target": FLAG,
+    "trainer.check_every_steps": whole(0),
     "trainer.label_smoothing": FRACTION,
     "trainer.grad_clip": optional(POSITIVE),
     "trainer.seed": INTEGER,

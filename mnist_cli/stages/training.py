@@ -205,7 +205,7 @@ def train_and_test(
     tested = trainer.validate(model, train, splits.test.to(device))  # self-supervised: k-NN accuracy
     train_time = sum(row["epoch_time_s"] for row in fit.history)
     target = cfg.trainer.target_accuracy
-    reached = [row["elapsed_s"] for row in fit.history if target is not None and row["val_acc"] >= target]
+    reached = next((row for row in fit.history if "target_step" in row), None)
     results = {
         "dataset": cfg.dataset.name,
         "classes": list(cfg.dataset.classes),
@@ -222,7 +222,7 @@ def train_and_test(
         "batch_size": cfg.trainer.batch_size,
         "effective_batch_size": trainer.effective_batch_size,
         "epochs_run": len(fit.history),
-        "steps_run": sum(length.steps_in(row["epoch"]) for row in fit.history),
+        "steps_run": sum(row.get("steps", length.steps_in(row["epoch"])) for row in fit.history),
         "stopped_early": fit.stopped_early,
         "stopped_at_target": fit.stopped_at_target,
         "best_epoch": fit.best_epoch,
@@ -235,7 +235,8 @@ def train_and_test(
         "precision": trainer.precision,
         "train_time_s": round(train_time, 3),
         "target_accuracy": target,
-        "time_to_target_s": round(reached[0], 3) if reached else None,
+        "time_to_target_s": round(reached["target_elapsed_s"], 3) if reached else None,
+        "target_step": reached["target_step"] if reached else None,
         "images_per_s": round(sum(r["images_per_s"] * r["epoch_time_s"] for r in fit.history) / train_time, 1),
         "parameters": n_params,
         "checkpoints": {"best": str(run.best_ckpt), "last": str(run.last_ckpt)},
@@ -253,7 +254,15 @@ def train_and_test(
             "train time": f"{train_time:.1f} s",
             "images/s": f"{results['images_per_s']:.0f}",
             "device": f"{device} ({trainer.precision})",
-            **({f"time to {target:.1%} val": f"{reached[0]:.1f} s" if reached else "not reached"} if target else {}),
+            **(
+                {
+                    f"time to {target:.1%} val": f"{reached['target_elapsed_s']:.1f} s (step {reached['target_step']})"
+                    if reached
+                    else "not reached"
+                }
+                if target
+                else {}
+            ),
         },
     )
     return results

@@ -179,6 +179,10 @@ class Length:
         """The optimizer steps of epoch `epoch` (1-based)."""
         return min(self.steps_per_epoch, self.total_steps - (epoch - 1) * self.steps_per_epoch)
 
+    def steps_before(self, epoch: int) -> int:
+        """The optimizer steps of the epochs before `epoch` (1-based)."""
+        return (epoch - 1) * self.steps_per_epoch
+
 
 def check_finite(loss: float, epoch: int, step: int) -> None:
     """Stop, saying what to change, when the training loss is NaN or infinite."""

@@ -91,7 +91,10 @@ class Trainer:
     ) -> FitResult:
         """Train for self.length() (or until early stopping, or until cfg.target_accuracy with
         cfg.stop_at_target), checkpointing after each epoch (and every cfg.checkpoint_every_steps
-        steps, and when stopped by SIGINT/SIGTERM).
+        steps, and when stopped by SIGINT/SIGTERM). With a target, validation also runs every
+        cfg.check_every_steps steps inside the epoch; the row of the epoch in which the target was
+        first reached records where (`target_step`, `target_elapsed_s`), and with stop_at_target
+        that epoch ends at the check that reached it.
 
         `checkpoint_info` (config, model name, class count, objective) goes into every checkpoint;
         `resume` is a last.ckpt to continue from; `on_epoch_end(metrics_row, model)` is called
@@ -127,6 +130,26 @@ class Trainer:
         def save(current: EpochProgress | None = None, improved: bool = False) -> None:
             self.save(run, parts, state, checkpoint_info, improved, current)
 
+        target = cfg.target_accuracy
+        reached = any("target_step" in row for row in state.history)  # in an epoch before a resume
+        checked: list[EvalResult] = []  # the in-epoch check that reached the target, when it ended the epoch
+
+        def check(epoch: int, at: int) -> bool:
+            """The check at step `at` of `epoch`: validate; True ends the epoch (the target is reached
+            and stop_at_target)."""
+            nonlocal reached
+            tic = time.perf_counter()
+            result = self.validate(parts.measured, train, val)
+            parts.model.train()
+            step = length.steps_before(epoch) + at
+            log.info(f"step {step}: val acc {result.acc:.4f} ({time.perf_counter() - tic:.2f} s)")
+            if reached or result.acc < target:
+                return False
+            reached = True
+            found.update(target_step=step, target_elapsed_s=time.perf_counter() - started)
+            checked.append(result)
+            return bool(cfg.stop_at_target)
+
         with StopRequest() as stop, self.progress(run.writable) as progress:
             for epoch in range(state.epoch + 1, length.epochs + 1):
                 steps = length.steps_in(epoch)
@@ -146,11 +169,13 @@ class Trainer:
                 )
                 model.train()
                 update = functools.partial(progress.update, bar)
-                train_loss, train_acc, seen = self.train_epoch(parts, current, steps, epoch, stop, save, update)
+                found: dict[str, Any] = {}
+                checks = functools.partial(check, epoch) if target is not None and cfg.check_every_steps else None
+                train_loss, train_acc, seen = self.train_epoch(parts, current, steps, epoch, stop, save, update, checks)
 
                 own = self.task.epoch_metrics(current.tally_totals())
                 tic = time.perf_counter()
-                result = self.validate(parts.measured, train, val)
+                result = checked.pop() if checked else self.validate(parts.measured, train, val)
                 row = {
                     "epoch": epoch,
                     "train_loss": train_loss,
@@ -161,9 +186,16 @@ class Trainer:
                     "epoch_time_s": current.time_s,
                     "val_time_s": time.perf_counter() - tic,
                     "images_per_s": seen / current.time_s,
+                    "steps": current.step,
                     **own,
                 }
                 row["elapsed_s"] = time.perf_counter() - started
+                if target is not None and not reached and result.acc >= target:
+                    reached = True
+                    found.update(
+                        target_step=length.steps_before(epoch) + current.step, target_elapsed_s=row["elapsed_s"]
+                    )
+                row.update(found)
                 improved = state.record(row, cfg.select)
                 run.write_metrics(state.history)  # first: a last.ckpt on disk always has its metrics beside it
                 save(improved=improved)
@@ -183,11 +215,13 @@ class Trainer:
                 signum = stop.agreed(self.device, sync=True)
                 if signum:  # it came in the epoch's last step or during validation: the epoch is saved
                     raise Interrupted(signum)
+                if cfg.stop_at_target and "target_step" in row and row["target_step"] < length.total_steps:
+                    log.info(
+                        f"stop: val accuracy {row['val_acc']:.4f} reached trainer.target_accuracy at step {row['target_step']}"
+                    )
+                    return FitResult(state.history, state.best_epoch, state.best_val_acc, stopped_at_target=True)
                 if epoch == length.epochs:
                     break
-                if cfg.stop_at_target and row["val_acc"] >= cfg.target_accuracy:
-                    log.info(f"stop: val accuracy {row['val_acc']:.4f} reached trainer.target_accuracy")
-                    return FitResult(state.history, state.best_epoch, state.best_val_acc, stopped_at_target=True)
                 patience = cfg.early_stopping_patience
                 if patience and state.epochs_without_progress() >= patience:
                     log.info(f"early stop: no better val accuracy for {patience} epochs")
@@ -203,12 +237,15 @@ class Trainer:
         stop: StopRequest,
         save: Callable[[EpochProgress], None],
         update: Callable[..., None],
+        check: Callable[[int], bool] | None = None,
     ) -> tuple[float, float, int]:
         """Take the rest of `current`'s optimizer steps. Every `log_every_steps` steps, at
         checkpoints and at the epoch's end: the running sums are read back (a host sync) and, under
-        torchrun, the ranks agree whether a signal asked to stop. Returns the epoch's (mean loss,
-        accuracy, images) over all ranks, as read at its last step (which always syncs: a mid-epoch
-        checkpoint is never taken at the last step, so a resumed epoch has steps left)."""
+        torchrun, the ranks agree whether a signal asked to stop. Every `check_every_steps` steps
+        before the last, `check(step)` (not counted in the epoch's time) may end the epoch there.
+        Returns the epoch's (mean loss, accuracy, images) over all ranks, as read at its last step
+        (which always syncs: a mid-epoch checkpoint is never taken at the last step, so a resumed
+        epoch has steps left)."""
         cfg = self.cfg
         rank, world = self.shard
         every = cfg.checkpoint_every_steps
@@ -235,6 +272,13 @@ class Trainer:
                 save(current)
                 if signum:
                     raise Interrupted(signum)
+            if check is not None and at < steps and at % cfg.check_every_steps == 0:
+                current.time_s += time.perf_counter() - tic
+                done = check(at)
+                tic = time.perf_counter()
+                if done:
+                    mean_loss, acc, seen = current.totals()
+                    break
         if self.device.type == "cuda":
             torch.cuda.synchronize()
         current.time_s += time.perf_counter() - tic
