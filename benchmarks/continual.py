@@ -18,13 +18,14 @@ accuracy on each task's digits. Rows go to --out as they finish; the table is dr
 
 2. Corrections (--corrections): a default `mnist pretrain` run is served, 50 digits of another
 collection (scikit-learn's bundled UCI digits: 8x8 scans of 43 writers, drawn at 64x64; 5 a class,
-drawn with the seed) are sent to POST /feedback with their true labels, and `mnist finetune
+drawn with the seed; --slant and --bold give them one writer's consistent style: a slant and a
+broad pen) are sent to POST /feedback with their true labels, and `mnist finetune
 ckpt=<run> dataset=folder dataset.root=outputs/feedback` runs with nothing else on the line. Both
 models then read 250 other digits of that collection (25 a class, `mnist predict`) and MNIST's
 test split (`mnist eval`).
 
     python benchmarks/continual.py --corrections [--data ../shared/data/mnist] [--seeds 0]
-        [--finetune KEY=VALUE ...]
+        [--slant 0.7 --bold 5] [--finetune KEY=VALUE ...] [--out corrections.jsonl]
 
 The finetune's gate (finetune.max_forgetting) measures the same two things on the MNIST test split
 and the folder's held-back test images; its verdict is in the row (`promote`). --finetune adds
@@ -117,12 +118,14 @@ def one_chain(cwd: Path, tasks: list[Path], data: str, seed: int, replay: int, f
     return {"seed": seed, "replay": replay, **evaluate(cwd, previous, data), "wall_s": round(time.perf_counter() - tic)}
 
 
-def style_digits(into: Path, seed: int) -> tuple[Path, Path]:
+def style_digits(into: Path, seed: int, slant: float = 0.0, bold: int = 0) -> tuple[Path, Path]:
     """(50 digits to correct, 250 to measure) of scikit-learn's bundled digits, 5 and 25 a class,
-    as 64x64 PNG files named <n>_<label>.png."""
+    as 64x64 PNG files named <n>_<label>.png, in one writer's consistent style: `slant`, each leans
+    right by this shear (0.7: 35 degrees); `bold`, strokes widened by a max filter of this many
+    pixels (a broad pen; 0: as scanned)."""
     import random
 
-    from PIL import Image
+    from PIL import Image, ImageFilter
     from sklearn.datasets import load_digits
 
     found = load_digits()
@@ -138,7 +141,12 @@ def style_digits(into: Path, seed: int) -> tuple[Path, Path]:
         folder = teach if taken[label] <= 5 else measure if taken[label] <= 30 else None
         if folder is not None:
             pixels = (found.images[i] / 16 * 255).astype("uint8")  # light ink on black, as MNIST
-            Image.fromarray(pixels).resize((64, 64), Image.Resampling.BILINEAR).save(folder / f"{i}_{label}.png")
+            image = Image.fromarray(pixels).resize((64, 64), Image.Resampling.BILINEAR)
+            if slant:  # output (x, y) takes input (x + slant * (y - 32), y): the top leans right
+                image = image.transform((64, 64), Image.Transform.AFFINE, (1, slant, -slant * 32, 0, 1, 0))
+            if bold:
+                image = image.filter(ImageFilter.MaxFilter(bold))
+            image.save(folder / f"{i}_{label}.png")
     return teach, measure
 
 
@@ -175,16 +183,17 @@ def send_corrections(cwd: Path, run_dir: str, teach: Path) -> None:
         server.wait(timeout=60)
 
 
-def corrections(data: str, seed: int, overrides: list[str]) -> dict:
+def corrections(data: str, seed: int, overrides: list[str], slant: float, bold: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         cwd = Path(tmp)
-        teach, measure = style_digits(cwd / "style", seed)
+        teach, measure = style_digits(cwd / "style", seed, slant, bold)
         served = run(cwd, [f"dataset.root={data}", f"trainer.seed={seed}"])["run_dir"]
         send_corrections(cwd, served, teach)
         tuned = run(
             cwd, [f"ckpt={served}", "dataset=folder", "dataset.root=outputs/feedback", *overrides], stage="finetune"
         )
-        row = {"seed": seed, "overrides": overrides, "corrections": len(list(teach.glob("*.png")))}
+        row = {"seed": seed, "slant": slant, "bold": bold, "overrides": overrides}
+        row["corrections"] = len(list(teach.glob("*.png")))
         row |= {"promote": tuned.get("promote"), "gate": tuned.get("gate")}
         for name, run_dir in (("served", served), ("finetuned", tuned["run_dir"])):
             row[f"{name}_style_acc"] = style_accuracy(cwd, run_dir, measure)
@@ -220,10 +229,15 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("continual.jsonl"))
     parser.add_argument("--corrections", action="store_true", help="the corrections experiment instead")
     parser.add_argument("--finetune", nargs="*", default=[], help="overrides of the corrections' finetune")
+    parser.add_argument("--slant", type=float, default=0.0, help="corrections: the style's slant (a shear)")
+    parser.add_argument("--bold", type=int, default=0, help="corrections: the style's pen width (max filter)")
     args = parser.parse_args()
     if args.corrections:
         for seed in args.seeds:
-            print(corrections(str(Path(args.data).resolve()), seed, args.finetune), flush=True)
+            row = corrections(str(Path(args.data).resolve()), seed, args.finetune, args.slant, args.bold)
+            with open(args.out, "a") as f:
+                f.write(json.dumps(row) + "\n")
+            print(row, flush=True)
         return
     with tempfile.TemporaryDirectory() as tmp:
         cwd = Path(tmp)
