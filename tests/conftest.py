@@ -304,5 +304,5 @@ def keep_the_first_mid_epoch_checkpoint(tmp_path: Path, monkeypatch: pytest.Monk
         if payload.get("in_progress") is not None and not saved.exists():
             shutil.copy(path, saved)
 
-    monkeypatch.setattr("mnist_cli.training.trainer.save_checkpoint", save)
+    monkeypatch.setattr("mnist_cli.training.snapshots.save_checkpoint", save)
     return saved

@@ -1,6 +1,6 @@
 """The one trainer every training stage uses: epochs of optimizer steps with validation after each,
 mixed precision, gradient accumulation and clipping, early stopping, best/last checkpoints and
-resuming. What is learned is the task's business (tasks/): the loop asks it for a batch's loss and
+resuming. What is learned is the task's business (objectives/): the loop asks it for a batch's loss and
 for the validation measure.
 
 The data lives on the training device as uint8 tensors; each step indexes its batches out of a
@@ -9,7 +9,8 @@ device-side permutation. Running loss and accuracy are summed on the device and 
 
 Under torchrun each rank trains on its rows of every batch (distributed.py); rank 0 writes.
 A checkpoint can be taken mid-epoch (every `checkpoint_every_steps` steps, and on SIGINT/SIGTERM):
-it holds the epoch's order and running sums, so a resumed run takes the very steps it would have.
+it holds the epoch's order and running sums, so a resumed run takes the very steps it would have
+(snapshots.py). Time to a target accuracy is watched by target.py.
 """
 
 from __future__ import annotations
@@ -28,16 +29,17 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from mnist_cli.data.split import Split
-from mnist_cli.errors import Interrupted, UserError
+from mnist_cli.errors import Interrupted
 from mnist_cli.evaluation.inference import EvalResult
 from mnist_cli.objectives.base import Batch, Task
 from mnist_cli.run_dir import RunDir
 from mnist_cli.training import distributed
-from mnist_cli.training.checkpoint import save_checkpoint
 from mnist_cli.training.fitting import Fitting
 from mnist_cli.training.interrupts import StopRequest
 from mnist_cli.training.runtime import autocast, pick_precision
+from mnist_cli.training.snapshots import Snapshots
 from mnist_cli.training.state import EpochProgress, FitResult, Length, TrainState, check_finite
+from mnist_cli.training.target import TargetWatch
 
 log = logging.getLogger(__name__)
 
@@ -110,8 +112,9 @@ class Trainer:
         if self.shard[1] > 1:
             torch.manual_seed(cfg.seed + self.shard[0])  # each rank its own dropout masks
         state = TrainState()
+        snapshots = Snapshots(run, parts, checkpoint_info, self.task, self.generator, cfg.select, self.best_weights)
         if resume is not None:
-            state = self.restore(resume, parts)
+            state = snapshots.restore(resume)
             run.write_metrics(state.history)
             at = state.in_progress
             where = f"step {at['step']} of epoch {state.epoch + 1}" if at else f"epoch {state.epoch}"
@@ -128,27 +131,18 @@ class Trainer:
         started = time.perf_counter() - done_s - (state.in_progress["time_s"] if state.in_progress else 0.0)
 
         def save(current: EpochProgress | None = None, improved: bool = False) -> None:
-            self.save(run, parts, state, checkpoint_info, improved, current)
+            snapshots.save(state, improved, current)
 
-        target = cfg.target_accuracy
-        reached = any("target_step" in row for row in state.history)  # in an epoch before a resume
-        checked: list[EvalResult] = []  # the in-epoch check that reached the target, when it ended the epoch
+        watch = TargetWatch(cfg.target_accuracy, cfg.check_every_steps, cfg.stop_at_target, state.history)
 
         def check(epoch: int, at: int) -> bool:
-            """The check at step `at` of `epoch`: validate; True ends the epoch (the target is reached
-            and stop_at_target)."""
-            nonlocal reached
+            """The check at step `at` of `epoch`; True ends the epoch there."""
             tic = time.perf_counter()
             result = self.validate(parts.measured, train, val)
             parts.model.train()
             step = length.steps_before(epoch) + at
             log.info(f"step {step}: val acc {result.acc:.4f} ({time.perf_counter() - tic:.2f} s)")
-            if reached or result.acc < target:
-                return False
-            reached = True
-            found.update(target_step=step, target_elapsed_s=time.perf_counter() - started)
-            checked.append(result)
-            return bool(cfg.stop_at_target)
+            return watch.inside(result, step, time.perf_counter() - started)
 
         with StopRequest() as stop, self.progress(run.writable) as progress:
             for epoch in range(state.epoch + 1, length.epochs + 1):
@@ -169,13 +163,13 @@ class Trainer:
                 )
                 model.train()
                 update = functools.partial(progress.update, bar)
-                found: dict[str, Any] = {}
-                checks = functools.partial(check, epoch) if target is not None and cfg.check_every_steps else None
+                watch.start_epoch()
+                checks = functools.partial(check, epoch) if watch.checks_inside else None
                 train_loss, train_acc, seen = self.train_epoch(parts, current, steps, epoch, stop, save, update, checks)
 
                 own = self.task.epoch_metrics(current.tally_totals())
                 tic = time.perf_counter()
-                result = checked.pop() if checked else self.validate(parts.measured, train, val)
+                result = watch.ending or self.validate(parts.measured, train, val)
                 row = {
                     "epoch": epoch,
                     "train_loss": train_loss,
@@ -190,12 +184,8 @@ class Trainer:
                     **own,
                 }
                 row["elapsed_s"] = time.perf_counter() - started
-                if target is not None and not reached and result.acc >= target:
-                    reached = True
-                    found.update(
-                        target_step=length.steps_before(epoch) + current.step, target_elapsed_s=row["elapsed_s"]
-                    )
-                row.update(found)
+                watch.note(result, length.steps_before(epoch) + current.step, row["elapsed_s"])
+                row.update(watch.found)
                 improved = state.record(row, cfg.select)
                 run.write_metrics(state.history)  # first: a last.ckpt on disk always has its metrics beside it
                 save(improved=improved)
@@ -215,7 +205,7 @@ class Trainer:
                 signum = stop.agreed(self.device, sync=True)
                 if signum:  # it came in the epoch's last step or during validation: the epoch is saved
                     raise Interrupted(signum)
-                if cfg.stop_at_target and "target_step" in row and row["target_step"] < length.total_steps:
+                if watch.stops(row, length.total_steps):
                     log.info(
                         f"stop: val accuracy {row['val_acc']:.4f} reached trainer.target_accuracy at step {row['target_step']}"
                     )
@@ -307,38 +297,3 @@ class Trainer:
         p.scheduler.step()
         if p.ema is not None:
             p.ema.update_parameters(p.model)
-
-    def save(
-        self, run: RunDir, parts: Fitting, state: TrainState, info: dict, improved: bool, current: EpochProgress | None
-    ) -> None:
-        """best.ckpt (the measured weights) when the epoch improved; always last.ckpt, with everything
-        needed to resume (including the epoch in progress, for a mid-epoch checkpoint). Rank 0 writes."""
-        rng = {"torch": distributed.gather(torch.get_rng_state()), "generator": self.generator.get_state()}
-        if self.device.type == "cuda":
-            rng["cuda"] = distributed.gather(torch.cuda.get_rng_state(self.device))
-        if not run.writable:
-            return
-        common = {**info, **state.checkpoint_fields(), "selected_by": self.cfg.select}
-        if improved:
-            save_checkpoint(run.best_ckpt, {**common, "model": self.best_weights(parts.measured)})
-        in_progress = current.state_dict() if current is not None else None
-        task = self.task.state_dict()
-        save_checkpoint(
-            run.last_ckpt, {**common, **parts.state_dict(), "rng": rng, "in_progress": in_progress, "task": task}
-        )
-
-    def restore(self, ckpt: dict, parts: Fitting) -> TrainState:
-        rank, world = self.shard
-        saved_world = len(ckpt["rng"]["torch"])
-        if saved_world != world:
-            raise UserError(
-                f"this run was trained by {saved_world} process(es); "
-                f"resume it with as many (torchrun --nproc_per_node={saved_world})"
-            )
-        parts.load_state_dict(ckpt)
-        self.task.load_state_dict(ckpt.get("task", {}))
-        torch.set_rng_state(ckpt["rng"]["torch"][rank])
-        self.generator.set_state(ckpt["rng"]["generator"])
-        if "cuda" in ckpt["rng"] and self.device.type == "cuda":
-            torch.cuda.set_rng_state(ckpt["rng"]["cuda"][rank], self.device)
-        return TrainState(ckpt["epoch"], list(ckpt["history"]), ckpt["best_epoch"], ckpt["in_progress"])
