@@ -1,6 +1,6 @@
 """`python -m mnist_cli ...` is the same as `mnist ...`."""
 
-from mnist_cli.cli import main
+from mnist_cli.cli import command
 
 if __name__ == "__main__":
-    main()
+    command()

@@ -273,3 +273,22 @@ def test_a_run_saved_before_newer_keys_existed_resumes_with_their_defaults(tmp_p
     assert resumed.returncode == 0, resumed.stderr
     assert summary(run)["status"] == "completed" and summary(run)["epochs_run"] == 2
     assert "temperature" in summary(run)  # calibrate took its default
+
+
+def test_the_command_leaves_what_is_left_out_of_the_collectors_last_passes(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """`mnist` (cli.command) freezes the objects left when main() returns, so the interpreter's exit
+    does not walk torch's modules again."""
+    import gc
+
+    from mnist_cli.cli import command
+
+    monkeypatch.setattr(sys, "argv", ["mnist", "--version"])
+    gc.unfreeze()
+    try:
+        command()
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+    assert capsys.readouterr().out.startswith("mnist ")
