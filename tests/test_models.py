@@ -23,6 +23,7 @@ from conftest import TINY_VIT, mnist, run_dirs, summary
 # (overrides, feature width); sizes as the configs ship them.
 MODELS = {
     "cnn": (["model=cnn"], 128),
+    "cnn-fast": (["experiment=cnn_fast"], 256),
     "resnet18-small": (["model=resnet18"], 512),
     "resnet18-strided": (["model=resnet18", "model.stem=strided"], 512),
     "vit": (["model=vit"], 192),
@@ -76,12 +77,36 @@ def test_rebuilt_from_a_checkpoints_config(tmp_path: Path, name: str) -> None:
         ("model.stem=big", "small or strided"),
         ("model.patch=5", "divides 28"),
         ("model.heads=5", "divisible by model.heads=5"),
+        ("model.kernel_size=[5,3]", "gives 2 sizes for 3 stages"),
+        ("model.kernel_size=5 model.padding=valid", "shrink to nothing"),
     ],
 )
 def test_bad_model_settings_are_refused(override: str, message: str) -> None:
-    model = "model=resnet18" if "stem" in override else "model=vit"
+    model = "model=resnet18" if "stem" in override else "model=cnn" if "kernel" in override else "model=vit"
     with pytest.raises(UserError, match=message):
-        validate(compose_config(model, override))
+        validate(compose_config(model, *override.split()))
+
+
+@pytest.mark.parametrize("convs", [1, 2])
+def test_a_cnn_stage_pools_before_its_last_relu_and_answers_as_if_after(convs: int) -> None:
+    """max(relu(x)) == relu(max(x)): the cheaper order gives the very same outputs and gradients as
+    conv-BN-ReLU-pool, and its stages end after the ReLU."""
+    model = build_model(compose_config("model=cnn", f"model.convs={convs}").model, 10).eval()
+    layers = list(model.backbone)
+    ends = [i for i, layer in enumerate(layers) if isinstance(layer, nn.MaxPool2d)]
+    assert all(isinstance(layers[i + 1], nn.ReLU) for i in ends)
+    for i in ends:  # the textbook order, same weights
+        layers[i], layers[i + 1] = layers[i + 1], layers[i]
+    textbook = nn.Sequential(*layers, *model.head)
+    x = torch.randn(8, 1, 28, 28, requires_grad=True)
+    ours, theirs = model(x), textbook(x)
+    assert torch.equal(ours, theirs)
+    (grad_ours,) = torch.autograd.grad(ours.sum(), x)
+    (grad_theirs,) = torch.autograd.grad(theirs.sum(), x)
+    assert torch.equal(grad_ours, grad_theirs)
+    assert [len(block) for block in model.blocks] == [3 * convs + 1] * 3 + [
+        1
+    ]  # per stage: convs x (conv, BN, ReLU) and the pool; the hidden layer
 
 
 # cnn: tests/test_cli.py; the frozen resnet18 backbone, in process: tests/test_trainer.py

@@ -121,6 +121,12 @@ RULES: dict[str, Rule] = {
         "a list of widths >= 1, e.g. [16,32,64]",
     ),
     "model.convs": whole(1),
+    "model.kernel_size": (
+        lambda v: (is_int(v) and v >= 1) or (isinstance(v, Sequence) and len(v) > 0 and all(map(whole(1)[0], v))),
+        "a size >= 1 (e.g. 3), or one a stage (e.g. [5,3])",
+    ),
+    "model.padding": choice("same", "valid"),
+    "model.batch_norm": FLAG,
     "model.hidden": whole(0),
     "model.head_dropout": FRACTION,
     "model.dropout": FRACTION,

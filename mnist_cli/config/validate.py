@@ -3,6 +3,8 @@ then how the values of several keys fit together; each problem is one line sayin
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from omegaconf import DictConfig, OmegaConf
 
 from mnist_cli.config.comments import read_option
@@ -41,6 +43,23 @@ def validate(cfg: DictConfig) -> None:
         raise UserError(
             f"model.dim={cfg.model.dim} must be divisible by model.heads={cfg.model.heads}; change one of them"
         )
+
+    kernels = OmegaConf.select(cfg, "model.kernel_size")
+    if isinstance(kernels, Sequence) and len(kernels) != len(cfg.model.channels):
+        raise UserError(
+            f"model.kernel_size={list(kernels)} gives {len(kernels)} sizes for {len(cfg.model.channels)} stages "
+            f"(model.channels={list(cfg.model.channels)}): give one a stage, or one number for all"
+        )
+    if OmegaConf.select(cfg, "model.padding") == "valid":
+        sizes = list(kernels) if isinstance(kernels, Sequence) else [kernels] * len(cfg.model.channels)
+        side = 28
+        for kernel in sizes:
+            side = (side - cfg.model.convs * (kernel - 1)) // 2
+        if side < 1:
+            raise UserError(
+                f"model.padding=valid: the images shrink to nothing before the last stage of model.channels="
+                f"{list(cfg.model.channels)} (kernels {sizes}); use fewer stages, smaller kernels or model.padding=same"
+            )
 
     if OmegaConf.select(cfg, "dataset.classes") is not None and len(set(cfg.dataset.classes)) != len(
         cfg.dataset.classes
