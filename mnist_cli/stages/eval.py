@@ -20,10 +20,11 @@ from mnist_cli.data.split import Split
 from mnist_cli.deploy.inference import ready
 from mnist_cli.errors import UserError
 from mnist_cli.evaluation.embedding import to_2d
-from mnist_cli.evaluation.inference import chunks, outputs
+from mnist_cli.evaluation.inference import EvalResult, chunks, classification_result, outputs
 from mnist_cli.evaluation.metrics import calibration, classification_report, mistakes_first, top_k_accuracy
 from mnist_cli.evaluation.robustness import Forward, attacked_accuracy, corrupted_accuracy, tta_probabilities
 from mnist_cli.models.calibrated import Calibrated, uncalibrated
+from mnist_cli.models.classifier import Classifier
 from mnist_cli.models.ensemble import Ensemble
 from mnist_cli.objectives.supervised import evaluate
 from mnist_cli.report.console import (
@@ -61,12 +62,10 @@ def run(ctx: StageContext) -> dict[str, Any]:
 
     members = []  # an ensemble's members, each measured on its own
     with loaded.autocast():
-        tested = evaluate(model, prep, test, cfg.trainer.eval_batch_size)
+        tested, raw, features = measure(model, prep, test, cfg.trainer.eval_batch_size)
         for path, member in zip(sources, model.members if isinstance(model, Ensemble) else []):
             alone = evaluate(member, prep, test, cfg.trainer.eval_batch_size)
             members.append({"checkpoint": str(path), "test_acc": alone.acc, "test_loss": alone.loss})
-        raw_model = uncalibrated(model)
-        raw = evaluate(raw_model, prep, test, cfg.trainer.eval_batch_size) if raw_model is not model else None
     labels = test.labels.cpu()
     report = classification_report(tested.predictions, labels, len(classes))
     calibrated = calibration(tested.probabilities, labels, cfg.eval.calibration_bins)
@@ -96,8 +95,8 @@ def run(ctx: StageContext) -> dict[str, Any]:
     )
     results.update(robustness)
     figures = draw_figures(cfg, run, classes, test, tested.probabilities, report, calibrated, before)
-    if cfg.eval.embedding != "none" and not isinstance(model, Ensemble):
-        results["embedding"] = draw_embedding(cfg, run, uncalibrated(model), prep, test, classes, tested.predictions)
+    if cfg.eval.embedding != "none" and features is not None:
+        results["embedding"] = draw_embedding(cfg, run, features, test, classes, tested.predictions)
         figures.append(run.path / "embedding.png")
     if run.path / "confidently_wrong.csv" in figures:
         results["confidently_wrong"] = "confidently_wrong.csv"
@@ -130,6 +129,29 @@ def run(ctx: StageContext) -> dict[str, Any]:
         },
     )
     return results
+
+
+def measure(
+    model: torch.nn.Module, prep: BatchPrep, test: Split, batch_size: int
+) -> tuple[EvalResult, EvalResult | None, torch.Tensor | None]:
+    """One pass over the test images: the model's result; without its temperature (None when it
+    has none); and one classifier's backbone features, for the embedding (None for an ensemble,
+    which is run as a whole)."""
+    raw_model = uncalibrated(model)
+    if not isinstance(raw_model, Classifier):
+        raw = evaluate(raw_model, prep, test, batch_size) if raw_model is not model else None
+        return evaluate(model, prep, test, batch_size), raw, None
+    raw_model.eval()
+    features = outputs(lambda x: raw_model.backbone(prep(x, train=False)), test.images, batch_size)
+    with torch.no_grad():
+        logits = raw_model.head(features).float()
+    if isinstance(model, Calibrated):
+        return (
+            classification_result(logits / model.temperature, test.labels),
+            classification_result(logits, test.labels),
+            features,
+        )
+    return classification_result(logits, test.labels), None, features
 
 
 def measure_robustness(
@@ -209,20 +231,17 @@ def draw_figures(
 def draw_embedding(
     cfg: DictConfig,
     run: RunDir,
-    model: torch.nn.Module,
-    prep: BatchPrep,
+    features: torch.Tensor,
     test: Split,
     classes: list[str],
     predictions: torch.Tensor | None,
 ) -> dict[str, Any]:
-    """embedding.png: the test images' backbone features in 2-D (eval.embedding), coloured by
+    """embedding.png: the test images' backbone `features` in 2-D (eval.embedding), coloured by
     their true class, the mistakes (given `predictions`) ringed."""
     from mnist_cli.report import plots
 
-    model.eval()
-    features = outputs(lambda x: model.backbone(prep(x, train=False)), test.images, cfg.trainer.eval_batch_size)
     with torch.autocast("cpu", enabled=False):  # the projection in float32, whatever the model ran in
-        points = to_2d(features.cpu(), cfg.eval.embedding, cfg.trainer.seed)
+        points = to_2d(features.float().cpu(), cfg.eval.embedding, cfg.trainer.seed)
     labels = test.labels.cpu()
     wrong = None if predictions is None else (predictions != labels).numpy()
     title = f"{cfg.dataset.name} test set: {cfg.model.name} features by {cfg.eval.embedding}" + (
@@ -243,8 +262,11 @@ def map_features(cfg: DictConfig, run: RunDir, source: Source) -> dict[str, Any]
         )
     loaded = ready(cfg, source)
     test = load_dataset(cfg.dataset, cfg.preprocess, train=False).test.to(loaded.device)
+    model, prep = loaded.model, loaded.prep
+    model.eval()
     with loaded.autocast():
-        embedding = draw_embedding(cfg, run, loaded.model, loaded.prep, test, list(cfg.dataset.classes), None)
+        features = outputs(lambda x: model.backbone(prep(x, train=False)), test.images, cfg.trainer.eval_batch_size)
+    embedding = draw_embedding(cfg, run, features, test, list(cfg.dataset.classes), None)
     results = {
         "checkpoint": source.name,
         "objective": objective,
