@@ -159,16 +159,23 @@ def reliability_diagram(bins: list[dict[str, float]], ece: float, path: Path) ->
 
 
 def image_grid(images: list[Any], titles: list[str], path: Path, columns: int = 5) -> None:
-    """Grayscale images (H x W arrays, 0-255) in a grid of up to `columns` per row, each with its title."""
+    """Grayscale images (H x W arrays, 0-255) in a grid of up to `columns` per row, each with its
+    title above it: one mosaic in one axes (a figure of many axes takes seconds to lay out)."""
     columns = max(1, min(columns, len(images)))
     rows = max(1, -(-len(images) // columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(2.1 * columns, 2.4 * rows), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, image, title in zip(axes.flat, images, titles):
-        ax.imshow(image, cmap="gray", vmin=0, vmax=255)
-        ax.set_title(title, fontsize=8)
-    fig.tight_layout()
+    lines = max((title.count("\n") + 1 for title in titles), default=1)
+    cell = max(max(image.shape) for image in images) if images else 28
+    gap, head = cell // 8, cell * 0.25 * lines  # between tiles, and room for a tile's title
+    height, width = cell + head + gap, cell + gap
+    mosaic = np.full((int(rows * height), int(columns * width)), np.nan)
+    fig, ax = plt.subplots(figsize=(2.1 * columns, 2.1 * columns * mosaic.shape[0] / mosaic.shape[1]))
+    for k, (image, title) in enumerate(zip(images, titles)):
+        top, left = int((k // columns) * height + head), int((k % columns) * width)
+        mosaic[top : top + image.shape[0], left : left + image.shape[1]] = image
+        ax.text(left + image.shape[1] / 2, top - 1, title, ha="center", va="bottom", fontsize=8)
+    ax.imshow(np.ma.masked_invalid(mosaic), cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+    ax.set_facecolor("white")
+    ax.axis("off")
     save(fig, path)
 
 
