@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -32,14 +33,34 @@ def timed(args: list[str], cwd: Path) -> tuple[float, subprocess.CompletedProces
     return time.perf_counter() - tic, result
 
 
-def cli_pretrain(data: str, *overrides: str) -> tuple[float, dict]:
-    """Run `mnist pretrain model=cnn dataset.root=DATA` in a scratch folder: (wall s, summary)."""
+def measured(args: list[str], cwd: Path) -> tuple[subprocess.CompletedProcess, dict]:
+    """Run `mnist ARGS` in `cwd`: its result, and when it was launched and exited (unix seconds)
+    with its own peak memory (max RSS, MB)."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        launched = time.time()
+        proc = subprocess.Popen([sys.executable, "-m", "mnist_cli", *args], cwd=cwd, stdout=out, stderr=err, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)
+        exited = time.time()
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        result = subprocess.CompletedProcess(proc.args, proc.returncode, out.read(), err.read())
+    return result, {"launched_at": launched, "exited_at": exited, "peak_rss_mb": usage.ru_maxrss / 1024}
+
+
+def cli_pretrain(data: str, *overrides: str, cwd: Path | None = None) -> tuple[float, dict]:
+    """Run `mnist pretrain model=cnn dataset.root=DATA` in `cwd` (None: a scratch folder, removed
+    after): (wall s, summary with the process's launched_at, exited_at and peak_rss_mb added)."""
     with tempfile.TemporaryDirectory() as tmp:
-        wall, result = timed(["pretrain", "model=cnn", f"dataset.root={data}", *overrides], Path(tmp))
+        where = cwd or Path(tmp)
+        runs = where / "outputs" / "pretrain"
+        before = set(runs.iterdir()) if runs.is_dir() else set()
+        result, process = measured(["pretrain", "model=cnn", f"dataset.root={data}", *overrides], where)
         if result.returncode != 0:
             sys.exit(f"mnist pretrain failed:\n{result.stderr}")
-        [run] = (Path(tmp) / "outputs" / "pretrain").iterdir()
-        return wall, json.loads((run / "summary.json").read_text())
+        [run] = set(runs.iterdir()) - before
+        summary = {**json.loads((run / "summary.json").read_text()), **process}
+        return process["exited_at"] - process["launched_at"], summary
 
 
 def peak_child_rss_mb() -> float:

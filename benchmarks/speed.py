@@ -6,9 +6,14 @@
 
 --whole compares whole processes instead: the peer script (benchmarks/peer_mnist_main.py, PyTorch's
 example MNIST script) from its launch until its first epoch at --target test accuracy, against the
-whole `mnist pretrain` command (start-up, data, training, the final test) for each seed, with the
-default recipe and each --recipe (a name and the overrides it adds, e.g. --recipe
-cnn_fast="experiment=cnn_fast").
+whole `mnist pretrain` command for each seed, with the default recipe and each --recipe (a name and
+the overrides it adds, e.g. --recipe cnn_fast="experiment=cnn_fast"). Each run's seconds are split
+into start-up (launch to the first optimizer step: imports, composing the config, reading the data,
+building the model and optimizer), training (with its validation), the final test (with the
+temperature's fit) and exit (the summary, then the interpreter's exit), from the moments the run
+records in summary.json's `timeline` and its launch and exit seen from outside. Then `mnist eval`
+of the last run's checkpoint (the whole command: 10,000 test images, the tables and figures) and
+`mnist --help` are timed.
 
 Three ways to train on the same real MNIST files (by default the full 60,000 training images):
   1. conventional: torchvision datasets.MNIST, per-sample ToTensor + Normalize, a DataLoader with
@@ -27,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import json
 import shutil
 import subprocess
 import sys
@@ -52,7 +58,7 @@ from mnist_cli.stages.training import read_splits, train_and_test, training_task
 from mnist_cli.training.runtime import autocast, pick_device, pick_precision, setup
 
 sys.path.insert(0, str(Path(__file__).parent))
-from pretrain_cnn import DEFAULT_DATA, cli_pretrain, help_seconds, peak_child_rss_mb  # noqa: E402
+from pretrain_cnn import DEFAULT_DATA, cli_pretrain, help_seconds, measured, peak_child_rss_mb  # noqa: E402
 from recipes import cpu_name  # noqa: E402
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -179,33 +185,65 @@ def peer_seconds_to(data: str, target: float) -> tuple[float | None, list[float]
     return None, accs
 
 
+def breakdown(summary: dict) -> dict[str, float]:
+    """Where a whole `mnist pretrain` process's seconds went: launch to the first optimizer step,
+    training (with its validation), the final test (with the temperature's fit), and the rest to
+    exit (the summary, then the interpreter's exit)."""
+    at = summary["timeline"]
+    return {
+        "start-up": at["training_started_at"] - summary["launched_at"],
+        "training": at["training_ended_at"] - at["training_started_at"],
+        "final test": at["tested_at"] - at["training_ended_at"],
+        "exit": summary["exited_at"] - at["tested_at"],
+    }
+
+
 def whole_processes(args: argparse.Namespace, console: Console) -> None:
     peer, accs = peer_seconds_to(args.data, args.target)
     console.print(f"peer: {' '.join(f'{a:.2%}' for a in accs)}")
     table = Table(
-        title=f"Whole processes on {args.data}, {cpu_name()}: the peer to {args.target:.0%}, mnist to its end"
+        title=f"Whole processes on {args.data}, {cpu_name()}: the peer to {args.target:.1%}, mnist to its end"
     )
-    for column in ("run", "precision", "wall s", "test accuracy", "x faster than the peer"):
+    columns = ("run", "precision", "wall s", "start-up", "training", "final test", "exit", "test accuracy")
+    for column in (*columns, "peak RSS MB", "x sooner than the peer"):
         table.add_column(column, justify="left" if column == "run" else "right")
     table.add_row(
         "peer_mnist_main.py, launch to first epoch >= target",
         "fp32",
         f"{peer:.1f}" if peer else "not reached",
+        *[""] * 4,
         f"{accs[-1]:.2%}",
+        "",
         "1.0x",
     )
     recipes = {"default": [], **{name: rest.split() for name, _, rest in (r.partition("=") for r in args.recipe)}}
-    for name, overrides in recipes.items():
-        for seed in args.seeds:
-            wall, summary = cli_pretrain(args.data, *overrides, f"trainer.seed={seed}")
-            faster = f"{peer / wall:.1f}x" if peer else "-"
-            table.add_row(
-                f"{name}: mnist pretrain {' '.join(overrides)}, seed {seed}, whole command",
-                summary["precision"],
-                f"{wall:.1f}",
-                f"{summary['test_acc']:.2%}",
-                faster,
-            )
+    with tempfile.TemporaryDirectory() as kept:
+        for name, overrides in recipes.items():
+            for seed in args.seeds:
+                wall, summary = cli_pretrain(args.data, *overrides, f"trainer.seed={seed}", cwd=Path(kept))
+                table.add_row(
+                    f"{name}: mnist pretrain {' '.join(overrides)}, seed {seed}, whole command",
+                    summary["precision"],
+                    f"{wall:.1f}",
+                    *[f"{seconds:.2f}" for seconds in breakdown(summary).values()],
+                    f"{summary['test_acc']:.2%}",
+                    f"{summary['peak_rss_mb']:.0f}",
+                    f"{peer / wall:.1f}x" if peer else "-",
+                )
+        result, process = measured(["eval", f"ckpt={summary['run_dir']}", f"dataset.root={args.data}"], Path(kept))
+        if result.returncode != 0:
+            sys.exit(f"mnist eval failed:\n{result.stderr}")
+        [evaluated] = [json.loads(f.read_text()) for f in (Path(kept) / "outputs" / "eval").glob("*/eval.json")]
+    table.add_row(
+        f"mnist eval ckpt=<the last run>, whole command ({evaluated['test_images']:,} test images, figures)",
+        "",
+        f"{process['exited_at'] - process['launched_at']:.1f}",
+        *[""] * 4,
+        f"{evaluated['test_acc']:.2%}",
+        f"{process['peak_rss_mb']:.0f}",
+        "",
+    )
+    table.add_row("mnist --help (median of 5)", "", f"{help_seconds():.2f}", *[""] * 7)
     console.print(table)
 
 

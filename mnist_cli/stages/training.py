@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -190,10 +191,12 @@ def train_and_test(
         if on_epoch_end is not None:
             on_epoch_end(row, trained)
 
+    timeline = {"training_started_at": time.time()}  # wall-clock moments, to set against the process's own
     try:
         fit = trainer.fit(model, train, val, optimizer, scheduler, run, info, ctx.resume, after_epoch)
     finally:
         distributed.stop()
+    timeline["training_ended_at"] = time.time()
     if not run.writable:  # another rank of a torchrun job: rank 0 tests and reports
         return {"best_val_acc": fit.best_val_acc}
 
@@ -203,6 +206,7 @@ def train_and_test(
     fits_temperature = cfg.calibrate and cfg.objective.name == "supervised"
     calibration = calibrate(cfg, trainer, model, val, run, best) if fits_temperature else {}
     tested = trainer.validate(model, train, splits.test.to(device))  # self-supervised: k-NN accuracy
+    timeline["tested_at"] = time.time()
     train_time = sum(row["epoch_time_s"] for row in fit.history)
     target = cfg.trainer.target_accuracy
     reached = next((row for row in fit.history if "target_step" in row), None)
@@ -240,6 +244,7 @@ def train_and_test(
         "images_per_s": round(sum(r["images_per_s"] * r["epoch_time_s"] for r in fit.history) / train_time, 1),
         "parameters": n_params,
         "checkpoints": {"best": str(run.best_ckpt), "last": str(run.last_ckpt)},
+        "timeline": {key: round(at, 3) for key, at in timeline.items()},
         **({"warnings": warnings} if warnings else {}),
     }
     print_key_values(
