@@ -55,7 +55,8 @@ def cli_pretrain(data: str, *overrides: str, cwd: Path | None = None) -> tuple[f
         where = cwd or Path(tmp)
         runs = where / "outputs" / "pretrain"
         before = set(runs.iterdir()) if runs.is_dir() else set()
-        result, process = measured(["pretrain", "model=cnn", f"dataset.root={data}", *overrides], where)
+        root = Path(data).expanduser().resolve()  # the run's folder is not this one
+        result, process = measured(["pretrain", "model=cnn", f"dataset.root={root}", *overrides], where)
         if result.returncode != 0:
             sys.exit(f"mnist pretrain failed:\n{result.stderr}")
         [run] = set(runs.iterdir()) - before

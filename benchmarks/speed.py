@@ -230,7 +230,8 @@ def whole_processes(args: argparse.Namespace, console: Console) -> None:
                     f"{summary['peak_rss_mb']:.0f}",
                     f"{peer / wall:.1f}x" if peer else "-",
                 )
-        result, process = measured(["eval", f"ckpt={summary['run_dir']}", f"dataset.root={args.data}"], Path(kept))
+        root = Path(args.data).expanduser().resolve()
+        result, process = measured(["eval", f"ckpt={summary['run_dir']}", f"dataset.root={root}"], Path(kept))
         if result.returncode != 0:
             sys.exit(f"mnist eval failed:\n{result.stderr}")
         [evaluated] = [json.loads(f.read_text()) for f in (Path(kept) / "outputs" / "eval").glob("*/eval.json")]
