@@ -78,6 +78,7 @@ def test_rebuilt_from_a_checkpoints_config(tmp_path: Path, name: str) -> None:
         ("model.patch=5", "divides 28"),
         ("model.heads=5", "divisible by model.heads=5"),
         ("model.kernel_size=[5,3]", "gives 2 sizes for 3 stages"),
+        ("model.kernel_size=4", "an odd size"),
         ("model.kernel_size=5 model.padding=valid", "shrink to nothing"),
     ],
 )

@@ -122,8 +122,11 @@ RULES: dict[str, Rule] = {
     ),
     "model.convs": whole(1),
     "model.kernel_size": (
-        lambda v: (is_int(v) and v >= 1) or (isinstance(v, Sequence) and len(v) > 0 and all(map(whole(1)[0], v))),
-        "a size >= 1 (e.g. 3), or one a stage (e.g. [5,3])",
+        lambda v: (
+            all(is_int(k) and k >= 1 and k % 2 for k in (v if isinstance(v, Sequence) else [v]))
+            and (not isinstance(v, Sequence) or len(v) > 0)
+        ),
+        "an odd size (e.g. 3), or one a stage (e.g. [5,3])",
     ),
     "model.padding": choice("same", "valid"),
     "model.batch_norm": FLAG,
