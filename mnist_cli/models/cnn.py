@@ -35,28 +35,24 @@ class CNNBackbone(nn.Sequential):
         self,
         channels: list[int],
         hidden: int,
-        convs: int = 1,
-        kernels: list[int] | None = None,
-        padding: str = "same",
-        batch_norm: bool = True,
+        convs: int,
+        kernels: list[int],
+        padding: str,
+        batch_norm: bool,
         image_size: int = 28,
         in_channels: int = 1,
     ):
-        kernels = kernels or [3] * len(channels)
+        """`kernels`: one odd size a stage; `padding`: same (each conv keeps the size) or valid."""
         layers: list[nn.Module] = []
         size = image_size
         for width, kernel in zip(channels, kernels):
+            pad = kernel // 2 if padding == "same" else 0
             for i in range(convs):
-                layers.append(
-                    nn.Conv2d(
-                        in_channels, width, kernel, padding=kernel // 2 if padding == "same" else 0, bias=not batch_norm
-                    )
-                )
+                layers.append(nn.Conv2d(in_channels, width, kernel, padding=pad, bias=not batch_norm))
                 if batch_norm:
                     layers.append(nn.BatchNorm2d(width))
                 layers += [nn.MaxPool2d(2), nn.ReLU(inplace=True)] if i == convs - 1 else [nn.ReLU(inplace=True)]
-                in_channels = width
-                size = size if padding == "same" else size - kernel + 1
+                in_channels, size = width, size + 2 * pad - kernel + 1
             size //= 2
         layers.append(nn.Flatten())
         feature_dim = in_channels * size * size

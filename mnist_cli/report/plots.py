@@ -174,7 +174,6 @@ def image_grid(images: list[Any], titles: list[str], path: Path, columns: int = 
         mosaic[top : top + image.shape[0], left : left + image.shape[1]] = image
         ax.text(left + image.shape[1] / 2, top - 1, title, ha="center", va="bottom", fontsize=8)
     ax.imshow(np.ma.masked_invalid(mosaic), cmap="gray", vmin=0, vmax=255, interpolation="nearest")
-    ax.set_facecolor("white")
     ax.axis("off")
     save(fig, path)
 
