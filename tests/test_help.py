@@ -36,7 +36,7 @@ def test_a_groups_help_lists_the_chosen_options_keys(tmp_path: Path) -> None:
     assert vit.returncode == 0 and "model.patch=4" in vit.stdout and "model.channels" not in vit.stdout
     assert "patch size in pixels" in vit.stdout  # its comment in conf/model/vit.yaml
     every = help_text("eval", ["--help", "all"])
-    assert "dataset.val_size=0.05" in every and "trainer.eval_batch_size=1000" in every and "model." not in every
+    assert "dataset.val_size=0.05" in every and "trainer.eval_batch_size=256" in every and "model." not in every
     wrong = mnist("eval", "--help", "model", cwd=tmp_path)  # eval takes the checkpoint's model
     assert wrong.returncode == 2 and "--help model: not a config group; use one of dataset" in wrong.stderr
 

@@ -39,5 +39,7 @@ def ready(cfg: DictConfig, source: Source, threads: int | None = None, cpu_float
     if threads:
         torch.set_num_threads(threads)
     precision = "fp32" if cpu_float32 else pick_precision(cfg.trainer.precision, device)
-    model = source.model(calibrate=cfg.calibrate).to(device).eval()
+    # channels_last, as in training: the inputs come so (BatchPrep), and the CPU's pooling kernels
+    # are several times faster on it than on a model left in the default layout
+    model = source.model(calibrate=cfg.calibrate).to(device, memory_format=torch.channels_last).eval()
     return Inference(model, device, precision, BatchPrep(cfg.dataset))
