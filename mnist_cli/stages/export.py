@@ -11,7 +11,6 @@ from typing import Any
 
 import torch
 
-from mnist_cli.data.batches import BatchPrep
 from mnist_cli.data.datasets import load_split
 from mnist_cli.deploy import export
 from mnist_cli.deploy.inference import ready
@@ -27,11 +26,12 @@ def run(ctx: StageContext) -> dict[str, Any]:
     source = ctx.source().one("export").trained()
     cfg, run = ctx.settle(**source.config(ctx.cfg, ctx.overrides)), ctx.run
     # the export runs on the CPU in float32; the model keeps the temperature its training fitted
-    model = ready(cfg, source, cpu_float32=True).model
+    loaded = ready(cfg, source, cpu_float32=True)
+    model = loaded.model
 
     test = load_split(cfg.dataset, "test", cfg.preprocess)
     n = cfg.export.check_images or len(test)
-    images = BatchPrep(cfg.dataset, channels_last=False)(test.images[:n], train=False)
+    images = loaded.prep(test.images[:n], train=False)
     labels = test.labels[:n]
     size = cfg.trainer.eval_batch_size
 
