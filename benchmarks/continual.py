@@ -22,7 +22,8 @@ drawn with the seed; --slant and --bold give them one writer's consistent style:
 broad pen) are sent to POST /feedback with their true labels, and `mnist finetune
 ckpt=<run> dataset=folder dataset.root=outputs/feedback` runs with nothing else on the line. Both
 models then read 250 other digits of that collection (25 a class, `mnist predict`) and MNIST's
-test split (`mnist eval`).
+test split (`mnist eval`). Rows go to --out as they finish; the table (each seed, then the gains'
+min and mean) is drawn from all the rows there.
 
     python benchmarks/continual.py --corrections [--data ../shared/data/mnist] [--seeds 0]
         [--slant 0.7 --bold 5] [--finetune KEY=VALUE ...] [--out corrections.jsonl]
@@ -221,6 +222,40 @@ def table(rows: list[dict]) -> Table:
     return out
 
 
+def corrections_table(rows: list[dict]) -> Table:
+    """Per seed, the served and the finetuned run on the style's other digits and on MNIST's test
+    split, then the gains' min and mean over seeds, for each style and set of overrides."""
+    out = Table(title=f"Corrections: 50 digits sent to POST /feedback, then `mnist finetune` ({cpu_name()})")
+    for column in (
+        "style",
+        "overrides",
+        "seed",
+        "other digits: served -> finetuned",
+        "MNIST test: served -> finetuned",
+        "promote",
+    ):
+        out.add_column(column)
+    grouped = defaultdict(list)
+    for row in rows:
+        grouped[(row["slant"], row["bold"], " ".join(row["overrides"]))].append(row)
+    for (slant, bold, overrides), group in grouped.items():
+        style = f"slant {slant}, pen {bold}" if slant or bold else "as scanned"
+        for r in sorted(group, key=lambda r: r["seed"]):
+            out.add_row(
+                style, overrides or "(defaults)", str(r["seed"]),
+                f"{r['served_style_acc']:.1%} -> {r['finetuned_style_acc']:.1%}",
+                f"{r['served_mnist_acc']:.2%} -> {r['finetuned_mnist_acc']:.2%}", str(r["promote"]),
+            )  # fmt: skip
+        gains = [100 * (r["finetuned_style_acc"] - r["served_style_acc"]) for r in group]
+        drops = [100 * (r["served_mnist_acc"] - r["finetuned_mnist_acc"]) for r in group]
+        out.add_row(
+            style, overrides or "(defaults)", "min / mean",
+            f"{min(gains):+.1f} / {sum(gains) / len(gains):+.1f} points",
+            f"{-max(drops):+.2f} / {-sum(drops) / len(drops):+.2f} points", "", end_section=True,
+        )  # fmt: skip
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=DEFAULT_DATA)
@@ -238,6 +273,7 @@ def main() -> None:
             with open(args.out, "a") as f:
                 f.write(json.dumps(row) + "\n")
             print(row, flush=True)
+        Console().print(corrections_table([json.loads(line) for line in args.out.read_text().splitlines()]))
         return
     with tempfile.TemporaryDirectory() as tmp:
         cwd = Path(tmp)
