@@ -28,20 +28,20 @@ class Inference:
         return autocast(self.device, self.precision)
 
 
-def ready(cfg: DictConfig, source: Source, threads: int | None = None, cpu_float32: bool = False) -> Inference:
+def ready(cfg: DictConfig, source: Source, threads: int | None = None, for_export: bool = False) -> Inference:
     """Set up the process (runtime.setup: seeds, threads, device) and put `source`'s model (calibrated
     as cfg.calibrate says) on the device in eval mode; `cfg` is the settled config, which describes
-    the source. `threads`: torch's CPU threads, over trainer.num_threads; `cpu_float32`: on the CPU
-    in float32 and the default memory layout whatever the config says (export)."""
+    the source. `threads`: torch's CPU threads, over trainer.num_threads; `for_export`: on the CPU
+    in float32 and the default memory layout, whatever the config says."""
     device = setup(cfg)  # seeds, threads, deterministic kernels; the device trainer.device names
-    if cpu_float32:
+    if for_export:
         device = torch.device("cpu")
     if threads:
         torch.set_num_threads(threads)
-    precision = "fp32" if cpu_float32 else pick_precision(cfg.trainer.precision, device)
+    precision = "fp32" if for_export else pick_precision(cfg.trainer.precision, device)
     # channels_last, as in training: the inputs come so (BatchPrep), and the CPU's pooling kernels
     # are several times faster on it than on a model left in the default layout. An export keeps the
     # default layout: its file takes plain (N, 1, 28, 28) tensors, and pruning flattens the weights.
-    layout = torch.contiguous_format if cpu_float32 else torch.channels_last
+    layout = torch.contiguous_format if for_export else torch.channels_last
     model = source.model(calibrate=cfg.calibrate).to(device, memory_format=layout).eval()
-    return Inference(model, device, precision, BatchPrep(cfg.dataset, channels_last=not cpu_float32))
+    return Inference(model, device, precision, BatchPrep(cfg.dataset, channels_last=not for_export))

@@ -26,7 +26,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
     source = ctx.source().one("export").trained()
     cfg, run = ctx.settle(**source.config(ctx.cfg, ctx.overrides)), ctx.run
     # the export runs on the CPU in float32; the model keeps the temperature its training fitted
-    loaded = ready(cfg, source, cpu_float32=True)
+    loaded = ready(cfg, source, for_export=True)
     model = loaded.model
 
     test = load_split(cfg.dataset, "test", cfg.preprocess)
