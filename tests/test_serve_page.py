@@ -86,6 +86,8 @@ def test_a_wrong_answer_is_corrected_into_the_feedback_store(browser, server, cw
     browser.get(server.url)
     draw(browser, [[(140, 45), (140, 235)]])
     assert shown(browser, "1").startswith("1")
+    # offered once the answer is for the whole stroke, never for a drawing still on its way
+    WebDriverWait(browser, 15).until(lambda _: browser.find_element(By.ID, "correct").is_displayed())
     choices = browser.find_elements(By.CSS_SELECTOR, "#correct button")
     assert [b.text for b in choices] == [c for c in "023456789"]  # every class but the answer
     choices[6].click()  # "7"

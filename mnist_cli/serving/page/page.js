@@ -3,7 +3,8 @@
 // The answer fills #prediction (its text starts with the label), a bar per class, and #seen (the
 // 28x28 digit the model saw). An uploaded image goes the same way, as a multipart upload. "Show
 // why" sends them to POST /explain instead, whose map is laid over the 28x28 digit (#why-map).
-// "Wrong? It is:" (#correct) sends the image last answered to POST /feedback with the class clicked.
+// "Wrong? It is:" (#correct), shown once the answer is for the drawing as it stands, sends that
+// image to POST /feedback with the class clicked.
 "use strict";
 
 const canvas = document.getElementById("canvas");
@@ -75,6 +76,7 @@ function headers(extra) {
 // Send the drawing when it changed; while a request is in flight, send again once it is answered.
 function update() {
   changed = true;
+  correct.hidden = true;  // the answer shown is for an older drawing: nothing to correct until the new one's
   if (inFlight || !drawn) return;
   changed = false;
   inFlight = true;
@@ -129,7 +131,7 @@ function show(p) {
     button.addEventListener("click", () => teach(name));
     return button;
   }));
-  correct.hidden = false;
+  correct.hidden = changed;  // a newer drawing is on its way: its answer offers the corrections
 }
 
 // Keep the image last answered as `label` in the server's feedback store.
