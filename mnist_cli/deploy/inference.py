@@ -42,6 +42,7 @@ def ready(cfg: DictConfig, source: Source, threads: int | None = None, for_expor
     # channels_last, as in training: the inputs come so (BatchPrep), and the CPU's pooling kernels
     # are several times faster on it than on a model left in the default layout. An export keeps the
     # default layout: its file takes plain (N, 1, 28, 28) tensors, and pruning flattens the weights.
-    layout = torch.contiguous_format if for_export else torch.channels_last
+    channels_last = not for_export
+    layout = torch.channels_last if channels_last else torch.contiguous_format
     model = source.model(calibrate=cfg.calibrate).to(device, memory_format=layout).eval()
-    return Inference(model, device, precision, BatchPrep(cfg.dataset, channels_last=not for_export))
+    return Inference(model, device, precision, BatchPrep(cfg.dataset, channels_last=channels_last))
